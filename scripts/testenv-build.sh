@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the real programs Amber's tests run against, into a cache outside the repository.
+#
+#   kube-apiserver, kube-controller-manager  (k8s.io/kubernetes through a wrapper module)
+#   kwok                                     (sigs.k8s.io/kwok)
+#   minio                                    (github.com/minio/minio)
+#   falcosidekick                            (github.com/falcosecurity/falcosidekick, wrapper module)
+#   etcd, runc, busybox-static               (Debian packages, installed with apt-get when missing)
+#
+# Each Go program lands in $AMBER_TESTENV_CACHE/<name>-<version>/ and is reused when present.
+# Prints how long each build took. Safe to run again; safe to run by anyone.
+set -euo pipefail
+
+CACHE="${AMBER_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/amber-testenv}"
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+# MinIO tags are RELEASE.<date> and not semver, so the proxy serves it by pseudo-version.
+MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+FALCOSIDEKICK_VERSION="${FALCOSIDEKICK_VERSION:-2.32.0}"
+
+export GOFLAGS="-buildvcs=false -trimpath"
+export CGO_ENABLED=0
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+mkdir -p "$CACHE"
+
+log() { printf '[testenv-build] %s\n' "$*" >&2; }
+
+timed() { # timed NAME DIR COMMAND... ; skips when DIR/.done exists
+  local name=$1 dir=$2; shift 2
+  if [[ -f "$dir/.done" ]]; then
+    log "$name: cached in $dir (0s)"
+    return 0
+  fi
+  local start=$SECONDS
+  log "$name: building into $dir ..."
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  if "$@" "$dir.tmp"; then
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.done"
+    log "$name: built in $((SECONDS - start))s"
+  else
+    log "$name: FAILED after $((SECONDS - start))s"
+    return 1
+  fi
+}
+
+apt_packages() {
+  local missing=()
+  command -v runc >/dev/null || missing+=(runc)
+  [[ -x /bin/busybox || -x /usr/bin/busybox ]] && busybox --help 2>&1 | grep -q static || true
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v openssl >/dev/null || missing+=(openssl)
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    local start=$SECONDS
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts an etcd service on install; the tests run their own.
+    (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || pkill -x etcd || true)
+    log "apt packages installed in $((SECONDS - start))s"
+  fi
+}
+
+build_kube() { # staging modules are replaced by their published v0.Y.Z twins (kubernetes#79384)
+  local out=$1 work gomod staging
+  work=$(mktemp -d)
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  staging="v0.${KUBE_VERSION#v1.}"
+  {
+    echo "module amber.local/kubewrapper"
+    echo "go 1.24.0"
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 '"$staging"'#p' "$gomod"
+  } >"$work/go.mod"
+  (cd "$work" &&
+    go mod download k8s.io/kubernetes &&
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" >/dev/null &&
+    for cmd in kube-apiserver kube-controller-manager; do
+      go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
+        -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd" || exit 1
+    done)
+  rm -rf "$work"
+}
+
+build_install() { # build_install MODULE@VERSION OUT
+  GOBIN="$2" go install -ldflags "-s -w" "$1"
+}
+
+build_kwok() { build_install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$1"; }
+build_minio() { build_install "github.com/minio/minio@$MINIO_VERSION" "$1"; }
+
+build_falcosidekick() { # its go.mod replaces imdario/mergo, so go install refuses it
+  local out=$1 work
+  work=$(mktemp -d)
+  cat >"$work/go.mod" <<MOD
+module amber.local/sidekickwrapper
+go 1.24.0
+replace github.com/imdario/mergo => dario.cat/mergo v0.3.16
+MOD
+  (cd "$work" &&
+    go get "github.com/falcosecurity/falcosidekick@$FALCOSIDEKICK_VERSION" &&
+    go build -ldflags "-s -w" -o "$out/falcosidekick" github.com/falcosecurity/falcosidekick)
+  local rc=$?
+  rm -rf "$work"
+  return $rc
+}
+
+want=("${@:-all}")
+has() { [[ " ${want[*]} " == *" all "* || " ${want[*]} " == *" $1 "* ]]; }
+
+status=0
+has apt && apt_packages
+has kube && { timed kube "$CACHE/kube-$KUBE_VERSION" build_kube || status=1; }
+has kwok && { timed kwok "$CACHE/kwok-$KWOK_VERSION" build_kwok || status=1; }
+has minio && { timed minio "$CACHE/minio-$MINIO_VERSION" build_minio || status=1; }
+has falcosidekick && { timed falcosidekick "$CACHE/falcosidekick-$FALCOSIDEKICK_VERSION" build_falcosidekick || status=1; }
+exit $status
