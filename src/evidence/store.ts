@@ -1,0 +1,54 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Where Amber seals evidence. Two implementations share this interface: S3 with Object Lock
+ * (production) and a local directory (local default setup, offline work).
+ *
+ * Evidence is append-only: `put` never overwrites an existing key, and nothing here deletes.
+ */
+export interface EvidenceStore {
+  /** A URI naming the case's location, e.g. `s3://bucket/prefix/cases/<case>/` or `file:///dir/<case>/`. */
+  caseLocation(caseId: string): string;
+
+  /**
+   * Streams `body` to `<case>/<name>` while computing its SHA-256; the store verifies the digest
+   * (x-amz-checksum-sha256 on S3). Memory stays constant whatever the size of the body.
+   * Throws ArtifactExistsError when the key exists already.
+   */
+  put(caseId: string, name: string, body: Readable | Buffer | string, meta?: ArtifactMetadata): Promise<StoredArtifact>;
+
+  /** Reads an artifact back (for verify and reports). */
+  get(caseId: string, name: string): Promise<Readable>;
+
+  /** Every artifact of a case, with what the store says of it (size, digest, retention). */
+  list(caseId: string): Promise<StoredArtifact[]>;
+}
+
+/** What collected an artifact, recorded in the signed manifest. */
+export interface ArtifactMetadata {
+  contentType?: string;
+  /** e.g. `collector/processes`, `operator/pod-yaml`. */
+  collectedBy?: string;
+  node?: string;
+  containerId?: string;
+  collectedAt?: string;
+}
+
+export interface StoredArtifact {
+  name: string;
+  uri: string;
+  size: number;
+  sha256: string;
+  /** ISO time until which the store refuses deletion; absent for a local directory. */
+  retainUntil?: string;
+  retentionMode?: 'COMPLIANCE' | 'GOVERNANCE';
+  legalHold?: boolean;
+  metadata?: ArtifactMetadata;
+}
+
+export class ArtifactExistsError extends Error {
+  constructor(readonly uri: string) {
+    super(`artifact already exists and evidence is never overwritten: ${uri}`);
+    this.name = 'ArtifactExistsError';
+  }
+}

@@ -1,0 +1,11 @@
+import { Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Each component registers its metrics on the Registry it is given, so tests and
+ * two operators in one process never share counters.
+ */
+export function createRegistry(withDefaults = false): Registry {
+  const registry = new Registry();
+  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'amber_process_' });
+  return registry;
+}
