@@ -1,0 +1,82 @@
+import { ApiException } from '@kubernetes/client-node';
+import { z } from 'zod';
+
+/**
+ * What the controller does with a failed reconcile:
+ * - retryable: log, requeue with the key's exponential backoff;
+ * - conflict: someone else changed the object first (HTTP 409); requeue soon, without an
+ *   error log, because the next pass reads the new version and converges;
+ * - terminal: the input is wrong and retrying cannot help; the reconciler records it as a
+ *   condition and the key is not retried until the object changes;
+ * - catastrophic: the process is in a state it cannot reason about (e.g. a broken invariant);
+ *   exit and let Kubernetes restart it clean.
+ */
+export type ErrorKind = 'retryable' | 'conflict' | 'terminal' | 'catastrophic';
+
+abstract class KindedError extends Error {
+  abstract readonly kind: ErrorKind;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class RetryableError extends KindedError {
+  readonly kind = 'retryable';
+}
+export class ConflictError extends KindedError {
+  readonly kind = 'conflict';
+}
+export class TerminalError extends KindedError {
+  readonly kind = 'terminal';
+}
+export class CatastrophicError extends KindedError {
+  readonly kind = 'catastrophic';
+}
+
+/** The HTTP status of an API server error: ApiException, or the plain Error that Watch throws. */
+export function apiStatusCode(err: unknown): number | undefined {
+  if (err instanceof ApiException) return err.code;
+  if (err instanceof Error && 'statusCode' in err && typeof err.statusCode === 'number') return err.statusCode;
+  return undefined;
+}
+
+export function isNotFound(err: unknown): boolean {
+  return apiStatusCode(err) === 404;
+}
+
+export function isConflict(err: unknown): boolean {
+  return apiStatusCode(err) === 409;
+}
+
+export function classify(err: unknown): ErrorKind {
+  if (err instanceof KindedError) return err.kind;
+  const code = apiStatusCode(err);
+  if (code === 409) return 'conflict';
+  // The API server refused the object itself: sending it again gets the same answer.
+  if (code === 400 || code === 422) return 'terminal';
+  // 404 depends on what was missing: the reconciled object itself (gone: the reconciler should
+  // check isNotFound and return), or something it refers to that may still appear (retry).
+  // 429, 5xx, 401/403 (RBAC can be fixed), 410 and network errors are worth retrying.
+  return 'retryable';
+}
+
+const statusBody = z.object({ message: z.string() });
+
+/** A one-line message for logs and conditions; for API errors, the server's own message. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body: unknown = typeof err.body === 'string' ? safeJson(err.body) : err.body;
+    const status = statusBody.safeParse(body);
+    return status.success ? `HTTP ${err.code}: ${status.data.message}` : `HTTP ${err.code}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
