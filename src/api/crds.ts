@@ -1,0 +1,16 @@
+import { crdFor } from './crd.js';
+import { FORENSIC_CASE, ForensicCaseSpec, ForensicCaseStatus } from './forensiccase.js';
+
+/** Every CRD Amber owns, keyed by the file it is written to in crds/. */
+export function allCrds(): Record<string, Record<string, unknown>> {
+  return {
+    'forensiccases.yaml': crdFor(FORENSIC_CASE, ForensicCaseSpec, ForensicCaseStatus, [
+      { name: 'Namespace', type: 'string', jsonPath: '.spec.target.namespace' },
+      { name: 'Pod', type: 'string', jsonPath: '.spec.target.pod' },
+      { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+      { name: 'Node', type: 'string', jsonPath: '.status.node' },
+      { name: 'Alerts', type: 'integer', jsonPath: '.status.alerts.count', priority: 1 },
+      { name: 'Reason', type: 'string', jsonPath: '.spec.reason', priority: 1 },
+    ]),
+  };
+}

@@ -1,0 +1,11 @@
+import YAML from 'yaml';
+import { allCrds } from './crds.js';
+
+const HEADER = '# Generated from src/api by scripts/gen-crds.ts; do not edit by hand.\n';
+
+/** The exact text of each file in crds/. */
+export function renderCrds(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(allCrds()).map(([file, crd]) => [file, HEADER + YAML.stringify(crd, { aliasDuplicateObjects: false })]),
+  );
+}

@@ -1,0 +1,26 @@
+import { ApiextensionsV1Api, type KubeConfig, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import YAML from 'yaml';
+
+const crdDir = join(import.meta.dirname, '..', '..', 'crds');
+
+/** Installs the CRDs from crds/ (the files users apply) and waits until they are Established. */
+export async function installCrds(kc: KubeConfig): Promise<void> {
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  const names: string[] = [];
+  for (const file of readdirSync(crdDir).filter((f) => f.endsWith('.yaml'))) {
+    const crd = YAML.parse(readFileSync(join(crdDir, file), 'utf8')) as V1CustomResourceDefinition;
+    await api.createCustomResourceDefinition({ body: crd });
+    names.push(crd.metadata!.name!);
+  }
+  for (const name of names) {
+    for (let i = 0; ; i++) {
+      const crd = await api.readCustomResourceDefinition({ name });
+      if (crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      if (i > 100) throw new Error(`CRD ${name} not established`);
+      await sleep(100);
+    }
+  }
+}
