@@ -95,7 +95,8 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   private synced = false;
   private syncWaiters: Array<() => void> = [];
   private stopController = new AbortController();
-  private stopWatch: (() => void) | undefined;
+  /** Ends the current watch from our side. */
+  private endWatch: (() => void) | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
@@ -150,7 +151,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   async stop(): Promise<void> {
     this.stopController.abort();
     clearInterval(this.resyncTimer);
-    this.stopWatch?.();
+    this.endWatch?.();
     await this.running;
     this.running = undefined;
   }
@@ -163,6 +164,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       try {
         if (needList) {
           await this.relist();
+          if (signal.aborted) break;
           needList = false;
         }
         watchStarted = Date.now();
@@ -210,18 +212,20 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     }
   }
 
-  /** Runs one watch to its end: 'closed' by the server (resume), or 'expired' (relist). */
+  /** Runs one watch to its end: 'closed' by the server or by stop() (resume), or 'expired' (relist). */
   private watchOnce(): Promise<'closed' | 'expired'> {
     return new Promise((resolve, reject) => {
       let settled = false;
+      let stopSource: (() => void) | undefined;
       const finish = (outcome: 'closed' | 'expired' | Error) => {
         if (settled) return;
         settled = true;
-        this.stopWatch?.();
-        this.stopWatch = undefined;
+        this.endWatch = undefined;
+        stopSource?.();
         if (outcome instanceof Error) reject(outcome);
         else resolve(outcome);
       };
+      this.endWatch = () => finish('closed');
       const onEvent = (event: WatchEvent) => {
         if (settled) return;
         if (event.type === 'ERROR') {
@@ -255,10 +259,9 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       const onDone = (err?: unknown) => finish(err ? toError(err) : 'closed');
       this.source.watch(this.resourceVersion, onEvent, onDone).then(
         (stop) => {
-          if (settled || this.stopController.signal.aborted) stop();
-          else this.stopWatch = stop;
-          // stop() may have run before the watch existed.
-          if (this.stopController.signal.aborted) finish('closed');
+          // The watch may have ended, or stop() been called, before it was set up.
+          if (settled) stop();
+          else stopSource = stop;
         },
         (err: unknown) => finish(toError(err)),
       );
