@@ -1,0 +1,188 @@
+import { isInteger, isSafeNumber, parse as parseLossless } from 'lossless-json';
+import { z } from 'zod';
+import { NamespaceName, ObjectName } from '../api/common.js';
+import { FALCO_PRIORITIES, type FalcoPriority } from '../api/responsepolicy.js';
+import { IntakeError } from './errors.js';
+
+/**
+ * A Falco event as Falco's http_output and Falcosidekick's webhook output send it
+ * (docs/falcosidekick.md). Tolerant of what real senders do: null field values, bracket keys
+ * (proc.aname[2]), numbers and strings mixed, optional source/tags/hostname/uuid, and int64
+ * nanosecond timestamps above 2^53, which are kept exact as bigint.
+ */
+
+/** Output-field values: Falco renders <NA> fields as null and integer fields as int64. */
+export const FieldValue = z.union([z.string().max(65_536), z.number(), z.bigint(), z.boolean(), z.null()]);
+export type FieldValue = z.infer<typeof FieldValue>;
+
+const PRIORITY_BY_NAME = new Map<string, FalcoPriority>([
+  ...FALCO_PRIORITIES.map((p) => [p.toLowerCase(), p] as const),
+  // Falcosidekick accepts `info`, as Falco's own config does.
+  ['info', 'Informational'],
+]);
+
+/** RFC 3339 with optional fraction (Falco sends nanoseconds) and Z or a numeric offset. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$/;
+
+const optionalText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .nullish()
+    .transform((v) => v ?? undefined);
+
+export const FalcoEvent = z.object({
+  uuid: optionalText(64),
+  output: optionalText(65_536),
+  priority: z
+    .string()
+    .max(32)
+    .transform((p, ctx) => {
+      const known = PRIORITY_BY_NAME.get(p.toLowerCase());
+      if (!known) ctx.addIssue({ code: 'custom', message: `unknown priority "${p}", expected one of ${FALCO_PRIORITIES.join(', ')}` });
+      return known ?? 'Debug';
+    }),
+  rule: z.string().min(1).max(1024),
+  time: z
+    .string()
+    .max(64)
+    .regex(RFC3339, 'must be an RFC 3339 time, e.g. 2021-01-14T23:39:44.834631763Z')
+    .refine(isValidTime, 'is not a real date and time'),
+  output_fields: z
+    .record(z.string().max(256), FieldValue)
+    .nullish()
+    .transform((v) => v ?? {})
+    .refine((v) => Object.keys(v).length <= 512, 'at most 512 output fields'),
+  source: optionalText(64),
+  tags: z
+    .array(z.string().max(256))
+    .max(128)
+    .nullish()
+    .transform((v) => v ?? []),
+  hostname: optionalText(253),
+});
+export type FalcoEvent = z.infer<typeof FalcoEvent>;
+
+/** The pod an alert is about, when it names one. */
+export interface AlertTarget {
+  namespace: string;
+  pod: string;
+}
+
+/** A validated alert, ready for matching and recording. */
+export interface Alert {
+  rule: string;
+  priority: FalcoPriority;
+  /** Falco's time, as sent (nanosecond precision). */
+  time: string;
+  /** The same instant in nanoseconds since the epoch, for ordering. */
+  timeNs: bigint;
+  source: string;
+  tags: string[];
+  hostname?: string;
+  uuid?: string;
+  output?: string;
+  fields: Record<string, FieldValue>;
+  target?: AlertTarget;
+  /** Why there is no target, when there is none. */
+  noTargetReason?: string;
+}
+
+/** Numbers: safe ones as number, larger integers exactly as bigint (evt.time is int64 ns). */
+function parseNumber(text: string): number | bigint {
+  if (isSafeNumber(text)) return Number(text);
+  if (isInteger(text)) return BigInt(text);
+  return Number(text); // A float past double precision: Falco sends none; precision is lost.
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Parses a request body into a FalcoEvent. Throws IntakeError (4xx) saying what is wrong; never
+ * anything else. Duplicate keys are refused; `__proto__` stays an ordinary key (no pollution).
+ */
+export function parseFalcoBody(body: Buffer | string): FalcoEvent {
+  let text: string;
+  try {
+    text = typeof body === 'string' ? body : utf8.decode(body);
+  } catch {
+    throw new IntakeError('invalid-utf8', 400, 'the body is not valid UTF-8');
+  }
+  let raw: unknown;
+  try {
+    raw = parseLossless(text, null, parseNumber);
+  } catch (err) {
+    if (err instanceof RangeError) throw new IntakeError('invalid-json', 400, 'the JSON body is nested too deeply');
+    throw new IntakeError('invalid-json', 400, `the body is not valid JSON: ${(err as Error).message}`.slice(0, 300));
+  }
+  const parsed = FalcoEvent.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.length ? i.path.join('.') : '(body)'}: ${i.message}`)
+      .join('; ');
+    throw new IntakeError('invalid-event', 422, `not a Falco event: ${issues}`.slice(0, 1000));
+  }
+  return parsed.data;
+}
+
+/** RFC 3339 to nanoseconds since the epoch, keeping all nine fractional digits. */
+export function rfc3339ToNs(time: string): bigint {
+  const m = /^([^.]+?)(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$/.exec(time);
+  if (!m) throw new Error(`not an RFC 3339 time: ${time}`);
+  const offset = m[3] === 'Z' ? 'Z' : `${m[3]!.slice(0, 3)}:${m[3]!.slice(-2)}`;
+  const ms = Date.parse(`${m[1]}${offset}`);
+  if (Number.isNaN(ms)) throw new Error(`not an RFC 3339 time: ${time}`);
+  const fraction = BigInt((m[2] ?? '').padEnd(9, '0'));
+  return BigInt(ms) * 1_000_000n + fraction;
+}
+
+function isValidTime(time: string): boolean {
+  try {
+    rfc3339ToNs(time);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function text(v: FieldValue | undefined): string | undefined {
+  return typeof v === 'string' && v.length > 0 ? v : undefined;
+}
+
+/**
+ * The pod an alert is about. Syscall rules carry k8s.ns.name / k8s.pod.name; k8s_audit rules
+ * name the object acted on in ka.target.*, which is a pod only when ka.target.resource is pods.
+ */
+export function alertTarget(fields: Record<string, FieldValue>): { target?: AlertTarget; reason?: string } {
+  let namespace = text(fields['k8s.ns.name']);
+  let pod = text(fields['k8s.pod.name']);
+  if (!namespace && !pod && text(fields['ka.target.resource']) === 'pods') {
+    namespace = text(fields['ka.target.namespace']);
+    pod = text(fields['ka.target.name']);
+  }
+  if (!namespace || !pod) return { reason: 'the alert names no pod (k8s.ns.name/k8s.pod.name or ka.target.* of a pod)' };
+  if (!NamespaceName.safeParse(namespace).success || !ObjectName.safeParse(pod).success) {
+    return { reason: `"${namespace.slice(0, 64)}/${pod.slice(0, 64)}" is not a valid namespace/pod name` };
+  }
+  return { target: { namespace, pod } };
+}
+
+export function toAlert(event: FalcoEvent): Alert {
+  const { target, reason } = alertTarget(event.output_fields);
+  return {
+    rule: event.rule,
+    priority: event.priority,
+    time: event.time,
+    timeNs: rfc3339ToNs(event.time),
+    // Falcosidekick fills an empty source with `syscalls`; Falco itself says `syscall`.
+    source: event.source ?? 'syscall',
+    tags: event.tags,
+    hostname: event.hostname,
+    uuid: event.uuid,
+    output: event.output,
+    fields: event.output_fields,
+    target,
+    noTargetReason: reason,
+  };
+}

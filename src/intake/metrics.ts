@@ -1,0 +1,31 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** The intake's metrics, registered on the Registry it is given. */
+export interface IntakeMetrics {
+  received: Counter;
+  matched: Counter<'policy'>;
+  deduplicated: Counter;
+  rejected: Counter<'reason'>;
+  notActed: Counter<'reason'>;
+  queueDepth: Gauge;
+  webhookDuration: Histogram<'status'>;
+}
+
+export function createIntakeMetrics(registry: Registry): IntakeMetrics {
+  const registers = [registry];
+  return {
+    received: new Counter({ name: 'amber_alerts_received_total', help: 'Falco alerts that passed authentication and parsing.', registers }),
+    matched: new Counter({ name: 'amber_alerts_matched_total', help: 'Alerts matched by a ResponsePolicy, by the policy that won.', labelNames: ['policy'], registers }),
+    deduplicated: new Counter({ name: 'amber_alerts_deduplicated_total', help: 'Alerts attached to a case that was already open for their pod.', registers }),
+    rejected: new Counter({ name: 'amber_alerts_rejected_total', help: 'Webhook requests refused (4xx/503), by reason.', labelNames: ['reason'], registers }),
+    notActed: new Counter({ name: 'amber_alerts_not_acted_total', help: 'Accepted alerts that opened no case or a degraded one, by reason.', labelNames: ['reason'], registers }),
+    queueDepth: new Gauge({ name: 'amber_intake_queue_depth', help: 'Accepted alerts not yet written to the API server.', registers }),
+    webhookDuration: new Histogram({
+      name: 'amber_webhook_duration_seconds',
+      help: 'Time to answer a webhook request.',
+      labelNames: ['status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+  };
+}
