@@ -1,0 +1,127 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { IntakeError } from '../../../src/intake/errors.js';
+import { parseFalcoBody, rfc3339ToNs, toAlert } from '../../../src/intake/falco.js';
+
+const dir = join(import.meta.dirname, '..', '..', 'fixtures', 'falco');
+const fixture = (name: string) => readFileSync(join(dir, name));
+
+function rejects(body: string | Buffer): IntakeError {
+  try {
+    parseFalcoBody(body);
+  } catch (err) {
+    expect(err).toBeInstanceOf(IntakeError);
+    return err as IntakeError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('parseFalcoBody on real Falco events', () => {
+  it('parses every fixture', () => {
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThanOrEqual(5);
+    for (const f of files) expect(() => parseFalcoBody(fixture(f)), f).not.toThrow();
+  });
+
+  it('keeps int64 evt.time above 2^53 exact', () => {
+    const event = parseFalcoBody(fixture('syscall-terminal-shell.json'));
+    expect(event.output_fields['evt.time']).toBe(1610667584834631763n);
+    // A plain JSON.parse would have rounded it.
+    expect(BigInt(JSON.parse(fixture('syscall-terminal-shell.json').toString()).output_fields['evt.time'])).not.toBe(1610667584834631763n);
+    expect(parseFalcoBody(fixture('syscall-read-sensitive-file.json')).output_fields['evt.time']).toBe(1763990531153390386n);
+    // Small numbers stay numbers.
+    expect(event.output_fields['proc.tty']).toBe(34817);
+    expect(event.output_fields['user.loginuid']).toBe(-1);
+  });
+
+  it('tolerates a legacy event: no source, tags, hostname or uuid; null fields; short container ID', () => {
+    const alert = toAlert(parseFalcoBody(fixture('syscall-terminal-shell.json')));
+    expect(alert).toMatchObject({
+      rule: 'Terminal shell in container',
+      priority: 'Notice',
+      source: 'syscall',
+      tags: [],
+      hostname: undefined,
+      uuid: undefined,
+      target: { namespace: 'default', pod: 'alpine' },
+    });
+    expect(alert.fields['proc.pname']).toBeNull();
+    expect(alert.fields['container.id']).toBe('5892b41bcf46');
+    expect(alert.timeNs).toBe(1610667584834631763n);
+  });
+
+  it('reads bracket keys, tags and hostname of a modern event', () => {
+    const alert = toAlert(parseFalcoBody(fixture('syscall-read-sensitive-file.json')));
+    expect(alert.fields['proc.aname[2]']).toBe('systemd');
+    expect(alert.fields['proc.aname[3]']).toBeNull();
+    expect(alert.tags).toContain('mitre_credential_access');
+    expect(alert.hostname).toBe('aks-aksnp0lab-30954262-vmss000002');
+    expect(alert.target).toEqual({ namespace: 'default', pod: 'hellofalco' });
+  });
+
+  it('finds the pod of a k8s_audit event in ka.target.*', () => {
+    const alert = toAlert(parseFalcoBody(fixture('k8saudit-attach-exec-pod.json')));
+    expect(alert.source).toBe('k8s_audit');
+    expect(alert.target).toEqual({ namespace: 'hello-app', pod: 'nginx-676b6c5bbc-4xc6t' });
+    expect(alert.fields['ka.uri.param[command]']).toBe('cat');
+  });
+
+  it('gives no target for k8s_audit events about other objects, or events without Kubernetes fields', () => {
+    expect(toAlert(parseFalcoBody(fixture('k8saudit-disallowed-user.json'))).target).toBeUndefined();
+    const alert = toAlert(parseFalcoBody(fixture('syscall-no-kubernetes.json')));
+    expect(alert.target).toBeUndefined();
+    expect(alert.noTargetReason).toMatch(/names no pod/);
+  });
+
+  it('accepts priorities in any case, and info', () => {
+    const base = { rule: 'r', time: '2024-01-01T00:00:00Z', output_fields: {} };
+    expect(parseFalcoBody(JSON.stringify({ ...base, priority: 'CRITICAL' })).priority).toBe('Critical');
+    expect(parseFalcoBody(JSON.stringify({ ...base, priority: 'info' })).priority).toBe('Informational');
+  });
+});
+
+describe('parseFalcoBody on bad input', () => {
+  const ok = { output: 'x', priority: 'Warning', rule: 'r', time: '2024-01-01T00:00:00.123456789Z', output_fields: {} };
+  it.each([
+    ['not JSON', '{"rule":', 400, 'invalid-json'],
+    ['duplicate keys', '{"rule":"a","rule":"b"}', 400, 'invalid-json'],
+    ['an array', '[1,2]', 422, 'invalid-event'],
+    ['no rule', JSON.stringify({ ...ok, rule: undefined }), 422, 'invalid-event'],
+    ['a number for rule', JSON.stringify({ ...ok, rule: 7 }), 422, 'invalid-event'],
+    ['unknown priority', JSON.stringify({ ...ok, priority: 'Severe' }), 422, 'invalid-event'],
+    ['bad time', JSON.stringify({ ...ok, time: 'yesterday' }), 422, 'invalid-event'],
+    ['impossible date', JSON.stringify({ ...ok, time: '2024-13-45T00:00:00Z' }), 422, 'invalid-event'],
+    ['object field value', JSON.stringify({ ...ok, output_fields: { a: { b: 1 } } }), 422, 'invalid-event'],
+    ['deep nesting', '['.repeat(100_000) + ']'.repeat(100_000), 400, 'invalid-json'],
+  ])('refuses %s', (_name, body, status, code) => {
+    const err = rejects(body);
+    expect(err.statusCode).toBe(status);
+    expect(err.code).toBe(code);
+    expect(err.message.length).toBeGreaterThan(10);
+  });
+
+  it('says which field is wrong', () => {
+    expect(rejects(JSON.stringify({ ...ok, time: 'yesterday' })).message).toMatch(/time: must be an RFC 3339 time/);
+  });
+
+  it('refuses invalid UTF-8', () => {
+    const err = rejects(Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]));
+    expect(err.code).toBe('invalid-utf8');
+  });
+
+  it('keeps __proto__ an ordinary key', () => {
+    const event = parseFalcoBody(`{"rule":"r","priority":"Debug","time":"2024-01-01T00:00:00Z","output_fields":{"__proto__":"x","constructor":"y"}}`);
+    expect(Object.getPrototypeOf(event.output_fields)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+});
+
+describe('rfc3339ToNs', () => {
+  it.each([
+    ['2021-01-14T23:39:44.834631763Z', 1610667584834631763n],
+    ['2021-01-14T23:39:44Z', 1610667584000000000n],
+    ['2022-02-15T14:03:12.12+0000', 1644933792120000000n],
+    ['2022-02-15T16:03:12.1+02:00', 1644933792100000000n],
+  ])('%s', (time, ns) => expect(rfc3339ToNs(time)).toBe(ns));
+});

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { ResponsePolicySpec } from '../../../src/api/responsepolicy.js';
+import type { Alert } from '../../../src/intake/falco.js';
+import { checkLimits, nodesAllowedByPercent, policyMatches, selectPolicy, type NamedPolicy } from '../../../src/intake/policy.js';
+
+const alert = (over: Partial<Alert> = {}): Alert => ({
+  rule: 'Terminal shell in container',
+  priority: 'Notice',
+  time: '2024-01-01T00:00:00Z',
+  timeNs: 0n,
+  source: 'syscall',
+  tags: ['container', 'shell', 'mitre_execution'],
+  fields: { 'container.image.repository': 'docker.io/library/nginx', 'proc.aname[2]': 'runc', 'proc.tty': 34816, 'x.null': null },
+  target: { namespace: 'shop', pod: 'web-1' },
+  ...over,
+});
+const spec = (match: object = {}, rest: object = {}) => ResponsePolicySpec.parse({ match, ...rest });
+const policy = (name: string, match: object = {}, rest: object = {}): NamedPolicy => ({ name, spec: spec(match, rest) });
+
+describe('policyMatches', () => {
+  it.each([
+    ['an empty match', {}, {}, true],
+    ['a rule glob', { rules: ['Terminal shell*'] }, {}, true],
+    ['another rule', { rules: ['Write below*'] }, {}, false],
+    ['priority at the threshold', { minimumPriority: 'Notice' }, {}, true],
+    ['priority below the threshold', { minimumPriority: 'Warning' }, {}, false],
+    ['Emergency above Critical', { minimumPriority: 'Critical' }, { priority: 'Emergency' }, true],
+    ['Informational below Notice', { minimumPriority: 'Notice' }, { priority: 'Informational' }, false],
+    ['all tags present', { tagsAllOf: ['container', 'shell'] }, {}, true],
+    ['one tag of allOf missing', { tagsAllOf: ['container', 'network'] }, {}, false],
+    ['one of anyOf present', { tagsAnyOf: ['network', 'shell'] }, {}, true],
+    ['none of anyOf present', { tagsAnyOf: ['network', 'k8s'] }, {}, false],
+    ['source listed', { sources: ['syscall', 'k8s_audit'] }, {}, true],
+    ['source not listed', { sources: ['k8s_audit'] }, {}, false],
+    ['namespace glob', { namespaces: ['sh*'] }, {}, true],
+    ['namespace not included', { namespaces: ['prod-*'] }, {}, false],
+    ['namespace excluded', { excludeNamespaces: ['shop'] }, {}, false],
+    ['exclude wins over include', { namespaces: ['*'], excludeNamespaces: ['sho?'] }, {}, false],
+    ['namespaces restricted, no target', { namespaces: ['*'] }, { target: undefined }, false],
+    ['no restriction, no target', {}, { target: undefined }, true],
+    ['output field glob', { outputFields: { 'container.image.repository': ['docker.io/library/*'] } }, {}, true],
+    ['bracket output field', { outputFields: { 'proc.aname[2]': ['runc', 'containerd-shim'] } }, {}, true],
+    ['number output field as text', { outputFields: { 'proc.tty': ['34816'] } }, {}, true],
+    ['output field mismatch', { outputFields: { 'container.image.repository': ['quay.io/*'] } }, {}, false],
+    ['null output field never matches', { outputFields: { 'x.null': ['*'] } }, {}, false],
+    ['missing output field', { outputFields: { 'fd.name': ['*'] } }, {}, false],
+  ] as const)('%s', (_name, match, over, expected) => {
+    expect(policyMatches(spec(match), alert(over as Partial<Alert>))).toBe(expected);
+  });
+
+  it('needs an exact entry for a protected namespace', () => {
+    const a = alert({ target: { namespace: 'kube-system', pod: 'coredns-1' } });
+    expect(policyMatches(spec({}), a, ['kube-system'])).toBe(false);
+    expect(policyMatches(spec({ namespaces: ['kube-*'] }), a, ['kube-system'])).toBe(false);
+    expect(policyMatches(spec({ namespaces: ['kube-system'] }), a, ['kube-system'])).toBe(true);
+  });
+});
+
+describe('selectPolicy', () => {
+  it('picks the highest priority, then the most specific, then the first name', () => {
+    const broad = policy('a-broad');
+    const narrow = policy('b-narrow', { rules: ['Terminal*'], sources: ['syscall'] });
+    const urgent = policy('z-urgent', {}, { priority: 10 });
+    expect(selectPolicy([broad, narrow, urgent], alert())?.name).toBe('z-urgent');
+    expect(selectPolicy([broad, narrow], alert())?.name).toBe('b-narrow');
+    expect(selectPolicy([narrow, broad], alert())?.name).toBe('b-narrow');
+    const twin = policy('a-twin', { rules: ['Terminal*'], sources: ['syscall'] });
+    expect(selectPolicy([narrow, twin], alert())?.name).toBe('a-twin');
+    expect(selectPolicy([twin, narrow], alert())?.name).toBe('a-twin');
+  });
+
+  it('returns undefined when nothing matches', () => {
+    expect(selectPolicy([policy('p', { rules: ['nope'] })], alert())).toBeUndefined();
+  });
+});
+
+describe('checkLimits', () => {
+  const global = { maxOpenCases: 5, maxCordonedNodes: 3, maxCordonedNodesPercent: 100, protectedNamespaces: [] };
+  const view = (over: object = {}) => ({ total: 0, byPolicy: new Map<string, number>(), cordonedNodes: new Set<string>(), clusterNodes: 10, ...over });
+  const p = policy('p', {}, { limits: { maxOpenCases: 2, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 } });
+
+  it('opens with the policy containment under every limit', () => {
+    expect(checkLimits(p, 'n1', view(), global)).toMatchObject({ action: 'open', containment: { cordonNode: true, taintNode: true } });
+  });
+  it('refuses past the global open-case limit', () => {
+    expect(checkLimits(p, 'n1', view({ total: 5 }), global)).toMatchObject({ action: 'refuse', reason: 'max-open-cases' });
+  });
+  it('refuses past the policy open-case limit', () => {
+    expect(checkLimits(p, 'n1', view({ byPolicy: new Map([['p', 2]]) }), global)).toMatchObject({ action: 'refuse', reason: 'policy-max-open-cases' });
+  });
+  it('degrades (no cordon, no taint) past the node limit', () => {
+    const d = checkLimits(p, 'n2', view({ cordonedNodes: new Set(['n1']) }), global);
+    expect(d).toMatchObject({ action: 'degrade', reason: 'max-cordoned-nodes', containment: { cordonNode: false, taintNode: false, isolateNetwork: true } });
+  });
+  it('does not count a node that is already cordoned', () => {
+    expect(checkLimits(p, 'n1', view({ cordonedNodes: new Set(['n1']) }), global).action).toBe('open');
+  });
+  it('applies the percentage of cluster nodes', () => {
+    const pct = policy('q', {}, { limits: { maxOpenCases: 10, maxCordonedNodes: 10, maxCordonedNodesPercent: 20 } });
+    expect(checkLimits(pct, 'n3', view({ cordonedNodes: new Set(['n1']), clusterNodes: 10 }), global).action).toBe('open');
+    expect(checkLimits(pct, 'n3', view({ cordonedNodes: new Set(['n1', 'n2']), clusterNodes: 10 }), global).action).toBe('degrade');
+  });
+  it('opens normally when the policy does not cordon or taint', () => {
+    const soft = policy('s', {}, { containment: { cordonNode: false, taintNode: false }, limits: { maxCordonedNodes: 0 } });
+    expect(checkLimits(soft, 'n9', view({ cordonedNodes: new Set(['n1', 'n2', 'n3']) }), global).action).toBe('open');
+  });
+  it.each([
+    [0, 10, 0],
+    [10, 10, 1],
+    [10, 3, 1],
+    [50, 10, 5],
+    [20, undefined, 1],
+  ])('%i%% of %s nodes allows %i', (pct, nodes, allowed) => expect(nodesAllowedByPercent(pct, nodes)).toBe(allowed));
+});
