@@ -1,0 +1,54 @@
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  NetworkingV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+} from '@kubernetes/client-node';
+import { FORENSIC_CASE } from '../api/forensiccase.js';
+import { GROUP, VERSION } from '../api/common.js';
+
+const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** The API clients the case controllers use, and the merge-patch calls they need. */
+export class KubeClients {
+  readonly core: CoreV1Api;
+  readonly apps: AppsV1Api;
+  readonly batch: BatchV1Api;
+  readonly networking: NetworkingV1Api;
+  readonly custom: CustomObjectsApi;
+
+  constructor(readonly kc: KubeConfig) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
+    this.batch = kc.makeApiClient(BatchV1Api);
+    this.networking = kc.makeApiClient(NetworkingV1Api);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  getCase(name: string): Promise<unknown> {
+    return this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural, name });
+  }
+
+  patchCase(name: string, body: object): Promise<unknown> {
+    return this.custom.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural, name, body }, mergePatch);
+  }
+
+  patchCaseStatus(name: string, body: object): Promise<unknown> {
+    return this.custom.patchClusterCustomObjectStatus(
+      { group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural, name, body },
+      mergePatch,
+    );
+  }
+
+  patchPod(namespace: string, name: string, body: object) {
+    return this.core.patchNamespacedPod({ namespace, name, body }, mergePatch);
+  }
+
+  patchNode(name: string, body: object) {
+    return this.core.patchNode({ name, body }, mergePatch);
+  }
+}

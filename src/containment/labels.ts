@@ -1,0 +1,15 @@
+/** Labels, annotations and taints Amber puts on the objects it contains. */
+export const CASE_LABEL = 'forensics.amber.io/case';
+export const QUARANTINE_LABEL = 'forensics.amber.io/quarantined';
+export const ORIGINAL_LABELS_ANNOTATION = 'forensics.amber.io/original-labels';
+export const NODE_HOLDERS_ANNOTATION = 'forensics.amber.io/holding-cases';
+/** Set when Amber cordoned a node an administrator had not already cordoned. */
+export const NODE_CORDONED_BY_AMBER_ANNOTATION = 'forensics.amber.io/cordoned-by-amber';
+export const QUARANTINE_TAINT_KEY = 'forensics.amber.io/quarantine';
+export const FINALIZER = 'forensics.amber.io/release';
+export const FIELD_MANAGER = 'amber-operator';
+
+export function networkPolicyName(caseName: string): string {
+  // NetworkPolicy names are DNS subdomains (<= 253); case names already are.
+  return `amber-quarantine-${caseName}`.slice(0, 253);
+}
