@@ -34,8 +34,7 @@ export function signEnvelope(payloadType: string, payload: Buffer, key: SigningK
 }
 
 export type EnvelopeVerification =
-  | { valid: true; payload: Buffer; keyid: string }
-  | { valid: false; payload: Buffer; reason: string };
+  { valid: true; payload: Buffer; keyid: string } | { valid: false; payload: Buffer; reason: string };
 
 /**
  * Checks that at least one signature was made by `key` over this payload and payload type.
@@ -46,7 +45,8 @@ export function verifyEnvelope(envelope: Envelope, key: VerificationKey): Envelo
   const signed = pae(envelope.payloadType, payload);
   for (const s of envelope.signatures) {
     // keyid is a hint, not trusted: the signature itself decides.
-    if (verifyBytes(key, signed, Buffer.from(s.sig, 'base64'))) return { valid: true, payload, keyid: key.keyid };
+    if (verifyBytes(key, signed, Buffer.from(s.sig, 'base64')))
+      return { valid: true, payload, keyid: key.keyid };
   }
   const ids = envelope.signatures.map((s) => s.keyid || '(no keyid)').join(', ');
   return {

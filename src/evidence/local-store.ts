@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import type { Registry } from 'prom-client';
@@ -17,7 +17,12 @@ import {
   parseCaseId,
   type DigestRecord,
 } from './names.js';
-import { ArtifactExistsError, type ArtifactMetadata, type EvidenceStore, type StoredArtifact } from './store.js';
+import {
+  ArtifactExistsError,
+  type ArtifactMetadata,
+  type EvidenceStore,
+  type StoredArtifact,
+} from './store.js';
 
 export interface LocalStoreOptions {
   /** Directory holding one sub-directory per case. */
@@ -72,13 +77,24 @@ export class LocalEvidenceStore implements EvidenceStore {
       // The artifact first, its digest record second: a crash in between leaves an artifact
       // whose digest list() recomputes, never a record pointing at nothing.
       const recordPath = this.digestRecordPath(caseId, name);
-      await this.writeOnce(caseId, recordPath, pathToFileURL(recordPath).href, toReadable(JSON.stringify(record)));
+      await this.writeOnce(
+        caseId,
+        recordPath,
+        pathToFileURL(recordPath).href,
+        toReadable(JSON.stringify(record)),
+      );
       this.metrics.artifacts.inc({ store: 'local', result: 'stored' });
       this.metrics.bytes.inc({ store: 'local' }, record.size);
-      this.logger.info({ caseId, artifact: name, size: record.size, sha256: record.sha256 }, 'artifact stored');
+      this.logger.info(
+        { caseId, artifact: name, size: record.size, sha256: record.sha256 },
+        'artifact stored',
+      );
       return { name, uri, size: record.size, sha256: record.sha256, ...(meta && { metadata: meta }) };
     } catch (err) {
-      this.metrics.artifacts.inc({ store: 'local', result: err instanceof ArtifactExistsError ? 'exists' : 'error' });
+      this.metrics.artifacts.inc({
+        store: 'local',
+        result: err instanceof ArtifactExistsError ? 'exists' : 'error',
+      });
       throw err;
     } finally {
       endTimer();
@@ -126,7 +142,12 @@ export class LocalEvidenceStore implements EvidenceStore {
   }
 
   private digestRecordPath(caseId: string, name: string): string {
-    return join(this.caseDir(caseId), bookkeepingDir, 'digests', ...`${parseArtifactName(name)}.json`.split('/'));
+    return join(
+      this.caseDir(caseId),
+      bookkeepingDir,
+      'digests',
+      ...`${parseArtifactName(name)}.json`.split('/'),
+    );
   }
 
   private async readDigestRecord(caseId: string, name: string): Promise<DigestRecord | undefined> {
@@ -156,7 +177,13 @@ export class LocalEvidenceStore implements EvidenceStore {
     try {
       const file = await open(tmp, 'wx', 0o600);
       try {
-        const sink = file.createWriteStream({ autoClose: false });
+        // Writes through our own handle (kept open for fsync and chmod); an fs.WriteStream with
+        // autoClose: false never emits 'close', which stalls pipeline().
+        const sink = new Writable({
+          write: (chunk: Buffer, _encoding, callback) => {
+            writeAll(file, chunk).then(() => callback(), callback);
+          },
+        });
         await (digester ? pipeline(source, digester, sink) : pipeline(source, sink));
         await file.sync();
         await file.chmod(0o444);
@@ -172,6 +199,12 @@ export class LocalEvidenceStore implements EvidenceStore {
       await unlink(tmp).catch(() => undefined);
     }
     await fsyncDir(dirname(path));
+  }
+}
+
+async function writeAll(file: FileHandle, chunk: Buffer): Promise<void> {
+  for (let offset = 0; offset < chunk.length;) {
+    offset += (await file.write(chunk, offset)).bytesWritten;
   }
 }
 

@@ -54,7 +54,9 @@ export type ForensicCasePredicate = z.infer<typeof predicateSchema>;
 
 export const statementSchema = z.object({
   _type: z.literal(STATEMENT_TYPE),
-  subject: z.array(z.object({ name: z.string(), digest: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/) }) })),
+  subject: z.array(
+    z.object({ name: z.string(), digest: z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/) }) }),
+  ),
   predicateType: z.literal(PREDICATE_TYPE),
   predicate: predicateSchema,
 });
@@ -67,9 +69,7 @@ export interface SealInput {
 }
 
 /** The in-toto Statement for a case: subjects carry the digests, the predicate the custody record. */
-export function buildStatement(
-  input: SealInput & { location: string; sealedAt: Date },
-): Statement {
+export function buildStatement(input: SealInput & { location: string; sealedAt: Date }): Statement {
   const names = new Set<string>();
   for (const a of input.artifacts) {
     if (a.name === MANIFEST_NAME) throw new Error(`"${MANIFEST_NAME}" is reserved for the manifest`);
@@ -157,7 +157,8 @@ export type OpenedManifest = {
 /** Parses and checks a manifest's text: envelope shape, signature, statement schema. */
 export function openManifest(text: string, key: VerificationKey): OpenedManifest {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
-  if (lines.length !== 1) throw new Error(`manifest must hold exactly one DSSE envelope line, found ${lines.length}`);
+  if (lines.length !== 1)
+    throw new Error(`manifest must hold exactly one DSSE envelope line, found ${lines.length}`);
   let json: unknown;
   try {
     json = JSON.parse(lines[0] as string);
@@ -165,7 +166,8 @@ export function openManifest(text: string, key: VerificationKey): OpenedManifest
     throw new Error(`manifest is not JSON: ${(err as Error).message}`);
   }
   const parsedEnvelope = envelopeSchema.safeParse(json);
-  if (!parsedEnvelope.success) throw new Error(`manifest is not a DSSE envelope: ${parsedEnvelope.error.message}`);
+  if (!parsedEnvelope.success)
+    throw new Error(`manifest is not a DSSE envelope: ${parsedEnvelope.error.message}`);
   const envelope = parsedEnvelope.data;
   const problems: string[] = [];
   if (envelope.payloadType !== INTOTO_PAYLOAD_TYPE) {
@@ -197,7 +199,8 @@ function statementConsistency(statement: Statement): string[] {
       problems.push(`subject "${s.name}" and the predicate disagree on its digest`);
     }
   }
-  if (fromPredicate.size !== statement.subject.length) problems.push('subjects and predicate list different artifacts');
+  if (fromPredicate.size !== statement.subject.length)
+    problems.push('subjects and predicate list different artifacts');
   return problems;
 }
 

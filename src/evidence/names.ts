@@ -6,7 +6,10 @@ import { z } from 'zod';
  */
 export const caseIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/, 'a case id is one path segment: letters, digits, ".", "_", "-"');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/,
+    'a case id is one path segment: letters, digits, ".", "_", "-"',
+  );
 
 /**
  * Artifact names are relative paths ("logs/app.log"). Every segment starts with a letter or

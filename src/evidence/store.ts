@@ -15,7 +15,12 @@ export interface EvidenceStore {
    * (x-amz-checksum-sha256 on S3). Memory stays constant whatever the size of the body.
    * Throws ArtifactExistsError when the key exists already.
    */
-  put(caseId: string, name: string, body: Readable | Buffer | string, meta?: ArtifactMetadata): Promise<StoredArtifact>;
+  put(
+    caseId: string,
+    name: string,
+    body: Readable | Buffer | string,
+    meta?: ArtifactMetadata,
+  ): Promise<StoredArtifact>;
 
   /** Reads an artifact back (for verify and reports). */
   get(caseId: string, name: string): Promise<Readable>;
@@ -43,6 +48,8 @@ export interface StoredArtifact {
   retainUntil?: string;
   retentionMode?: 'COMPLIANCE' | 'GOVERNANCE';
   legalHold?: boolean;
+  /** S3 only: the object version written (Object Lock buckets are versioned). */
+  versionId?: string;
   metadata?: ArtifactMetadata;
 }
 
