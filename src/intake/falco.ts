@@ -99,7 +99,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Parses a request body into a FalcoEvent. Throws IntakeError (4xx) saying what is wrong; never
- * anything else. Duplicate keys are refused; `__proto__` stays an ordinary key (no pollution).
+ * anything else. Duplicate keys and `__proto__` keys are refused.
  */
 export function parseFalcoBody(body: Buffer | string): FalcoEvent {
   let text: string;
@@ -108,10 +108,12 @@ export function parseFalcoBody(body: Buffer | string): FalcoEvent {
   } catch {
     throw new IntakeError('invalid-utf8', 400, 'the body is not valid UTF-8');
   }
+  if (text.trim() === '') throw new IntakeError('empty-body', 400, 'the body is empty; send one Falco event as JSON');
   let raw: unknown;
   try {
-    raw = parseLossless(text, null, parseNumber);
+    raw = parseLossless(text, refuseProtoKeys, parseNumber);
   } catch (err) {
+    if (err instanceof IntakeError) throw err;
     if (err instanceof RangeError) throw new IntakeError('invalid-json', 400, 'the JSON body is nested too deeply');
     throw new IntakeError('invalid-json', 400, `the body is not valid JSON: ${(err as Error).message}`.slice(0, 300));
   }
@@ -124,6 +126,15 @@ export function parseFalcoBody(body: Buffer | string): FalcoEvent {
     throw new IntakeError('invalid-event', 422, `not a Falco event: ${issues}`.slice(0, 1000));
   }
   return parsed.data;
+}
+
+/**
+ * The parser keeps `__proto__` an own key, but code that copies objects key by key (a schema
+ * library building its output) would turn it into a prototype. No Falco field has that name.
+ */
+function refuseProtoKeys(key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new IntakeError('invalid-event', 422, 'the key "__proto__" is not allowed');
+  return value;
 }
 
 /** RFC 3339 to nanoseconds since the epoch, keeping all nine fractional digits. */
