@@ -4,6 +4,7 @@ import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { decodeCapabilities } from '../../src/collector/procfs.js';
 import { baseLayer } from './rootfs.js';
 
 export interface ContainerOptions {
@@ -21,7 +22,7 @@ export interface ContainerOptions {
   env?: string[];
   /** Host paths bind-mounted into the container. */
   binds?: { source: string; destination: string; readonly?: boolean }[];
-  /** Every capability (like privileged: true) instead of runc's three defaults. */
+  /** Every capability the host allows (like privileged: true) instead of runc's three defaults. */
   allCapabilities?: boolean;
 }
 
@@ -49,14 +50,14 @@ process.once('exit', () => {
   for (const cleanup of live) cleanup();
 });
 
-const allCaps = [
-  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
-  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
-  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
-  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
-  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
-  'CHECKPOINT_RESTORE',
-].map((c) => `CAP_${c}`);
+/**
+ * Every capability this test process may hand out (its bounding set): a sandboxed test machine
+ * may lack some, and runc fails to start a container asking for more.
+ */
+function allCapabilities(): string[] {
+  const bnd = /^CapBnd:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return decodeCapabilities(bnd);
+}
 
 /**
  * Starts a real runc container on an overlayfs root: busybox base layer (cached) + an image
@@ -159,7 +160,7 @@ function runtimeSpec(bundle: string, opts: ContainerOptions): Record<string, unk
   spec.root.readonly = false;
   spec.hostname = 'amber-test';
   if (opts.allCapabilities) {
-    for (const set of ['bounding', 'effective', 'permitted'] as const) spec.process.capabilities[set] = allCaps;
+    for (const set of ['bounding', 'effective', 'permitted'] as const) spec.process.capabilities[set] = allCapabilities();
     spec.process.capabilities.ambient = [];
   }
   if (opts.hostNetwork) spec.linux.namespaces = spec.linux.namespaces.filter((ns) => ns.type !== 'network');
