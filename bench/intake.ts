@@ -1,0 +1,137 @@
+// Alert storm through the real webhook over loopback HTTP: 10 pods flooding, keep-alive clients
+// in a worker thread (its own event loop), the intake's engine writing to a real kube-apiserver
+// when one is built (scripts/testenv-build.sh kube), else to an in-memory API (said in the output).
+// Prints accepted alerts/s, p50/p99 latency as the clients saw it, the server's own p99, peak RSS
+// and the API writes the flood turned into.
+//
+//   npx tsx bench/intake.ts [seconds=10] [connections=32]
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ResponsePolicySpec } from '../src/api/responsepolicy.js';
+import { buildIntakeApp } from '../src/intake/app.js';
+import { IntakeEngine } from '../src/intake/engine.js';
+import { kubeCaseApi, type CaseApi } from '../src/intake/kube.js';
+import { createIntakeMetrics } from '../src/intake/metrics.js';
+import { silentLogger } from '../src/observability/logger.js';
+import { createRegistry } from '../src/observability/metrics.js';
+
+const TOKEN = 'bench-token-0123456789abcdef';
+const PODS = 10;
+
+/** The load generator, as plain JavaScript so the worker needs no TypeScript loader. */
+const CLIENT = `
+const { Agent, request } = require('node:http');
+const { parentPort, workerData } = require('node:worker_threads');
+const { port, seconds, connections, bodies, token } = workerData;
+const agent = new Agent({ keepAlive: true, maxSockets: connections });
+const deadline = Date.now() + seconds * 1000;
+const latencies = [];
+const statuses = {};
+const one = (body) => new Promise((resolve, reject) => {
+  const req = request({ host: '127.0.0.1', port, path: '/', method: 'POST', agent, headers: {
+    authorization: 'Bearer ' + token, 'content-type': 'application/json; charset=utf-8',
+    'user-agent': 'Falcosidekick', 'content-length': Buffer.byteLength(body) } }, (res) => {
+    res.resume();
+    res.on('end', () => resolve(res.statusCode));
+  });
+  req.on('error', reject);
+  req.end(body);
+});
+let i = 0;
+Promise.all(Array.from({ length: connections }, async () => {
+  while (Date.now() < deadline) {
+    const started = process.hrtime.bigint();
+    const status = await one(bodies[i++ % bodies.length]);
+    latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+    statuses[status] = (statuses[status] || 0) + 1;
+  }
+})).then(() => {
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))];
+  parentPort.postMessage({ requests: latencies.length, statuses, p50: q(0.5), p99: q(0.99), max: latencies[latencies.length - 1] });
+});
+`;
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 10);
+  const connections = Number(process.argv[3] ?? 32);
+  const fixture = readFileSync(join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-read-sensitive-file.json'), 'utf8');
+  const bodies = Array.from({ length: PODS * 10 }, (_, i) =>
+    fixture.replaceAll('"hellofalco"', `"flood-${i % PODS}"`).replace('"Read sensitive file untrusted"', `"Read sensitive file untrusted ${i % 3}"`),
+  );
+
+  let api: CaseApi;
+  let target: string;
+  let stop = async () => {};
+  try {
+    const { startCluster } = await import('../test/testenv/kube.js');
+    const { installCrds } = await import('../test/testenv/crds.js');
+    const cluster = await startCluster();
+    await installCrds(cluster.kubeConfig());
+    api = kubeCaseApi(cluster.kubeConfig());
+    target = 'real kube-apiserver';
+    stop = () => cluster.stop();
+  } catch (err) {
+    const { MemoryCaseApi } = await import('../test/unit/intake/memory-api.js');
+    api = new MemoryCaseApi();
+    target = `in-memory API (no kube-apiserver: ${(err as Error).message.split('\n')[0]})`;
+  }
+  const counting = countCalls(api);
+
+  const registry = createRegistry();
+  const metrics = createIntakeMetrics(registry);
+  const engine = new IntakeEngine({ api: counting.api, logger: silentLogger, metrics, limits: { maxCordonedNodesPercent: 100, maxCordonedNodes: 100 } });
+  engine.setPolicies([{ name: 'bench', spec: ResponsePolicySpec.parse({ limits: { maxOpenCases: 100, maxCordonedNodes: 100, maxCordonedNodesPercent: 100 } }) }]);
+  engine.setClusterNodes(100);
+  engine.start();
+  const app = buildIntakeApp({ sink: engine, token: TOKEN, metrics, logger: silentLogger });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (app.server.address() as { port: number }).port;
+
+  const started = Date.now();
+  const result = await new Promise<{ requests: number; statuses: Record<number, number>; p50: number; p99: number; max: number }>((resolve, reject) => {
+    const w = new Worker(CLIENT, { eval: true, workerData: { port, seconds, connections, bodies, token: TOKEN } });
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  const elapsed = (Date.now() - started) / 1000;
+  await app.close();
+  await engine.stop(30_000);
+
+  const serverP99 = await histogramQuantile(registry, 0.99);
+  console.log(`intake bench: ${PODS} pods flooding, ${connections} keep-alive connections, ${seconds}s, writes to ${target}`);
+  console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
+  console.log(`  accepted alerts/s: ${Math.round((result.statuses[202] ?? 0) / elapsed)}`);
+  console.log(`  client latency ms: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)}, max ${result.max.toFixed(2)}`);
+  console.log(`  server webhook p99 (histogram bucket bound): <= ${serverP99} s`);
+  console.log(`  peak RSS (server + client worker): ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+  console.log(`  API writes: ${JSON.stringify(counting.calls)}; alerts still queued: ${engine.queueDepth}`);
+  await stop();
+}
+
+function countCalls(api: CaseApi) {
+  const calls = { create: 0, patch: 0, get: 0 };
+  return {
+    calls,
+    api: {
+      ...api,
+      createCase: (b: object) => (calls.create++, api.createCase(b)),
+      patchCaseStatus: (n: string, p: object) => (calls.patch++, api.patchCaseStatus(n, p)),
+      getCase: (n: string) => (calls.get++, api.getCase(n)),
+      createEvent: (ns: string, e: object) => api.createEvent(ns, e),
+      countNodes: () => api.countNodes(),
+    } satisfies CaseApi,
+  };
+}
+
+async function histogramQuantile(registry: ReturnType<typeof createRegistry>, q: number): Promise<string> {
+  const metric = (await registry.getSingleMetric('amber_webhook_duration_seconds')!.get()).values;
+  const buckets = metric.filter((v) => v.metricName?.endsWith('_bucket') && v.labels.status === '202');
+  const total = buckets.find((b) => b.labels.le === '+Inf')?.value ?? 0;
+  const hit = buckets.find((b) => b.value >= total * q);
+  return String(hit?.labels.le ?? 'n/a');
+}
+
+await main();
