@@ -1,0 +1,53 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { freePort } from '../../testenv/ports.js';
+
+/**
+ * A TCP pass-through on 127.0.0.1 in front of the API server (TLS goes through untouched), that
+ * a test can cut: cut() drops every open connection and refuses new ones until restore(). It
+ * makes one client lose the API server while others (and the server) carry on.
+ */
+export class CuttableProxy {
+  private readonly sockets = new Set<Socket>();
+  private cutOff = false;
+
+  private readonly server: Server;
+
+  private constructor(
+    readonly port: number,
+    targetPort: number,
+  ) {
+    this.server = createServer((client) => {
+      if (this.cutOff) return client.destroy();
+      const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+  }
+
+  static async start(targetPort: number): Promise<CuttableProxy> {
+    const proxy = new CuttableProxy(await freePort(), targetPort);
+    await new Promise<void>((resolve) => proxy.server.listen(proxy.port, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  cut(): void {
+    this.cutOff = true;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  restore(): void {
+    this.cutOff = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
