@@ -15,7 +15,7 @@ import { parseStatus } from './procfs.js';
 import { readNetwork } from './network.js';
 import { containerPids, exeIdentity, processTree, readBootTime, readNamespaces, readProcess, type ProcessSnapshot } from './processes.js';
 import { CollectionReport, collectorMetrics, errorMessage, type CollectionReportJson } from './report.js';
-import { storeTar, walk, type TarGap } from './tar.js';
+import { containedPath, storeTar, walk, type TarGap } from './tar.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -376,11 +376,25 @@ async function collectFilesystem(
   // Everything else goes through /proc/<pid>/root: the container's own view, mounts included.
   const root = join(opts.procRoot, String(c.initPid), 'root');
   if (want(opts, 'targetedFiles')) {
-    const paths = [...targetedPaths, ...(await homeTargets(root))];
+    const homes = await homeTargets(root).catch((err: unknown) => {
+      report.fail('filesystem/targeted.tar: /home', err);
+      return [];
+    });
+    const paths = [...targetedPaths, ...homes];
     await tar('filesystem/targeted.tar', opts.caps.maxTargetedBytes, 'filesystem/targeted', async (t) => {
       for (const p of paths) {
-        if (!(await lstat(join(root, p)).then(() => true, () => false))) continue;
-        await t.addTree(join(root, p), p.slice(1));
+        let path: string;
+        try {
+          path = await containedPath(root, p);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') t.gap(p, 'failed', errorMessage(err));
+          continue;
+        }
+        const st = await lstat(path).catch(() => undefined);
+        if (!st) continue;
+        // A planted symlink (e.g. /tmp -> /) is archived as the link it is, never followed.
+        if (st.isSymbolicLink()) await t.add(path, p.slice(1), st);
+        else await t.addTree(path, p.slice(1));
       }
     });
   }
@@ -388,7 +402,7 @@ async function collectFilesystem(
     // Other mounts (proc, sys, dev, volumes) are left out: they are not the container's file system.
     const exclude = new Set((init?.mounts ?? []).filter((x) => x.mountPoint !== '/').map((x) => join(root, x.mountPoint)));
     await tar('filesystem/rootfs.tar', opts.caps.maxRootfsBytes, 'filesystem/rootfs', async (t) => {
-      await t.addTree(root, '.', exclude);
+      await t.addTree(root, '.', exclude, true);
     });
     for (const x of exclude) report.skip(`filesystem/rootfs.tar: ${x.slice(root.length)}`, 'separate mount, not part of the container root');
   } else {

@@ -133,6 +133,10 @@ export const targetedPaths = [
 
 /** Shell histories and SSH keys of every home directory (/home/*). */
 export async function homeTargets(rootPath: string): Promise<string[]> {
+  const st = await lstat(join(rootPath, 'home')).catch(() => undefined);
+  if (!st) return [];
+  // Listing through a planted symlink would list a directory of the host instead.
+  if (st.isSymbolicLink()) throw new Error('/home is a symlink in the container: not followed from the host');
   const homes = await readdir(join(rootPath, 'home')).catch(() => [] as string[]);
   const files = ['.ash_history', '.bash_history', '.zsh_history', '.sh_history', '.python_history', '.ssh'];
   return homes.sort().flatMap((h) => files.map((f) => `/home/${h}/${f}`));

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ProcessSnapshot } from './processes.js';
 import {
@@ -13,6 +13,7 @@ import {
   type UnixSocket,
 } from './procfs.js';
 import { errorMessage } from './report.js';
+import { containedPath } from './tar.js';
 
 export interface SocketOwner {
   pid: number;
@@ -88,8 +89,20 @@ export async function readNetwork(
     unix,
     routes: routeText !== undefined ? parseRoutes(routeText) : undefined,
     routes6: route6Text !== undefined ? parseIPv6Routes(route6Text) : undefined,
-    resolvConf: await read('root/etc/resolv.conf'),
-    hosts: await read('root/etc/hosts'),
+    resolvConf: await readContained(dir, 'etc/resolv.conf', errors),
+    hosts: await readContained(dir, 'etc/hosts', errors),
     errors,
   };
+}
+
+/** A file of the container's root, refusing symlinks that would lead the host-side read astray. */
+async function readContained(procPidDir: string, rel: string, errors: Record<string, string>): Promise<string | undefined> {
+  try {
+    const path = await containedPath(join(procPidDir, 'root'), rel);
+    if ((await lstat(path)).isSymbolicLink()) throw new Error(`/${rel} is a symlink in the container: not followed from the host`);
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    errors[`root/${rel}`] = errorMessage(err);
+    return undefined;
+  }
 }

@@ -1,5 +1,5 @@
 import type { Stats } from 'node:fs';
-import { lstat, open, readdir, readlink, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header } from 'tar-stream';
@@ -76,8 +76,8 @@ export class TarStreamer {
    * Adds `dir` and everything below it as `prefix/...`, not crossing into the paths in
    * `exclude` (absolute paths of mount points, typically).
    */
-  async addTree(dir: string, prefix: string, exclude: Set<string> = new Set()): Promise<void> {
-    for await (const { path, rel, st } of walk(dir, exclude, (p, err) => this.gap(p, 'failed', errorMessage(err)))) {
+  async addTree(dir: string, prefix: string, exclude: Set<string> = new Set(), followTop = false): Promise<void> {
+    for await (const { path, rel, st } of walk(dir, exclude, (p, err) => this.gap(p, 'failed', errorMessage(err)), '', followTop)) {
       await this.add(path, rel ? `${prefix}/${rel}` : prefix, st);
     }
   }
@@ -158,16 +158,22 @@ async function* exactBytes(handle: FileHandle, size: number, onShort: (why: stri
   }
 }
 
-/** Depth-first walk with lstat (never follows symlinks); sorted for a reproducible archive order. */
+/**
+ * Depth-first walk with lstat: symlinks are archived, never followed, because an absolute link
+ * planted in a container would resolve against the collector's (the host's) root. `followTop`
+ * is for /proc/<pid>/root itself, a link the kernel resolves into the container.
+ * Sorted for a reproducible archive order.
+ */
 export async function* walk(
   dir: string,
   exclude: Set<string>,
   onError: (path: string, err: unknown) => void,
   rel = '',
+  followTop = false,
 ): AsyncGenerator<{ path: string; rel: string; st: Stats }> {
   let st: Stats;
   try {
-    st = await lstat(dir);
+    st = followTop ? await stat(dir) : await lstat(dir);
   } catch (err) {
     onError(rel || dir, err);
     return;
@@ -194,4 +200,19 @@ export function major(rdev: number): number {
 }
 export function minor(rdev: number): number {
   return (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
+}
+
+/**
+ * `root` + `rel` for reading a container's file from the host, refusing a path whose directories
+ * include a symlink: the kernel would resolve an absolute one against the host's root and the
+ * collector would read (and store) a host file. The last component is not checked: callers lstat it.
+ */
+export async function containedPath(root: string, rel: string): Promise<string> {
+  const parts = rel.split('/').filter(Boolean);
+  let path = root;
+  for (const part of parts.slice(0, -1)) {
+    path = join(path, part);
+    if ((await lstat(path)).isSymbolicLink()) throw new Error(`${path.slice(root.length)} is a symlink in the container: not followed from the host`);
+  }
+  return join(root, ...parts);
 }

