@@ -82,10 +82,11 @@ export class LeaderElector {
   async stop(): Promise<void> {
     this.stopController.abort();
     await this.running;
-    if (!this.leading) return;
+    const wasLeading = this.leading;
     this.leading = false;
+    // Even if not yet leading: an attempt that was in flight may have just won the lease.
     await this.release();
-    this.callbacks?.onStoppedLeading('released');
+    if (wasLeading) this.callbacks?.onStoppedLeading('released');
   }
 
   private async campaign(callbacks: LeadershipCallbacks): Promise<void> {
