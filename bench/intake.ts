@@ -128,7 +128,7 @@ function countCalls(api: CaseApi) {
 
 async function histogramQuantile(registry: ReturnType<typeof createRegistry>, q: number): Promise<string> {
   const metric = (await registry.getSingleMetric('amber_webhook_duration_seconds')!.get()).values;
-  const buckets = metric.filter((v) => v.metricName?.endsWith('_bucket') && v.labels.status === '202');
+  const buckets = metric.filter((v) => (v as { metricName?: string }).metricName?.endsWith('_bucket') && v.labels.status === '202');
   const total = buckets.find((b) => b.labels.le === '+Inf')?.value ?? 0;
   const hit = buckets.find((b) => b.value >= total * q);
   return String(hit?.labels.le ?? 'n/a');

@@ -130,6 +130,11 @@ export class IntakeEngine {
     this.policies = [...policies];
   }
 
+  /** The policies in force, by name (what the informer delivered and validated). */
+  policyNames(): string[] {
+    return this.policies.map((p) => p.name);
+  }
+
   setClusterNodes(count: number): void {
     this.clusterNodes = count;
   }
