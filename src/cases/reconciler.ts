@@ -20,6 +20,11 @@ export interface CaseReconcilerDeps {
   metrics: CaseMetrics;
   safety: SafetyConfig;
   now?: () => Date;
+  /**
+   * Called after each change to the world, named by what was just done. Tests throw from it
+   * to crash a pass half way and prove the next pass completes it exactly once.
+   */
+  afterStep?: (step: string) => void;
 }
 
 type Case = ForensicCase;
@@ -73,6 +78,7 @@ export class CaseReconciler {
       await this.deps.clients.patchCase(name, {
         metadata: { resourceVersion: kase.metadata.resourceVersion, finalizers: [...finalizers, FINALIZER] },
       });
+      this.step('finalizer');
     }
 
     if (kase.spec.release) await this.release(kase, status, log);
@@ -111,6 +117,7 @@ export class CaseReconciler {
     const want = kase.spec.containment;
     if (want.isolateNetwork) {
       const created = await this.ensureNetworkPolicy(kase, namespace);
+      this.step('network-policy');
       done('IsolateNetwork', created, `deny-all NetworkPolicy ${namespace}/${networkPolicyName(name)}`);
     }
     if (!isQuarantinedBy(pod, name)) {
@@ -124,6 +131,7 @@ export class CaseReconciler {
           annotations: Object.keys(plan.removed).length ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(plan.removed) } : {},
         },
       });
+      this.step('pod-labels');
       const detached = Object.keys(plan.removed);
       done(
         'LabelPod',
@@ -143,6 +151,7 @@ export class CaseReconciler {
           status.record('ContainNode', 'Skipped', nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node');
       } else {
         const performed = await this.holdNode(node, name, true, nodeWanted);
+        this.step('node');
         done('ContainNode', performed, `node ${nodeName} cordoned/labelled/tainted (NoSchedule) as asked`);
       }
     }
@@ -199,6 +208,10 @@ export class CaseReconciler {
       void events.emit(kase.metadata, 'Normal', 'Released', 'containment lifted; evidence untouched');
       log.info('containment released');
     }
+  }
+
+  private step(name: string): void {
+    this.deps.afterStep?.(name);
   }
 
   private async holdNode(node: V1Node, caseName: string, hold: boolean, want: NodeContainment): Promise<boolean> {

@@ -1,0 +1,63 @@
+import { NetworkingV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/labels.js';
+import { installCrds } from '../../testenv/crds.js';
+import { startCluster, type Cluster } from '../../testenv/kube.js';
+import { startCaseController } from '../../testenv/operator.js';
+import { operatorKubeConfig } from '../../testenv/rbac.js';
+import { waitFor } from '../../testenv/wait.js';
+import { Workloads } from '../../testenv/workload.js';
+
+/**
+ * A controller that dies half way through a case is replaced by a fresh one (new caches, new
+ * queue: all it knows is what the API server holds). Every case must end contained exactly
+ * once: one NetworkPolicy, one timeline entry per action, the node held once.
+ */
+describe('crash in the middle of a case, restart', () => {
+  let cluster: Cluster;
+  let w: Workloads;
+
+  beforeAll(async () => {
+    cluster = await startCluster({ controllerManager: true, kwok: true });
+    await installCrds(cluster.kubeConfig());
+    w = new Workloads(cluster.kubeConfig());
+    await w.node('node-c');
+    await w.namespace('shop');
+    await w.replicaSet('shop', 'api', 'node-c', 1);
+  });
+  afterAll(async () => cluster?.stop());
+
+  it.each(['finalizer', 'network-policy', 'pod-labels', 'node'])('crash after %s: completed exactly once', async (step) => {
+    const opKc = await operatorKubeConfig(cluster);
+    const [pod] = await w.runningPods('shop', 'app=api', 1);
+    const name = `crash-${step}`;
+    let crashed = false;
+    const doomed = await startCaseController(opKc, {
+      retryBaseDelayMs: 600_000, // a dead process does not retry
+      afterStep: (s) => {
+        if (s === step && !crashed) {
+          crashed = true;
+          throw new Error(`simulated crash after ${s}`);
+        }
+      },
+    });
+    await w.createCase(name, { target: { namespace: 'shop', pod: pod!.metadata!.name! }, reason: 'crash test' });
+    await waitFor(`crash at ${step}`, async () => crashed, (c) => c);
+    await doomed.stop();
+    expect((await w.getCase(name)).status?.phase).not.toBe('Contained');
+
+    const fresh = await startCaseController(opKc);
+    try {
+      const kase = await w.waitForPhase(name, 'Contained');
+      const actions = (kase.status?.timeline ?? []).map((e) => e.action);
+      expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
+      const policies = await cluster.kubeConfig().makeApiClient(NetworkingV1Api).listNamespacedNetworkPolicy({ namespace: 'shop', labelSelector: `${CASE_LABEL}=${name}` });
+      expect(policies.items).toHaveLength(1);
+      const node = await w.core.readNode({ name: 'node-c' });
+      expect(node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(',').filter((h) => h === name)).toEqual([name]);
+      expect(kase.status?.conditions?.filter((c) => c.type === 'Contained')).toHaveLength(1);
+    } finally {
+      await fresh.stop();
+    }
+  });
+});

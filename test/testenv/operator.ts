@@ -1,0 +1,32 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { caseController } from '../../src/cases/controller.js';
+import { silentLogger, createLogger } from '../../src/observability/logger.js';
+import { createRegistry } from '../../src/observability/metrics.js';
+import { OPERATOR_NAMESPACE } from './rbac.js';
+
+/** The case controller running in the test process, as the operator's ServiceAccount. */
+export async function startCaseController(kc: KubeConfig, opts: { afterStep?: (step: string) => void; allowKubeSystem?: boolean; retryBaseDelayMs?: number } = {}) {
+  const registry = createRegistry();
+  const logger = process.env.AMBER_TEST_LOGS ? createLogger({ test: true }) : silentLogger;
+  const parts = caseController({
+    kc,
+    logger,
+    registry,
+    safety: { operatorNamespace: OPERATOR_NAMESPACE, allowKubeSystem: opts.allowKubeSystem ?? false, protectedNamespaces: [] },
+    eventNamespace: OPERATOR_NAMESPACE,
+    afterStep: opts.afterStep,
+    resyncMs: 0,
+    queue: opts.retryBaseDelayMs ? { baseDelayMs: opts.retryBaseDelayMs } : undefined,
+  });
+  for (const inf of parts.informers) inf.start();
+  await Promise.all(parts.informers.map((i) => i.waitForSync()));
+  parts.controller.start();
+  return {
+    ...parts,
+    registry,
+    async stop() {
+      await parts.controller.stop(5_000);
+      await Promise.all(parts.informers.map((i) => i.stop()));
+    },
+  };
+}
