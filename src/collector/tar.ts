@@ -139,7 +139,8 @@ async function* exactBytes(handle: FileHandle, size: number, onShort: (why: stri
   while (pos < size) {
     const len = Math.min(CHUNK, size - pos);
     let n = 0;
-    let buf = Buffer.alloc(len);
+    // Zeros only where padding is needed; a read fills the buffer it is given.
+    let buf = failed ? Buffer.alloc(len) : Buffer.allocUnsafe(len);
     if (!failed) {
       try {
         ({ bytesRead: n } = await handle.read(buf, 0, len, pos));
@@ -152,7 +153,8 @@ async function* exactBytes(handle: FileHandle, size: number, onShort: (why: stri
         failed = true;
       }
     }
-    if (n > 0 && n < len) buf = buf.subarray(0, n);
+    if (failed && n === 0) buf.fill(0);
+    else if (n < len) buf = buf.subarray(0, n);
     yield buf;
     pos += buf.length;
   }
