@@ -62,12 +62,13 @@ export class LocalEvidenceStore implements EvidenceStore {
   ): Promise<StoredArtifact> {
     const path = this.artifactPath(caseId, name);
     const uri = pathToFileURL(path).href;
+    const source = toReadable(body);
     const endTimer = this.metrics.putSeconds.startTimer({ store: 'local' });
     try {
       // Fail before streaming a large body into a file that cannot be published anyway.
       if (await exists(path)) throw new ArtifactExistsError(uri);
       const digester = new DigestingStream();
-      await this.writeOnce(caseId, path, uri, toReadable(body), digester);
+      await this.writeOnce(caseId, path, uri, source, digester);
       const record: DigestRecord = {
         sha256: digester.sha256,
         size: digester.bytes,
@@ -91,6 +92,8 @@ export class LocalEvidenceStore implements EvidenceStore {
       );
       return { name, uri, size: record.size, sha256: record.sha256, ...(meta && { metadata: meta }) };
     } catch (err) {
+      // Whatever was not read of the body is abandoned: release it (an open file, a pipe).
+      source.destroy();
       this.metrics.artifacts.inc({
         store: 'local',
         result: err instanceof ArtifactExistsError ? 'exists' : 'error',

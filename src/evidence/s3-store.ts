@@ -168,6 +168,7 @@ export class S3EvidenceStore implements EvidenceStore {
     const retention = this.retention;
     const key = this.key(caseId, name);
     const uri = `s3://${this.bucket}/${key}`;
+    const source = toReadable(body);
     const endTimer = this.metrics.putSeconds.startTimer({ store: 's3' });
     try {
       // If-None-Match protects against races; this HEAD just avoids streaming gigabytes to a refusal.
@@ -182,7 +183,8 @@ export class S3EvidenceStore implements EvidenceStore {
       // (the first attempt committed, its answer was lost) is told apart from someone else's.
       const putId = randomUUID();
       const digester = new DigestingStream();
-      const hashed = pipeline(toReadable(body), digester, () => undefined);
+      // Errors reach Upload through `digester`, which pipeline() destroys with the cause.
+      const hashed = pipeline(source, digester, () => undefined);
       const upload = new Upload({
         client: this.client,
         partSize: this.partSize,
@@ -246,6 +248,8 @@ export class S3EvidenceStore implements EvidenceStore {
         ...(meta && { metadata: meta }),
       };
     } catch (err) {
+      // Whatever was not read of the body is abandoned: release it (an open file, a pipe).
+      source.destroy();
       this.metrics.artifacts.inc({
         store: 's3',
         result: err instanceof ArtifactExistsError ? 'exists' : 'error',
