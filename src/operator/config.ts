@@ -1,0 +1,35 @@
+import { z } from 'zod';
+
+/** Operator configuration: flags, then AMBER_* environment variables, then defaults. */
+export const OperatorConfig = z.object({
+  kubeconfig: z.string().optional(),
+  namespace: z.string().min(1).default('amber-system'),
+  /** Metrics, /healthz and /readyz. */
+  metricsPort: z.coerce.number().int().min(0).max(65_535).default(8080),
+  /** The Falcosidekick webhook; off when no token is configured. */
+  intakePort: z.coerce.number().int().min(0).max(65_535).default(2801),
+  intakeToken: z.string().min(16, 'the intake token must have at least 16 characters').optional(),
+  intakeTlsCert: z.string().optional(),
+  intakeTlsKey: z.string().optional(),
+  intakeClientCa: z.string().optional(),
+  leaderElection: z.boolean().default(true),
+  allowKubeSystem: z.boolean().default(false),
+  protectedNamespaces: z.array(z.string()).default([]),
+  workers: z.coerce.number().int().min(1).max(64).default(4),
+});
+export type OperatorConfig = z.infer<typeof OperatorConfig>;
+
+export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof OperatorConfig, unknown>> {
+  const pick = (k: string) => env[`AMBER_${k}`] || undefined;
+  return {
+    kubeconfig: env.KUBECONFIG || undefined,
+    namespace: pick('NAMESPACE') ?? env.POD_NAMESPACE,
+    metricsPort: pick('METRICS_PORT'),
+    intakePort: pick('INTAKE_PORT'),
+    intakeToken: pick('INTAKE_TOKEN'),
+    intakeTlsCert: pick('INTAKE_TLS_CERT'),
+    intakeTlsKey: pick('INTAKE_TLS_KEY'),
+    intakeClientCa: pick('INTAKE_CLIENT_CA'),
+    protectedNamespaces: pick('PROTECTED_NAMESPACES')?.split(',').filter(Boolean),
+  };
+}

@@ -1,0 +1,77 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import Fastify from 'fastify';
+import { readFileSync } from 'node:fs';
+import { caseController } from '../cases/controller.js';
+import { startIntake, type RunningIntake } from '../intake/index.js';
+import type { Logger } from '../observability/logger.js';
+import { createRegistry } from '../observability/metrics.js';
+import { Manager } from '../runtime/manager.js';
+import type { OperatorConfig } from './config.js';
+
+export interface RunningOperator {
+  manager: Manager;
+  intake?: RunningIntake;
+  metricsUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * `amber operator`: the case controller (only while leading), the Falcosidekick intake, and
+ * an HTTP endpoint for metrics and probes. Readiness waits for the caches.
+ */
+export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { exit?: (code: number) => void } = {}): Promise<RunningOperator> {
+  const kc = new KubeConfig();
+  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+  else kc.loadFromDefault();
+  const registry = createRegistry(true);
+
+  const manager = new Manager({
+    logger,
+    exit: opts.exit,
+    leaderElection: cfg.leaderElection ? { kubeConfig: kc, namespace: cfg.namespace, name: 'amber-operator' } : undefined,
+  });
+  const cases = caseController({
+    kc,
+    logger,
+    registry,
+    workers: cfg.workers,
+    eventNamespace: cfg.namespace,
+    safety: { operatorNamespace: cfg.namespace, allowKubeSystem: cfg.allowKubeSystem, protectedNamespaces: cfg.protectedNamespaces },
+  });
+  cases.informers.forEach((i) => manager.addInformer(i));
+  manager.addController(cases.controller);
+
+  const probes = Fastify({ logger: false });
+  probes.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  probes.get('/healthz', async () => 'ok');
+  probes.get('/readyz', async (_req, reply) => (manager.ready() ? 'ok' : reply.code(503).send('caches not synced')));
+  const metricsUrl = await probes.listen({ port: cfg.metricsPort, host: '0.0.0.0' });
+
+  await manager.start();
+  let intake: RunningIntake | undefined;
+  if (cfg.intakeToken) {
+    const tls =
+      cfg.intakeTlsCert && cfg.intakeTlsKey
+        ? {
+            cert: readFileSync(cfg.intakeTlsCert),
+            key: readFileSync(cfg.intakeTlsKey),
+            ...(cfg.intakeClientCa ? { ca: readFileSync(cfg.intakeClientCa), requestCert: true, rejectUnauthorized: true } : {}),
+          }
+        : undefined;
+    intake = await startIntake({ kubeConfig: kc, registry, logger, token: cfg.intakeToken, port: cfg.intakePort, tls, eventNamespace: cfg.namespace });
+  } else {
+    logger.warn('no intake token configured: the Falcosidekick webhook is off');
+  }
+  logger.info({ metricsUrl, intake: intake?.url }, 'operator started');
+
+  return {
+    manager,
+    intake,
+    metricsUrl,
+    async stop() {
+      await intake?.close();
+      await manager.stop();
+      await probes.close();
+    },
+  };
+}
