@@ -49,17 +49,27 @@ class DigestOnlyStore implements EvidenceStore {
 async function child(): Promise<void> {
   const [, , , store, containerId, stateRoot, storeDir] = process.argv;
   const registry = createRegistry();
-  const evidence = store === 'local' ? new LocalEvidenceStore({ root: storeDir ?? '', registry }) : new DigestOnlyStore();
+  const evidence =
+    store === 'local' ? new LocalEvidenceStore({ root: storeDir ?? '', registry }) : new DigestOnlyStore();
   const start = process.hrtime.bigint();
   const r = await collectContainer(
-    { caseId: 'bench', containerId: containerId ?? '', runtime: 'runc', runtimeRoot: stateRoot, groups: ['writableLayer'], terminationMessagePath: null },
+    {
+      caseId: 'bench',
+      containerId: containerId ?? '',
+      runtime: 'runc',
+      runtimeRoot: stateRoot,
+      groups: ['writableLayer'],
+      terminationMessagePath: null,
+    },
     evidence,
     { registry },
   );
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const tar = r.report.collected.find((a) => a.artifact.endsWith('writable-layer.tar'));
   if (!r.ok || !tar) throw new Error(`collection failed: ${JSON.stringify(r.report.failed)}`);
-  process.stdout.write(JSON.stringify({ seconds, bytes: tar.size, maxRssMiB: process.resourceUsage().maxRSS / 1024 }));
+  process.stdout.write(
+    JSON.stringify({ seconds, bytes: tar.size, maxRssMiB: process.resourceUsage().maxRSS / 1024 }),
+  );
 }
 
 async function main(): Promise<void> {
@@ -91,13 +101,19 @@ async function main(): Promise<void> {
 
     const baseline = (): number => {
       const t0 = process.hrtime.bigint();
-      const base = spawnSync('sh', ['-c', `tar -C '${c.upperDir}' -cf - . | sha256sum`], { encoding: 'utf8' });
+      const base = spawnSync('sh', ['-c', `tar -C '${c.upperDir}' -cf - . | sha256sum`], {
+        encoding: 'utf8',
+      });
       if (base.status !== 0) throw new Error(`baseline failed: ${base.stderr}`);
       return Number(process.hrtime.bigint() - t0) / 1e9;
     };
 
     const run = (store: string) => {
-      const r = spawnSync(process.execPath, [...process.execArgv, import.meta.filename, '--child', store, c.id, c.stateRoot, storeDir], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const r = spawnSync(
+        process.execPath,
+        [...process.execArgv, import.meta.filename, '--child', store, c.id, c.stateRoot, storeDir],
+        { encoding: 'utf8', maxBuffer: 1 << 20 },
+      );
       if (r.status !== 0) throw new Error(`collector run failed: ${r.stderr}`);
       return JSON.parse(r.stdout) as { seconds: number; bytes: number; maxRssMiB: number };
     };
@@ -109,10 +125,18 @@ async function main(): Promise<void> {
 
     const mibps = (bytes: number, s: number) => (bytes / MiB / s).toFixed(0);
     const layerBytes = Number(du);
-    console.log(`writable layer: ${(layerBytes / MiB).toFixed(0)} MiB on disk, tar ${(sink.bytes / MiB).toFixed(0)} MiB`);
-    console.log(`baseline  tar -c | sha256sum           ${baseSeconds.toFixed(2)} s (runs: ${base1.toFixed(2)} s before)  ${mibps(sink.bytes, baseSeconds)} MiB/s`);
-    console.log(`collector export+sha256 (digest sink)  ${sink.seconds.toFixed(2)} s  ${mibps(sink.bytes, sink.seconds)} MiB/s  peak RSS ${sink.maxRssMiB.toFixed(0)} MiB  ratio ${(baseSeconds / sink.seconds).toFixed(2)}`);
-    console.log(`collector export+sha256+local store    ${local.seconds.toFixed(2)} s  ${mibps(local.bytes, local.seconds)} MiB/s  peak RSS ${local.maxRssMiB.toFixed(0)} MiB  ratio ${(baseSeconds / local.seconds).toFixed(2)}`);
+    console.log(
+      `writable layer: ${(layerBytes / MiB).toFixed(0)} MiB on disk, tar ${(sink.bytes / MiB).toFixed(0)} MiB`,
+    );
+    console.log(
+      `baseline  tar -c | sha256sum           ${baseSeconds.toFixed(2)} s (runs: ${base1.toFixed(2)} s before)  ${mibps(sink.bytes, baseSeconds)} MiB/s`,
+    );
+    console.log(
+      `collector export+sha256 (digest sink)  ${sink.seconds.toFixed(2)} s  ${mibps(sink.bytes, sink.seconds)} MiB/s  peak RSS ${sink.maxRssMiB.toFixed(0)} MiB  ratio ${(baseSeconds / sink.seconds).toFixed(2)}`,
+    );
+    console.log(
+      `collector export+sha256+local store    ${local.seconds.toFixed(2)} s  ${mibps(local.bytes, local.seconds)} MiB/s  peak RSS ${local.maxRssMiB.toFixed(0)} MiB  ratio ${(baseSeconds / local.seconds).toFixed(2)}`,
+    );
   } finally {
     await c.stop();
     rmSync(storeDir, { recursive: true, force: true });

@@ -1,5 +1,10 @@
 import { Option, type Command } from 'commander';
-import { artifactGroups, collectContainer, type ArtifactGroup, type CollectOptions } from '../collector/collect.js';
+import {
+  artifactGroups,
+  collectContainer,
+  type ArtifactGroup,
+  type CollectOptions,
+} from '../collector/collect.js';
 import { runtimes } from '../collector/locate.js';
 import { LocalEvidenceStore } from '../evidence/local-store.js';
 import { retentionModeSchema } from '../evidence/retention.js';
@@ -53,10 +58,15 @@ export function registerCollectCommand(program: Command): void {
       'collect a container from its node (processes, executables, deleted files and memfds, sockets, memory, ' +
         'writable-layer diff and tar, targeted files, exposure, pod logs, kubelet checkpoint) into the evidence store',
     )
-    .requiredOption('--container-id <id>', 'container ID: 64 hex, Falco\'s 12-hex short ID, or runtime://<id>')
+    .requiredOption('--container-id <id>', "container ID: 64 hex, Falco's 12-hex short ID, or runtime://<id>")
     .requiredOption('--case <name>', 'case ID (the ForensicCase name) the artifacts are filed under')
-    .addOption(new Option('--runtime <runtime>', 'container runtime').choices([...runtimes, 'auto']).default('auto'))
-    .option('--runtime-root <dir>', "the runtime's state directory (e.g. runc --root) instead of the defaults")
+    .addOption(
+      new Option('--runtime <runtime>', 'container runtime').choices([...runtimes, 'auto']).default('auto'),
+    )
+    .option(
+      '--runtime-root <dir>',
+      "the runtime's state directory (e.g. runc --root) instead of the defaults",
+    )
     .option('--pod <name>', 'pod name (for its logs and checkpoint)')
     .option('--namespace <ns>', 'pod namespace (for its logs and checkpoint)')
     .option('--container-name <name>', 'container name in the pod (logs and checkpoint of that one only)')
@@ -67,10 +77,17 @@ export function registerCollectCommand(program: Command): void {
     .option('--endpoint <url>', 'S3 endpoint (MinIO, on-premises S3)', process.env.AMBER_S3_ENDPOINT)
     .option('--region <region>', 'S3 region', process.env.AWS_REGION ?? 'us-east-1')
     .option('--path-style', 'path-style S3 addressing (MinIO)', process.env.AMBER_S3_PATH_STYLE === 'true')
-    .addOption(new Option('--retention-mode <mode>', 'Object Lock mode').choices(retentionModeSchema.options).default('COMPLIANCE'))
+    .addOption(
+      new Option('--retention-mode <mode>', 'Object Lock mode')
+        .choices(retentionModeSchema.options)
+        .default('COMPLIANCE'),
+    )
     .option('--retention-period <period>', 'Object Lock retention, e.g. 90d, 7y', '90d')
     .option('--legal-hold', 'put a legal hold on every artifact', false)
-    .option('--groups <list>', `comma-separated artifact groups (default: all but fullRootfs): ${artifactGroups.join(',')}`)
+    .option(
+      '--groups <list>',
+      `comma-separated artifact groups (default: all but fullRootfs): ${artifactGroups.join(',')}`,
+    )
     .option('--full-rootfs', 'also export the whole merged root file system', false)
     .option('--no-memory', 'do not dump process memory')
     .option('--max-file-size <size>', 'largest single file copied, e.g. 512Mi')
@@ -78,10 +95,18 @@ export function registerCollectCommand(program: Command): void {
     .option('--max-memory-size <size>', 'cap of all memory dumps together, e.g. 8Gi')
     .option('--proc-root <dir>', 'where the host /proc is mounted', '/proc')
     .option('--host-pid <pid>', "a PID in the host's namespaces, to compare the container's with", '1')
-    .option('--host-root <dir>', "where the host's file system is mounted (for overlay layers, logs, runtime state)", '/')
+    .option(
+      '--host-root <dir>',
+      "where the host's file system is mounted (for overlay layers, logs, runtime state)",
+      '/',
+    )
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
-    .option('--termination-message-path <file>', 'where to write the short summary the pod status shows', '/dev/termination-log')
+    .option(
+      '--termination-message-path <file>',
+      'where to write the short summary the pod status shows',
+      '/dev/termination-log',
+    )
     .action(async (options: CollectCliOptions) => {
       process.exitCode = await runCollect(options, createLogger({ command: 'collect' }));
     });
@@ -105,10 +130,15 @@ export async function runCollect(cli: CollectCliOptions, logger: Logger): Promis
 
 export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
   let groups = cli.groups
-    ? cli.groups.split(',').map((g) => g.trim()).filter(Boolean).map((g) => {
-        if (!(artifactGroups as readonly string[]).includes(g)) throw new Error(`unknown artifact group "${g}"; known: ${artifactGroups.join(', ')}`);
-        return g as ArtifactGroup;
-      })
+    ? cli.groups
+        .split(',')
+        .map((g) => g.trim())
+        .filter(Boolean)
+        .map((g) => {
+          if (!(artifactGroups as readonly string[]).includes(g))
+            throw new Error(`unknown artifact group "${g}"; known: ${artifactGroups.join(', ')}`);
+          return g as ArtifactGroup;
+        })
     : artifactGroups.filter((g) => g !== 'fullRootfs');
   if (cli.fullRootfs && !groups.includes('fullRootfs')) groups = [...groups, 'fullRootfs'];
   if (!cli.memory) groups = groups.filter((g) => g !== 'memory');
@@ -136,22 +166,46 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
   };
 }
 
-function createStore(cli: CollectCliOptions, registry: ReturnType<typeof createRegistry>, logger: Logger): EvidenceStore {
+function createStore(
+  cli: CollectCliOptions,
+  registry: ReturnType<typeof createRegistry>,
+  logger: Logger,
+): EvidenceStore {
   if (cli.storeDir && cli.bucket) throw new Error('give either --store-dir or --bucket, not both');
   if (cli.storeDir) return new LocalEvidenceStore({ root: cli.storeDir, registry, logger });
-  if (!cli.bucket) throw new Error('no evidence store: give --store-dir <dir> or --bucket <bucket> (or AMBER_EVIDENCE_BUCKET)');
-  const client = createS3Client({ region: cli.region, forcePathStyle: cli.pathStyle, ...(cli.endpoint && { endpoint: cli.endpoint }) });
+  if (!cli.bucket)
+    throw new Error(
+      'no evidence store: give --store-dir <dir> or --bucket <bucket> (or AMBER_EVIDENCE_BUCKET)',
+    );
+  const client = createS3Client({
+    region: cli.region,
+    forcePathStyle: cli.pathStyle,
+    ...(cli.endpoint && { endpoint: cli.endpoint }),
+  });
   return new S3EvidenceStore({
     client,
     bucket: cli.bucket,
     prefix: cli.prefix,
-    retention: { mode: retentionModeSchema.parse(cli.retentionMode), period: cli.retentionPeriod, legalHold: cli.legalHold },
+    retention: {
+      mode: retentionModeSchema.parse(cli.retentionMode),
+      period: cli.retentionPeriod,
+      legalHold: cli.legalHold,
+    },
     registry,
     logger,
   });
 }
 
-const sizeUnits: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3, ti: 1024 ** 4 };
+const sizeUnits: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  m: 1e6,
+  g: 1e9,
+  ki: 1024,
+  mi: 1024 ** 2,
+  gi: 1024 ** 3,
+  ti: 1024 ** 4,
+};
 
 /** Kubernetes-style sizes: 1048576, 512Mi, 2Gi, 500M. */
 export function parseSize(s: string): number {

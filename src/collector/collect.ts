@@ -13,14 +13,32 @@ import { artifactSegment, findCheckpoints, findPodLogs } from './logs.js';
 import { memoryDump } from './memory.js';
 import { parseStatus } from './procfs.js';
 import { readNetwork } from './network.js';
-import { containerPids, exeIdentity, processTree, readBootTime, readNamespaces, readProcess, type ProcessSnapshot } from './processes.js';
+import {
+  containerPids,
+  exeIdentity,
+  processTree,
+  readBootTime,
+  readNamespaces,
+  readProcess,
+  type ProcessSnapshot,
+} from './processes.js';
 import { CollectionReport, collectorMetrics, errorMessage, type CollectionReportJson } from './report.js';
 import { containedPath, storeTar, walk, type TarGap } from './tar.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-export const artifactGroups = ['processes', 'network', 'memory', 'filesystemDiff', 'writableLayer', 'targetedFiles', 'fullRootfs', 'logs', 'checkpoint'] as const;
+export const artifactGroups = [
+  'processes',
+  'network',
+  'memory',
+  'filesystemDiff',
+  'writableLayer',
+  'targetedFiles',
+  'fullRootfs',
+  'logs',
+  'checkpoint',
+] as const;
 export type ArtifactGroup = (typeof artifactGroups)[number];
 
 export const collectOptionsSchema = z.object({
@@ -45,12 +63,36 @@ export const collectOptionsSchema = z.object({
   caps: z
     .object({
       /** Largest single file copied (executables, deleted files, memfds, files in a tar). */
-      maxFileBytes: z.number().int().positive().default(512 * MiB),
-      maxWritableLayerBytes: z.number().int().positive().default(20 * GiB),
-      maxTargetedBytes: z.number().int().positive().default(2 * GiB),
-      maxRootfsBytes: z.number().int().positive().default(20 * GiB),
-      maxMemoryBytesPerProcess: z.number().int().positive().default(2 * GiB),
-      maxMemoryBytesTotal: z.number().int().positive().default(8 * GiB),
+      maxFileBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(512 * MiB),
+      maxWritableLayerBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(20 * GiB),
+      maxTargetedBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(2 * GiB),
+      maxRootfsBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(20 * GiB),
+      maxMemoryBytesPerProcess: z
+        .number()
+        .int()
+        .positive()
+        .default(2 * GiB),
+      maxMemoryBytesTotal: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * GiB),
     })
     .prefault({}),
   /** Where the kubelet reads the container's termination message; null to not write one. */
@@ -80,7 +122,11 @@ export async function collectContainer(
   deps: { registry: Registry; logger?: Logger },
 ): Promise<CollectResult> {
   const opts = collectOptionsSchema.parse(input);
-  const log = (deps.logger ?? silentLogger).child({ component: 'collector', caseId: opts.caseId, containerId: opts.containerId });
+  const log = (deps.logger ?? silentLogger).child({
+    component: 'collector',
+    caseId: opts.caseId,
+    containerId: opts.containerId,
+  });
   const report = new CollectionReport(collectorMetrics(deps.registry), {
     caseId: opts.caseId,
     containerId: opts.containerId,
@@ -94,7 +140,11 @@ export async function collectContainer(
     ...(opts.node && { node: opts.node }),
     ...(containerId && { containerId }),
   });
-  const put = async (name: string, body: Readable | Buffer | string, m: ArtifactMetadata): Promise<StoredArtifact | undefined> => {
+  const put = async (
+    name: string,
+    body: Readable | Buffer | string,
+    m: ArtifactMetadata,
+  ): Promise<StoredArtifact | undefined> => {
     try {
       const a = await store.put(opts.caseId, `${prefix}/${name}`, body, m);
       report.stored(a);
@@ -105,7 +155,8 @@ export async function collectContainer(
       return undefined;
     }
   };
-  const json = (v: unknown): string => `${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x), 2)}\n`;
+  const json = (v: unknown): string =>
+    `${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x), 2)}\n`;
 
   let container: LocatedContainer | undefined;
   let fatal: string | undefined;
@@ -115,7 +166,8 @@ export async function collectContainer(
       runtime: opts.runtime,
       procRoot: opts.procRoot,
       hostRoot: opts.hostRoot,
-      ...(opts.runtimeRoot && opts.runtime !== 'auto' && { runtimeRoots: { [opts.runtime]: [opts.runtimeRoot] } }),
+      ...(opts.runtimeRoot &&
+        opts.runtime !== 'auto' && { runtimeRoots: { [opts.runtime]: [opts.runtimeRoot] } }),
     });
     report.header.containerId = container.id;
     report.header.runtime = container.runtime;
@@ -136,25 +188,44 @@ export async function collectContainer(
       return undefined;
     });
 
-    await put('container.json', json({ ...c, namespaces: init?.namespaces, cgroup: init?.cgroup, hostNamespaces: hostNs }), { ...m('container'), contentType: 'application/json' });
+    await put(
+      'container.json',
+      json({ ...c, namespaces: init?.namespaces, cgroup: init?.cgroup, hostNamespaces: hostNs }),
+      { ...m('container'), contentType: 'application/json' },
+    );
 
     if (want(opts, 'network')) {
-      const net = await readNetwork(opts.procRoot, c.initPid, processes, hostNs?.net).catch((err: unknown) => {
-        report.fail('network', err);
-        return undefined;
-      });
+      const net = await readNetwork(opts.procRoot, c.initPid, processes, hostNs?.net).catch(
+        (err: unknown) => {
+          report.fail('network', err);
+          return undefined;
+        },
+      );
       if (net) {
         for (const [file, reason] of Object.entries(net.errors)) report.fail(`network ${file}`, reason);
         await put('network.json', json(net), { ...m('network'), contentType: 'application/json' });
       }
     }
 
-    const capLastCap = await readFile(join(opts.procRoot, 'sys/kernel/cap_last_cap'), 'utf8').then(Number, () => undefined);
-    const hostCapabilities = await readFile(join(opts.procRoot, String(opts.hostReferencePid), 'status'), 'utf8').then(
+    const capLastCap = await readFile(join(opts.procRoot, 'sys/kernel/cap_last_cap'), 'utf8').then(
+      Number,
+      () => undefined,
+    );
+    const hostCapabilities = await readFile(
+      join(opts.procRoot, String(opts.hostReferencePid), 'status'),
+      'utf8',
+    ).then(
       (t) => parseStatus(t).capabilities.bounding,
       () => undefined,
     );
-    const exposure = assessExposure({ initStatus: init?.status, capLastCap, hostCapabilities, namespaces: init?.namespaces, hostNamespaces: hostNs, mounts: init?.mounts });
+    const exposure = assessExposure({
+      initStatus: init?.status,
+      capLastCap,
+      hostCapabilities,
+      namespaces: init?.namespaces,
+      hostNamespaces: hostNs,
+      mounts: init?.mounts,
+    });
     await put('exposure.json', json(exposure), { ...m('exposure'), contentType: 'application/json' });
 
     if (want(opts, 'memory')) await collectMemory(opts, processes, report, put, m, json);
@@ -163,24 +234,37 @@ export async function collectContainer(
     await collectFilesystem(opts, c, init, report, put, m, json, store, prefix);
   }
 
-  if (want(opts, 'logs') || want(opts, 'checkpoint')) await collectLogs(opts, report, put, meta('logs', container?.id));
+  if (want(opts, 'logs') || want(opts, 'checkpoint'))
+    await collectLogs(opts, report, put, meta('logs', container?.id));
 
   let reportArtifact: StoredArtifact | undefined;
   try {
-    reportArtifact = await store.put(opts.caseId, `${prefix}/report.json`, json(report.toJSON()), { ...meta('report', container?.id), contentType: 'application/json' });
+    reportArtifact = await store.put(opts.caseId, `${prefix}/report.json`, json(report.toJSON()), {
+      ...meta('report', container?.id),
+      contentType: 'application/json',
+    });
   } catch (err) {
     log.error({ err: errorMessage(err) }, 'report not stored');
     fatal ??= `report not stored: ${errorMessage(err)}`;
   }
   const summary = report.summary(reportArtifact, fatal);
   if (opts.terminationMessagePath) {
-    await writeFile(opts.terminationMessagePath, summary).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'termination message not written'));
+    await writeFile(opts.terminationMessagePath, summary).catch((err: unknown) =>
+      log.warn({ err: errorMessage(err) }, 'termination message not written'),
+    );
   }
-  log.info({ collected: report.collected.length, failed: report.failed.length, skipped: report.skipped.length }, 'collection finished');
+  log.info(
+    { collected: report.collected.length, failed: report.failed.length, skipped: report.skipped.length },
+    'collection finished',
+  );
   return { ok: fatal === undefined, report: report.toJSON(), reportArtifact, summary, container };
 }
 
-type Put = (name: string, body: Readable | Buffer | string, m: ArtifactMetadata) => Promise<StoredArtifact | undefined>;
+type Put = (
+  name: string,
+  body: Readable | Buffer | string,
+  m: ArtifactMetadata,
+) => Promise<StoredArtifact | undefined>;
 type Meta = (group: string) => ArtifactMetadata;
 
 async function collectProcesses(
@@ -226,7 +310,15 @@ async function collectProcesses(
         Object.assign(p.exe, known);
         continue;
       }
-      const a = await copyProcFile(opts, `/proc/${p.pid}/exe (${p.exe.path})`, join(opts.procRoot, String(p.pid), 'exe'), `processes/${p.pid}/exe.bin`, report, put, m('processes/exe'));
+      const a = await copyProcFile(
+        opts,
+        `/proc/${p.pid}/exe (${p.exe.path})`,
+        join(opts.procRoot, String(p.pid), 'exe'),
+        `processes/${p.pid}/exe.bin`,
+        report,
+        put,
+        m('processes/exe'),
+      );
       if (a) {
         const ref = { artifact: a.name, sha256: a.sha256, size: a.size };
         Object.assign(p.exe, ref);
@@ -237,11 +329,22 @@ async function collectProcesses(
     for (const p of processes) {
       for (const f of p.fds ?? []) {
         if (f.kind !== 'deleted-file' && f.kind !== 'memfd') continue;
-        const a = await copyProcFile(opts, `/proc/${p.pid}/fd/${f.fd} (${f.target})`, join(opts.procRoot, String(p.pid), 'fd', String(f.fd)), `processes/${p.pid}/fd-${f.fd}.bin`, report, put, m(`processes/${f.kind}`));
+        const a = await copyProcFile(
+          opts,
+          `/proc/${p.pid}/fd/${f.fd} (${f.target})`,
+          join(opts.procRoot, String(p.pid), 'fd', String(f.fd)),
+          `processes/${p.pid}/fd-${f.fd}.bin`,
+          report,
+          put,
+          m(`processes/${f.kind}`),
+        );
         if (a) f.artifact = a.name;
       }
     }
-    await put('processes.json', json({ processes, tree: processTree(processes) }), { ...m('processes'), contentType: 'application/json' });
+    await put('processes.json', json({ processes, tree: processTree(processes) }), {
+      ...m('processes'),
+      contentType: 'application/json',
+    });
   } else {
     report.skip('processes', 'group not requested');
   }
@@ -276,13 +379,23 @@ async function copyProcFile(
       return undefined;
     }
     // Read through the descriptor we opened: the path may vanish (process exit) meanwhile.
-    return await put(name, handle.createReadStream({ autoClose: false, start: 0 }), { ...meta, contentType: 'application/octet-stream' });
+    return await put(name, handle.createReadStream({ autoClose: false, start: 0 }), {
+      ...meta,
+      contentType: 'application/octet-stream',
+    });
   } finally {
     await handle.close();
   }
 }
 
-async function collectMemory(opts: Options, processes: ProcessSnapshot[], report: CollectionReport, put: Put, m: Meta, json: (v: unknown) => string): Promise<void> {
+async function collectMemory(
+  opts: Options,
+  processes: ProcessSnapshot[],
+  report: CollectionReport,
+  put: Put,
+  m: Meta,
+  json: (v: unknown) => string,
+): Promise<void> {
   let budget = opts.caps.maxMemoryBytesTotal;
   for (const p of processes) {
     if (!p.maps) {
@@ -290,11 +403,22 @@ async function collectMemory(opts: Options, processes: ProcessSnapshot[], report
       continue;
     }
     if (budget <= 0) {
-      report.skip(`memory of ${p.pid}`, `the total memory cap of ${opts.caps.maxMemoryBytesTotal} bytes is used up`);
+      report.skip(
+        `memory of ${p.pid}`,
+        `the total memory cap of ${opts.caps.maxMemoryBytesTotal} bytes is used up`,
+      );
       continue;
     }
-    const dump = memoryDump(opts.procRoot, p.pid, p.maps, Math.min(budget, opts.caps.maxMemoryBytesPerProcess));
-    const a = await put(`processes/${p.pid}/memory.bin`, dump.stream, { ...m('memory'), contentType: 'application/octet-stream' });
+    const dump = memoryDump(
+      opts.procRoot,
+      p.pid,
+      p.maps,
+      Math.min(budget, opts.caps.maxMemoryBytesPerProcess),
+    );
+    const a = await put(`processes/${p.pid}/memory.bin`, dump.stream, {
+      ...m('memory'),
+      contentType: 'application/octet-stream',
+    });
     budget -= a?.size ?? 0;
     for (const r of dump.index) {
       if (r.gap === undefined) continue;
@@ -302,7 +426,10 @@ async function collectMemory(opts: Options, processes: ProcessSnapshot[], report
       if (r.gap.startsWith('skipped')) report.skip(what, r.gap);
       else report.fail(what, r.gap);
     }
-    await put(`processes/${p.pid}/memory-index.json`, json(dump.index), { ...m('memory'), contentType: 'application/json' });
+    await put(`processes/${p.pid}/memory-index.json`, json(dump.index), {
+      ...m('memory'),
+      contentType: 'application/json',
+    });
   }
 }
 
@@ -324,10 +451,22 @@ async function collectFilesystem(
   store: EvidenceStore,
   prefix: string,
 ): Promise<void> {
-  const tar = async (name: string, maxTotalBytes: number, group: string, fill: Parameters<typeof storeTar>[5]): Promise<void> => {
+  const tar = async (
+    name: string,
+    maxTotalBytes: number,
+    group: string,
+    fill: Parameters<typeof storeTar>[5],
+  ): Promise<void> => {
     const artifact = `${prefix}/${name}`;
     try {
-      const r = await storeTar(store, opts.caseId, artifact, { maxFileBytes: opts.caps.maxFileBytes, maxTotalBytes }, m(group), fill);
+      const r = await storeTar(
+        store,
+        opts.caseId,
+        artifact,
+        { maxFileBytes: opts.caps.maxFileBytes, maxTotalBytes },
+        m(group),
+        fill,
+      );
       report.stored(r.artifact);
       recordTarGaps(report, artifact, r.gaps);
     } catch (err) {
@@ -337,7 +476,8 @@ async function collectFilesystem(
 
   const layout = (() => {
     try {
-      if (!init?.mounts) throw new Error(`init's mountinfo unreadable: ${init?.errors.mountinfo ?? 'no init process'}`);
+      if (!init?.mounts)
+        throw new Error(`init's mountinfo unreadable: ${init?.errors.mountinfo ?? 'no init process'}`);
       return overlayLayout(init.mounts);
     } catch (err) {
       report.fail('overlay layout', err);
@@ -355,19 +495,40 @@ async function collectFilesystem(
     if (want(opts, 'filesystemDiff')) {
       const lowers = layout.lowerDirs.map(host);
       const unreadable = [];
-      for (const l of lowers) if (!(await lstat(l).then(() => true, () => false))) unreadable.push(l);
-      if (unreadable.length > 0) report.fail('image layers', `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`);
+      for (const l of lowers)
+        if (
+          !(await lstat(l).then(
+            () => true,
+            () => false,
+          ))
+        )
+          unreadable.push(l);
+      if (unreadable.length > 0)
+        report.fail(
+          'image layers',
+          `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`,
+        );
       const diff = await overlayDiff(upper, lowers, opaque, (p, err) => report.fail(`diff ${p}`, err));
-      await put('filesystem/diff.json', json({ layout, changes: diff }), { ...m('filesystem/diff'), contentType: 'application/json' });
+      await put('filesystem/diff.json', json({ layout, changes: diff }), {
+        ...m('filesystem/diff'),
+        contentType: 'application/json',
+      });
     }
     if (want(opts, 'writableLayer')) {
-      await tar('filesystem/writable-layer.tar', opts.caps.maxWritableLayerBytes, 'filesystem/writable-layer', async (t) => {
-        for await (const { path, rel, st } of walk(upper, new Set(), (p, err) => t.gap(p, 'failed', errorMessage(err)))) {
-          // Opaque markers travel as pax xattrs, as containerd's own layer tars carry them.
-          const pax = opaque.has(rel) ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined;
-          await t.add(path, rel || '.', st, pax);
-        }
-      });
+      await tar(
+        'filesystem/writable-layer.tar',
+        opts.caps.maxWritableLayerBytes,
+        'filesystem/writable-layer',
+        async (t) => {
+          for await (const { path, rel, st } of walk(upper, new Set(), (p, err) =>
+            t.gap(p, 'failed', errorMessage(err)),
+          )) {
+            // Opaque markers travel as pax xattrs, as containerd's own layer tars carry them.
+            const pax = opaque.has(rel) ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined;
+            await t.add(path, rel || '.', st, pax);
+          }
+        },
+      );
     }
   } else if (!want(opts, 'filesystemDiff') && !want(opts, 'writableLayer')) {
     report.skip('filesystem diff and writable layer', 'groups not requested');
@@ -400,18 +561,32 @@ async function collectFilesystem(
   }
   if (want(opts, 'fullRootfs')) {
     // Other mounts (proc, sys, dev, volumes) are left out: they are not the container's file system.
-    const exclude = new Set((init?.mounts ?? []).filter((x) => x.mountPoint !== '/').map((x) => join(root, x.mountPoint)));
+    const exclude = new Set(
+      (init?.mounts ?? []).filter((x) => x.mountPoint !== '/').map((x) => join(root, x.mountPoint)),
+    );
     await tar('filesystem/rootfs.tar', opts.caps.maxRootfsBytes, 'filesystem/rootfs', async (t) => {
       await t.addTree(root, '.', exclude, true);
     });
-    for (const x of exclude) report.skip(`filesystem/rootfs.tar: ${x.slice(root.length)}`, 'separate mount, not part of the container root');
+    for (const x of exclude)
+      report.skip(
+        `filesystem/rootfs.tar: ${x.slice(root.length)}`,
+        'separate mount, not part of the container root',
+      );
   } else {
     report.skip('filesystem/rootfs.tar', 'full export not requested');
   }
-  await put('filesystem/mounts.json', json(init?.mounts ?? []), { ...m('filesystem/mounts'), contentType: 'application/json' });
+  await put('filesystem/mounts.json', json(init?.mounts ?? []), {
+    ...m('filesystem/mounts'),
+    contentType: 'application/json',
+  });
 }
 
-async function collectLogs(opts: Options, report: CollectionReport, put: Put, meta: ArtifactMetadata): Promise<void> {
+async function collectLogs(
+  opts: Options,
+  report: CollectionReport,
+  put: Put,
+  meta: ArtifactMetadata,
+): Promise<void> {
   if (!opts.pod || !opts.namespace) {
     report.skip('logs and checkpoint', 'no --pod/--namespace given');
     return;
@@ -423,9 +598,14 @@ async function collectLogs(opts: Options, report: CollectionReport, put: Put, me
       report.fail(`pod logs under ${root}`, err);
       return undefined;
     });
-    if (files?.length === 0) report.skip('pod logs', `no log files for ${opts.namespace}/${opts.pod} under ${root}`);
+    if (files?.length === 0)
+      report.skip('pod logs', `no log files for ${opts.namespace}/${opts.pod} under ${root}`);
     for (const f of files ?? []) {
-      await put(`logs/${artifactSegment(f.container)}/${artifactSegment(f.file)}`, createReadStream(f.path), { ...meta, collectedBy: 'collector/logs', contentType: 'text/plain' });
+      await put(`logs/${artifactSegment(f.container)}/${artifactSegment(f.file)}`, createReadStream(f.path), {
+        ...meta,
+        collectedBy: 'collector/logs',
+        contentType: 'text/plain',
+      });
     }
   }
   if (want(opts, 'checkpoint')) {
@@ -435,9 +615,17 @@ async function collectLogs(opts: Options, report: CollectionReport, put: Put, me
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') report.fail(`checkpoints under ${root}`, err);
       return [];
     });
-    if (files.length === 0) report.skip('checkpoint', `no kubelet checkpoint archive for ${opts.namespace}/${opts.pod} under ${root}`);
+    if (files.length === 0)
+      report.skip(
+        'checkpoint',
+        `no kubelet checkpoint archive for ${opts.namespace}/${opts.pod} under ${root}`,
+      );
     for (const f of files) {
-      await put(`checkpoint/${artifactSegment(f.split('/').pop() ?? 'checkpoint.tar')}`, createReadStream(f), { ...meta, collectedBy: 'collector/checkpoint', contentType: 'application/x-tar' });
+      await put(
+        `checkpoint/${artifactSegment(f.split('/').pop() ?? 'checkpoint.tar')}`,
+        createReadStream(f),
+        { ...meta, collectedBy: 'collector/checkpoint', contentType: 'application/x-tar' },
+      );
     }
   }
 }

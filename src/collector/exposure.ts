@@ -18,12 +18,34 @@ export const dangerousCapabilities = [
   'CAP_SETFCAP',
 ] as const;
 
-const runtimeSockets = ['docker.sock', 'containerd.sock', 'crio.sock', 'cri-dockerd.sock', 'dockershim.sock', 'kubelet.sock'];
+const runtimeSockets = [
+  'docker.sock',
+  'containerd.sock',
+  'crio.sock',
+  'cri-dockerd.sock',
+  'dockershim.sock',
+  'kubelet.sock',
+];
 
 /** Host directories whose bind mount into a container is a way out (or a view of other pods). */
 const sensitiveHostPaths = [
-  '/', '/etc', '/root', '/home', '/proc', '/sys', '/dev', '/boot', '/lib/modules', '/usr',
-  '/var/run', '/run', '/var/lib/kubelet', '/var/lib/docker', '/var/lib/containerd', '/var/log', '/etc/kubernetes',
+  '/',
+  '/etc',
+  '/root',
+  '/home',
+  '/proc',
+  '/sys',
+  '/dev',
+  '/boot',
+  '/lib/modules',
+  '/usr',
+  '/var/run',
+  '/run',
+  '/var/lib/kubelet',
+  '/var/lib/docker',
+  '/var/lib/containerd',
+  '/var/log',
+  '/etc/kubernetes',
 ];
 
 export const serviceAccountMountPoint = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -68,14 +90,27 @@ export function assessExposure(input: ExposureInput): ExposureIndicator[] {
     const full = input.hostCapabilities
       ? input.hostCapabilities.length > 0 && input.hostCapabilities.every((c) => eff.has(c))
       : input.capLastCap !== undefined && eff.size >= input.capLastCap + 1;
-    if (full) out.push({ id: 'privileged', severity: 'critical', detail: `all ${eff.size} capabilities are effective (privileged container)` });
+    if (full)
+      out.push({
+        id: 'privileged',
+        severity: 'critical',
+        detail: `all ${eff.size} capabilities are effective (privileged container)`,
+      });
     const dangerous = dangerousCapabilities.filter((c) => eff.has(c));
     if (!full && dangerous.length > 0) {
-      const critical = dangerous.some((c) => c === 'CAP_SYS_ADMIN' || c === 'CAP_SYS_MODULE' || c === 'CAP_SYS_PTRACE');
-      out.push({ id: 'dangerous-capability', severity: critical ? 'critical' : 'high', detail: dangerous.join(', ') });
+      const critical = dangerous.some(
+        (c) => c === 'CAP_SYS_ADMIN' || c === 'CAP_SYS_MODULE' || c === 'CAP_SYS_PTRACE',
+      );
+      out.push({
+        id: 'dangerous-capability',
+        severity: critical ? 'critical' : 'high',
+        detail: dangerous.join(', '),
+      });
     }
-    if (status.seccomp === 'disabled') out.push({ id: 'no-seccomp', severity: 'medium', detail: 'init runs without a seccomp filter' });
-    if (status.uids[1] === 0) out.push({ id: 'runs-as-root', severity: 'low', detail: 'init runs with effective UID 0' });
+    if (status.seccomp === 'disabled')
+      out.push({ id: 'no-seccomp', severity: 'medium', detail: 'init runs without a seccomp filter' });
+    if (status.uids[1] === 0)
+      out.push({ id: 'runs-as-root', severity: 'low', detail: 'init runs with effective UID 0' });
   }
 
   if (input.namespaces && input.hostNamespaces) {
@@ -95,15 +130,30 @@ export function assessExposure(input: ExposureInput): ExposureIndicator[] {
     const base = m.mountPoint.split('/').pop() ?? '';
     const rootBase = m.root.split('/').pop() ?? '';
     if (runtimeSockets.includes(base) || runtimeSockets.includes(rootBase)) {
-      out.push({ id: 'runtime-socket', severity: 'critical', detail: `container runtime socket ${m.root} mounted at ${m.mountPoint}` });
+      out.push({
+        id: 'runtime-socket',
+        severity: 'critical',
+        detail: `container runtime socket ${m.root} mounted at ${m.mountPoint}`,
+      });
       continue;
     }
-    if (m.mountPoint === serviceAccountMountPoint || m.mountPoint.startsWith(`${serviceAccountMountPoint}/`)) {
-      out.push({ id: 'service-account-token', severity: 'medium', detail: `service account token mounted at ${m.mountPoint}` });
+    if (
+      m.mountPoint === serviceAccountMountPoint ||
+      m.mountPoint.startsWith(`${serviceAccountMountPoint}/`)
+    ) {
+      out.push({
+        id: 'service-account-token',
+        severity: 'medium',
+        detail: `service account token mounted at ${m.mountPoint}`,
+      });
       continue;
     }
     if (isHostPathBind(m) && sensitiveHostPaths.includes(m.root.replace(/\/+$/, '') || '/')) {
-      out.push({ id: 'sensitive-host-path', severity: m.root === '/' ? 'critical' : 'high', detail: `host ${m.root} mounted at ${m.mountPoint} (${m.fsType} ${m.source})` });
+      out.push({
+        id: 'sensitive-host-path',
+        severity: m.root === '/' ? 'critical' : 'high',
+        detail: `host ${m.root} mounted at ${m.mountPoint} (${m.fsType} ${m.source})`,
+      });
     }
   }
   return out;
@@ -115,11 +165,28 @@ export function assessExposure(input: ExposureInput): ExposureIndicator[] {
  */
 function isHostPathBind(m: MountInfo): boolean {
   if (m.mountPoint === '/') return false;
-  const virtual = ['proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2', 'overlay', 'shm', 'devtmpfs', 'securityfs', 'debugfs', 'tracefs'];
+  const virtual = [
+    'proc',
+    'sysfs',
+    'tmpfs',
+    'devpts',
+    'mqueue',
+    'cgroup',
+    'cgroup2',
+    'overlay',
+    'shm',
+    'devtmpfs',
+    'securityfs',
+    'debugfs',
+    'tracefs',
+  ];
   if (virtual.includes(m.fsType)) {
     // The runtime's own /proc, /sys, /dev are at their usual places; the same fs elsewhere is a host view.
     const usual = ['/proc', '/sys', '/dev', '/dev/shm', '/dev/pts', '/dev/mqueue', '/sys/fs/cgroup'];
-    return !usual.some((u) => m.mountPoint === u || m.mountPoint.startsWith(`${u}/`)) && (m.fsType === 'proc' || m.fsType === 'sysfs' || m.fsType === 'devtmpfs');
+    return (
+      !usual.some((u) => m.mountPoint === u || m.mountPoint.startsWith(`${u}/`)) &&
+      (m.fsType === 'proc' || m.fsType === 'sysfs' || m.fsType === 'devtmpfs')
+    );
   }
   return true;
 }

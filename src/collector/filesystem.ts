@@ -19,11 +19,15 @@ export interface OverlayLayout {
 export function overlayLayout(mounts: MountInfo[]): OverlayLayout {
   const root = mounts.filter((m) => m.mountPoint === '/').at(-1);
   if (!root) throw new Error('no mount at / in the container mountinfo');
-  if (root.fsType !== 'overlay') throw new Error(`the container root is ${root.fsType}, not overlay: no writable layer to diff`);
+  if (root.fsType !== 'overlay')
+    throw new Error(`the container root is ${root.fsType}, not overlay: no writable layer to diff`);
   const upperDir = root.superOptions.upperdir;
   if (!upperDir) throw new Error('the root overlay has no upperdir (read-only root): nothing was written');
   // lowerdir is ':'-separated; a literal ':' in a layer path is escaped as '\:'.
-  const lowerDirs = (root.superOptions.lowerdir ?? '').split(/(?<!\\):/).filter(Boolean).map((p) => p.replace(/\\:/g, ':'));
+  const lowerDirs = (root.superOptions.lowerdir ?? '')
+    .split(/(?<!\\):/)
+    .filter(Boolean)
+    .map((p) => p.replace(/\\:/g, ':'));
   return { upperDir, lowerDirs, workDir: root.superOptions.workdir, mountId: root.id };
 }
 
@@ -46,10 +50,18 @@ export interface DiffEntry {
 export async function opaqueDirs(upperHostPath: string): Promise<Set<string>> {
   const { stdout } = await execFileP(
     'getfattr',
-    ['--recursive', '--physical', '--absolute-names', '--dump', '--match=^(trusted|user)\\.overlay\\.opaque$', upperHostPath],
+    [
+      '--recursive',
+      '--physical',
+      '--absolute-names',
+      '--dump',
+      '--match=^(trusted|user)\\.overlay\\.opaque$',
+      upperHostPath,
+    ],
     { maxBuffer: 64 * 1024 * 1024 },
   ).catch((err: NodeJS.ErrnoException & { stdout?: string }) => {
-    if (err.code === 'ENOENT') throw new Error('getfattr not installed (Debian package attr): opaque directories cannot be detected');
+    if (err.code === 'ENOENT')
+      throw new Error('getfattr not installed (Debian package attr): opaque directories cannot be detected');
     // getfattr exits 1 when some file had no attributes to show but still printed the rest.
     if (typeof err.stdout === 'string') return { stdout: err.stdout };
     throw err;
@@ -68,7 +80,13 @@ export async function opaqueDirs(upperHostPath: string): Promise<Set<string>> {
 
 async function existsIn(dirs: string[], rel: string): Promise<boolean> {
   for (const d of dirs) {
-    if (await lstat(join(d, rel)).then(() => true, () => false)) return true;
+    if (
+      await lstat(join(d, rel)).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
   }
   return false;
 }
@@ -93,9 +111,21 @@ export async function overlayDiff(
       out.push({ kind: 'D', path, type: 'other' });
       continue;
     }
-    const type = st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : st.isFile() ? 'file' : 'other';
+    const type = st.isDirectory()
+      ? 'directory'
+      : st.isSymbolicLink()
+        ? 'symlink'
+        : st.isFile()
+          ? 'file'
+          : 'other';
     const inImage = await existsIn(lowerHostPaths, rel);
-    const entry: DiffEntry = { kind: inImage ? 'C' : 'A', path, type, mtime: st.mtime.toISOString(), ...(type === 'file' && { size: st.size }) };
+    const entry: DiffEntry = {
+      kind: inImage ? 'C' : 'A',
+      path,
+      type,
+      mtime: st.mtime.toISOString(),
+      ...(type === 'file' && { size: st.size }),
+    };
     if (opaque.has(rel)) {
       entry.opaque = true;
       const hidden = new Set<string>();
@@ -104,7 +134,8 @@ export async function overlayDiff(
       }
       const present = new Set(await readdir(join(upperHostPath, rel)).catch(() => [] as string[]));
       out.push(entry);
-      for (const n of [...hidden].sort()) if (!present.has(n)) out.push({ kind: 'D', path: `${path}/${n}`, type: 'other' });
+      for (const n of [...hidden].sort())
+        if (!present.has(n)) out.push({ kind: 'D', path: `${path}/${n}`, type: 'other' });
       continue;
     }
     out.push(entry);

@@ -13,7 +13,11 @@ export type Runtime = (typeof runtimes)[number];
 export const defaultRuntimeRoots: Record<Runtime, string[]> = {
   containerd: ['/run/containerd/io.containerd.runtime.v2.task/k8s.io'],
   'cri-o': ['/run/containers/storage/overlay-containers'],
-  docker: ['/run/containerd/io.containerd.runtime.v2.task/moby', '/run/docker/runtime-runc/moby', '/var/run/docker/runtime-runc/moby'],
+  docker: [
+    '/run/containerd/io.containerd.runtime.v2.task/moby',
+    '/run/docker/runtime-runc/moby',
+    '/var/run/docker/runtime-runc/moby',
+  ],
   runc: ['/run/runc'],
 };
 
@@ -39,9 +43,14 @@ export class ContainerNotFoundError extends Error {
  * pod's status.containerStatuses[].containerID.
  */
 export function normalizeContainerId(raw: string): string {
-  const id = raw.trim().replace(/^[a-z-]+:\/\//, '').toLowerCase();
+  const id = raw
+    .trim()
+    .replace(/^[a-z-]+:\/\//, '')
+    .toLowerCase();
   if (!/^[0-9a-f]{12,64}$/.test(id)) {
-    throw new ContainerNotFoundError(`invalid container ID "${raw}": expected 12 to 64 hex digits (optionally runtime://<id>)`);
+    throw new ContainerNotFoundError(
+      `invalid container ID "${raw}": expected 12 to 64 hex digits (optionally runtime://<id>)`,
+    );
   }
   return id;
 }
@@ -55,13 +64,17 @@ async function readInitPid(runtime: Runtime, stateDir: string): Promise<{ pid: n
     const text = await readFile(file, 'utf8').catch(() => undefined);
     if (text !== undefined) {
       const pid = Number(text.trim());
-      if (!Number.isInteger(pid) || pid <= 0) throw new ContainerNotFoundError(`${file} holds no PID: "${text.trim().slice(0, 40)}"`);
+      if (!Number.isInteger(pid) || pid <= 0)
+        throw new ContainerNotFoundError(`${file} holds no PID: "${text.trim().slice(0, 40)}"`);
       return { pid, file };
     }
   }
   const file = join(stateDir, 'state.json');
   const text = await readFile(file, 'utf8').catch(() => undefined);
-  if (text === undefined) throw new ContainerNotFoundError(`no init.pid, userdata/pidfile or state.json under ${stateDir} (${runtime})`);
+  if (text === undefined)
+    throw new ContainerNotFoundError(
+      `no init.pid, userdata/pidfile or state.json under ${stateDir} (${runtime})`,
+    );
   const parsed = runcStateSchema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new ContainerNotFoundError(`${file} has no init_process_pid`);
   return { pid: parsed.data.init_process_pid, file };
@@ -95,12 +108,17 @@ export async function locateContainer(opts: LocateOptions): Promise<LocatedConta
       const dir = join(opts.hostRoot, root);
       tried.push(dir);
       const ids = await matchingIds(dir, id);
-      if (ids.length > 1) throw new ContainerNotFoundError(`container ID ${id} is ambiguous in ${dir}: ${ids.map((i) => i.slice(0, 16)).join(', ')}`);
+      if (ids.length > 1)
+        throw new ContainerNotFoundError(
+          `container ID ${id} is ambiguous in ${dir}: ${ids.map((i) => i.slice(0, 16)).join(', ')}`,
+        );
       const full = ids[0];
       if (full === undefined) continue;
       const { pid, file } = await readInitPid(runtime, join(dir, full));
       if (!(await isRunning(opts.procRoot, pid))) {
-        throw new ContainerNotFoundError(`container ${full.slice(0, 12)} is not running: init PID ${pid} from ${file} has no ${opts.procRoot}/${pid}`);
+        throw new ContainerNotFoundError(
+          `container ${full.slice(0, 12)} is not running: init PID ${pid} from ${file} has no ${opts.procRoot}/${pid}`,
+        );
       }
       return { id: full, runtime, initPid: pid, via: file };
     }
@@ -134,10 +152,14 @@ async function scanCgroups(procRoot: string, id: string): Promise<LocatedContain
   for (const pid of await listPids(procRoot)) {
     const text = await readFile(join(procRoot, String(pid), 'cgroup'), 'utf8').catch(() => '');
     const ids = new Set<string>();
-    for (const e of parseCgroup(text)) for (const m of e.path.matchAll(/[0-9a-f]{64}/g)) if (m[0].startsWith(id)) ids.add(m[0]);
+    for (const e of parseCgroup(text))
+      for (const m of e.path.matchAll(/[0-9a-f]{64}/g)) if (m[0].startsWith(id)) ids.add(m[0]);
     for (const full of ids) byId.set(full, [...(byId.get(full) ?? []), pid]);
   }
-  if (byId.size > 1) throw new ContainerNotFoundError(`container ID ${id} is ambiguous among cgroups: ${[...byId.keys()].map((i) => i.slice(0, 16)).join(', ')}`);
+  if (byId.size > 1)
+    throw new ContainerNotFoundError(
+      `container ID ${id} is ambiguous among cgroups: ${[...byId.keys()].map((i) => i.slice(0, 16)).join(', ')}`,
+    );
   const [entry] = byId;
   if (!entry) return undefined;
   const [full, pids] = entry;

@@ -13,7 +13,12 @@ export interface LogFile {
  * counts restarts, so the previous instance's log (the one a crash-looping attacker's shell
  * left) is N-1.log. Rotated files (N.log.<time>, .gz) are included.
  */
-export async function findPodLogs(podLogsRoot: string, namespace: string, pod: string, containers?: string[]): Promise<LogFile[]> {
+export async function findPodLogs(
+  podLogsRoot: string,
+  namespace: string,
+  pod: string,
+  containers?: string[],
+): Promise<LogFile[]> {
   const podDirs = (await readdir(podLogsRoot)).filter((d) => d.startsWith(`${namespace}_${pod}_`)).sort();
   const out: LogFile[] = [];
   for (const podDir of podDirs) {
@@ -21,7 +26,8 @@ export async function findPodLogs(podLogsRoot: string, namespace: string, pod: s
       if (containers && containers.length > 0 && !containers.includes(container)) continue;
       const dir = join(podLogsRoot, podDir, container);
       const files = await readdir(dir).catch(() => [] as string[]);
-      for (const file of files.filter((f) => /^\d+\.log/.test(f)).sort()) out.push({ path: join(dir, file), container, file });
+      for (const file of files.filter((f) => /^\d+\.log/.test(f)).sort())
+        out.push({ path: join(dir, file), container, file });
     }
   }
   return out;
@@ -31,11 +37,21 @@ export async function findPodLogs(podLogsRoot: string, namespace: string, pod: s
  * Kubelet checkpoint archives of the pod's containers (the ContainerCheckpoint API writes
  * checkpoint-<pod>_<namespace>-<container>-<time>.tar).
  */
-export async function findCheckpoints(checkpointsRoot: string, namespace: string, pod: string, containers?: string[]): Promise<string[]> {
+export async function findCheckpoints(
+  checkpointsRoot: string,
+  namespace: string,
+  pod: string,
+  containers?: string[],
+): Promise<string[]> {
   const prefix = `checkpoint-${pod}_${namespace}-`;
   const files = (await readdir(checkpointsRoot)).filter((f) => f.startsWith(prefix) && f.endsWith('.tar'));
   return files
-    .filter((f) => !containers || containers.length === 0 || containers.some((c) => f.slice(prefix.length).startsWith(`${c}-`)))
+    .filter(
+      (f) =>
+        !containers ||
+        containers.length === 0 ||
+        containers.some((c) => f.slice(prefix.length).startsWith(`${c}-`)),
+    )
     .sort()
     .map((f) => join(checkpointsRoot, f));
 }

@@ -42,13 +42,28 @@ export function memoryDump(
     try {
       handle = await open(join(procRoot, String(pid), 'mem'), 'r');
     } catch (err) {
-      index.push({ start: '0', end: '0', perms: '', path: '', fileOffset: 0, bytes: 0, gap: `cannot open mem: ${errorMessage(err)}` });
+      index.push({
+        start: '0',
+        end: '0',
+        perms: '',
+        path: '',
+        fileOffset: 0,
+        bytes: 0,
+        gap: `cannot open mem: ${errorMessage(err)}`,
+      });
       return;
     }
     let written = 0;
     try {
       for (const m of dumpableRegions(maps)) {
-        const region: DumpedRegion = { start: m.start.toString(16), end: m.end.toString(16), perms: m.perms, path: m.path, fileOffset: written, bytes: 0 };
+        const region: DumpedRegion = {
+          start: m.start.toString(16),
+          end: m.end.toString(16),
+          perms: m.perms,
+          path: m.path,
+          fileOffset: written,
+          bytes: 0,
+        };
         index.push(region);
         const length = Number(m.end - m.start);
         if (written + length > maxBytes) {

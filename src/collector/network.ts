@@ -79,7 +79,9 @@ export async function readNetwork(
     for (const s of parseInetSockets(text, proto)) inet.push({ ...s, owners: owners.get(s.inode) ?? [] });
   }
   const unixText = await read('net/unix');
-  const unix = unixText ? parseUnixSockets(unixText).map((s) => ({ ...s, owners: owners.get(s.inode) ?? [] })) : [];
+  const unix = unixText
+    ? parseUnixSockets(unixText).map((s) => ({ ...s, owners: owners.get(s.inode) ?? [] }))
+    : [];
   const routeText = await read('net/route');
   const route6Text = await read('net/ipv6_route');
   return {
@@ -96,10 +98,15 @@ export async function readNetwork(
 }
 
 /** A file of the container's root, refusing symlinks that would lead the host-side read astray. */
-async function readContained(procPidDir: string, rel: string, errors: Record<string, string>): Promise<string | undefined> {
+async function readContained(
+  procPidDir: string,
+  rel: string,
+  errors: Record<string, string>,
+): Promise<string | undefined> {
   try {
     const path = await containedPath(join(procPidDir, 'root'), rel);
-    if ((await lstat(path)).isSymbolicLink()) throw new Error(`/${rel} is a symlink in the container: not followed from the host`);
+    if ((await lstat(path)).isSymbolicLink())
+      throw new Error(`/${rel} is a symlink in the container: not followed from the host`);
     return await readFile(path, 'utf8');
   } catch (err) {
     errors[`root/${rel}`] = errorMessage(err);

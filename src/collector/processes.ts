@@ -19,7 +19,17 @@ import { errorMessage } from './report.js';
 /** USER_HZ: the unit of /proc/<pid>/stat times; 100 on every Linux architecture Kubernetes runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-export const namespaceKinds = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'pid_for_children', 'time', 'user', 'uts'] as const;
+export const namespaceKinds = [
+  'cgroup',
+  'ipc',
+  'mnt',
+  'net',
+  'pid',
+  'pid_for_children',
+  'time',
+  'user',
+  'uts',
+] as const;
 
 export interface OpenFile {
   fd: number;
@@ -58,7 +68,11 @@ export interface ProcessTreeNode {
   children: ProcessTreeNode[];
 }
 
-async function tryRead<T>(errors: Record<string, string>, field: string, read: () => Promise<T>): Promise<T | undefined> {
+async function tryRead<T>(
+  errors: Record<string, string>,
+  field: string,
+  read: () => Promise<T>,
+): Promise<T | undefined> {
   try {
     return await read();
   } catch (err) {
@@ -102,7 +116,11 @@ export async function readFds(procRoot: string, pid: number): Promise<OpenFile[]
  * Reads everything /proc tells about one process. Every field is read on its own: a failure
  * (the process exited, a file is unreadable) is recorded in `errors` and the rest goes on.
  */
-export async function readProcess(procRoot: string, pid: number, bootTimeSeconds: number | undefined): Promise<ProcessSnapshot> {
+export async function readProcess(
+  procRoot: string,
+  pid: number,
+  bootTimeSeconds: number | undefined,
+): Promise<ProcessSnapshot> {
   const dir = join(procRoot, String(pid));
   const errors: Record<string, string> = {};
   const text = (f: string) => () => readFile(join(dir, f), 'utf8');
@@ -119,7 +137,10 @@ export async function readProcess(procRoot: string, pid: number, bootTimeSeconds
       stat && bootTimeSeconds !== undefined
         ? new Date((bootTimeSeconds + stat.startTicks / CLOCK_TICKS_PER_SECOND) * 1000).toISOString()
         : undefined,
-    exe: exeLink !== undefined ? { path: exeLink.replace(/ \(deleted\)$/, ''), deleted: exeLink.endsWith(' (deleted)') } : undefined,
+    exe:
+      exeLink !== undefined
+        ? { path: exeLink.replace(/ \(deleted\)$/, ''), deleted: exeLink.endsWith(' (deleted)') }
+        : undefined,
     cwd: await tryRead(errors, 'cwd', () => readlink(join(dir, 'cwd'))),
     root: await tryRead(errors, 'root', () => readlink(join(dir, 'root'))),
     fds: await tryRead(errors, 'fds', () => readFds(procRoot, pid)),
@@ -156,11 +177,18 @@ export function inCgroups(cgroup: CgroupEntry[], keys: CgroupEntry[]): boolean {
  * The container's processes: those in init's cgroup (or below it), plus those in init's PID
  * namespace when the container has its own (so a process moved out of the cgroup is still found).
  */
-export async function containerPids(procRoot: string, initPid: number, containerId: string, hostReferencePid = 1): Promise<number[]> {
+export async function containerPids(
+  procRoot: string,
+  initPid: number,
+  containerId: string,
+  hostReferencePid = 1,
+): Promise<number[]> {
   const initDir = join(procRoot, String(initPid));
   const keys = containerCgroups(parseCgroup(await readFile(join(initDir, 'cgroup'), 'utf8')), containerId);
   const initPidNs = await readlink(join(initDir, 'ns', 'pid')).catch(() => undefined);
-  const hostPidNs = await readlink(join(procRoot, String(hostReferencePid), 'ns', 'pid')).catch(() => undefined);
+  const hostPidNs = await readlink(join(procRoot, String(hostReferencePid), 'ns', 'pid')).catch(
+    () => undefined,
+  );
   const ownPidNs = initPidNs !== undefined && initPidNs !== hostPidNs ? initPidNs : undefined;
 
   const members = new Set<number>([initPid]);
@@ -168,7 +196,8 @@ export async function containerPids(procRoot: string, initPid: number, container
     const dir = join(procRoot, String(pid));
     const cgroup = await readFile(join(dir, 'cgroup'), 'utf8').then(parseCgroup, () => undefined);
     if (cgroup && keys.length > 0 && inCgroups(cgroup, keys)) members.add(pid);
-    else if (ownPidNs && (await readlink(join(dir, 'ns', 'pid')).catch(() => undefined)) === ownPidNs) members.add(pid);
+    else if (ownPidNs && (await readlink(join(dir, 'ns', 'pid')).catch(() => undefined)) === ownPidNs)
+      members.add(pid);
   }
   return [...members].sort((a, b) => a - b);
 }

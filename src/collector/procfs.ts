@@ -9,13 +9,47 @@
 
 /** Linux capability numbers -> names (include/uapi/linux/capability.h). */
 export const CAPABILITIES = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL',
-  'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE',
-  'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE',
-  'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT',
-  'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE',
-  'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
-  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_DAC_READ_SEARCH',
+  'CAP_FOWNER',
+  'CAP_FSETID',
+  'CAP_KILL',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETPCAP',
+  'CAP_LINUX_IMMUTABLE',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_NET_BROADCAST',
+  'CAP_NET_ADMIN',
+  'CAP_NET_RAW',
+  'CAP_IPC_LOCK',
+  'CAP_IPC_OWNER',
+  'CAP_SYS_MODULE',
+  'CAP_SYS_RAWIO',
+  'CAP_SYS_CHROOT',
+  'CAP_SYS_PTRACE',
+  'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN',
+  'CAP_SYS_BOOT',
+  'CAP_SYS_NICE',
+  'CAP_SYS_RESOURCE',
+  'CAP_SYS_TIME',
+  'CAP_SYS_TTY_CONFIG',
+  'CAP_MKNOD',
+  'CAP_LEASE',
+  'CAP_AUDIT_WRITE',
+  'CAP_AUDIT_CONTROL',
+  'CAP_SETFCAP',
+  'CAP_MAC_OVERRIDE',
+  'CAP_MAC_ADMIN',
+  'CAP_SYSLOG',
+  'CAP_WAKE_ALARM',
+  'CAP_BLOCK_SUSPEND',
+  'CAP_AUDIT_READ',
+  'CAP_PERFMON',
+  'CAP_BPF',
+  'CAP_CHECKPOINT_RESTORE',
 ] as const;
 
 /** A capability set from /proc/<pid>/status (hex bitmask) as names; unknown bits as `CAP_<n>`. */
@@ -44,7 +78,13 @@ export interface ProcStatus {
   uids: number[];
   gids: number[];
   nspid: number[];
-  capabilities: { inheritable: string[]; permitted: string[]; effective: string[]; bounding: string[]; ambient: string[] };
+  capabilities: {
+    inheritable: string[];
+    permitted: string[];
+    effective: string[];
+    bounding: string[];
+    ambient: string[];
+  };
   /** CapEff as the kernel wrote it, for an exact comparison. */
   capEffHex: string;
   seccomp: 'disabled' | 'strict' | 'filter' | 'unknown';
@@ -95,7 +135,10 @@ export function parseStat(text: string): ProcStat {
   const open = text.indexOf('(');
   const close = text.lastIndexOf(')');
   if (open < 0 || close < open) throw new Error(`not a /proc/<pid>/stat line: ${text.slice(0, 80)}`);
-  const rest = text.slice(close + 2).trim().split(' ');
+  const rest = text
+    .slice(close + 2)
+    .trim()
+    .split(' ');
   // rest[0] is field 3 (state); field n is rest[n - 3].
   return {
     pid: Number(text.slice(0, open).trim()),
@@ -233,8 +276,17 @@ export function decodeIPv6(hex: string): string {
 }
 
 const TCP_STATES: Record<string, string> = {
-  '01': 'ESTABLISHED', '02': 'SYN_SENT', '03': 'SYN_RECV', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2',
-  '06': 'TIME_WAIT', '07': 'CLOSE', '08': 'CLOSE_WAIT', '09': 'LAST_ACK', '0A': 'LISTEN', '0B': 'CLOSING',
+  '01': 'ESTABLISHED',
+  '02': 'SYN_SENT',
+  '03': 'SYN_RECV',
+  '04': 'FIN_WAIT1',
+  '05': 'FIN_WAIT2',
+  '06': 'TIME_WAIT',
+  '07': 'CLOSE',
+  '08': 'CLOSE_WAIT',
+  '09': 'LAST_ACK',
+  '0A': 'LISTEN',
+  '0B': 'CLOSING',
   '0C': 'NEW_SYN_RECV',
 };
 
@@ -285,14 +337,21 @@ export interface UnixSocket {
 }
 
 const UNIX_TYPES: Record<string, string> = { '0001': 'STREAM', '0002': 'DGRAM', '0005': 'SEQPACKET' };
-const UNIX_STATES: Record<string, string> = { '01': 'UNCONNECTED', '02': 'CONNECTING', '03': 'CONNECTED', '04': 'DISCONNECTING' };
+const UNIX_STATES: Record<string, string> = {
+  '01': 'UNCONNECTED',
+  '02': 'CONNECTING',
+  '03': 'CONNECTED',
+  '04': 'DISCONNECTING',
+};
 const SO_ACCEPTCON = 0x10000;
 
 export function parseUnixSockets(text: string): UnixSocket[] {
   const sockets: UnixSocket[] = [];
   for (const line of text.split('\n').slice(1)) {
     // Num RefCount Protocol Flags Type St Inode [Path] -- the path may contain spaces.
-    const m = /^\s*[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) ([0-9A-F]+) ([0-9A-F]+)\s+(\d+) ?(.*)$/.exec(line);
+    const m = /^\s*[0-9a-fA-F]+: [0-9A-F]+ [0-9A-F]+ ([0-9A-F]+) ([0-9A-F]+) ([0-9A-F]+)\s+(\d+) ?(.*)$/.exec(
+      line,
+    );
     if (!m) continue;
     const listening = (parseInt(m[1] ?? '0', 16) & SO_ACCEPTCON) !== 0;
     sockets.push({
@@ -344,7 +403,8 @@ export interface Route6 {
 /** /proc/<pid>/net/ipv6_route. Unlike net/tcp6, these addresses are plain big-endian hex. */
 export function parseIPv6Routes(text: string): Route6[] {
   const routes: Route6[] = [];
-  const fmt = (hex: string): string => new URL(`http://[${hex.match(/.{4}/g)?.join(':') ?? '::'}]/`).hostname.slice(1, -1);
+  const fmt = (hex: string): string =>
+    new URL(`http://[${hex.match(/.{4}/g)?.join(':') ?? '::'}]/`).hostname.slice(1, -1);
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10) continue;

@@ -47,7 +47,11 @@ export function collectorMetrics(registry: Registry): CollectorMetrics {
       }),
     bytes:
       existing('amber_collector_bytes_total') ??
-      new Counter({ name: 'amber_collector_bytes_total', help: 'Bytes of evidence the node collector stored', registers: [registry] }),
+      new Counter({
+        name: 'amber_collector_bytes_total',
+        help: 'Bytes of evidence the node collector stored',
+        registers: [registry],
+      }),
   };
 }
 
@@ -111,7 +115,10 @@ export class CollectionReport {
       firstFailures: [] as string[],
     };
     for (const f of this.failed) {
-      const next = { ...base, firstFailures: [...base.firstFailures, `${f.what}: ${f.reason}`.slice(0, 200)] };
+      const next = {
+        ...base,
+        firstFailures: [...base.firstFailures, `${f.what}: ${f.reason}`.slice(0, 200)],
+      };
       if (Buffer.byteLength(JSON.stringify(next)) > 4000) break;
       base.firstFailures = next.firstFailures;
     }

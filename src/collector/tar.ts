@@ -43,17 +43,39 @@ export class TarStreamer {
    * a file that shrinks while it is read is padded with zeros to the size its header announced.
    */
   async add(path: string, name: string, st: Stats, pax?: Record<string, string>): Promise<void> {
-    const header: EntryHeader = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime, ...(pax && { pax }) };
+    const header: EntryHeader = {
+      name,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: st.mtime,
+      ...(pax && { pax }),
+    };
     if (st.isDirectory()) return this.write({ ...header, type: 'directory' });
-    if (st.isSymbolicLink()) return this.write({ ...header, type: 'symlink', linkname: await readlink(path) });
+    if (st.isSymbolicLink())
+      return this.write({ ...header, type: 'symlink', linkname: await readlink(path) });
     if (st.isCharacterDevice() || st.isBlockDevice()) {
-      return this.write({ ...header, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major(st.rdev), devminor: minor(st.rdev) });
+      return this.write({
+        ...header,
+        type: st.isCharacterDevice() ? 'character-device' : 'block-device',
+        devmajor: major(st.rdev),
+        devminor: minor(st.rdev),
+      });
     }
     if (st.isFIFO()) return this.write({ ...header, type: 'fifo' });
     if (!st.isFile()) return this.gap(name, 'skipped', 'socket or other special file: not archivable');
-    if (st.size > this.limits.maxFileBytes) return this.gap(name, 'skipped', `${st.size} bytes exceeds the per-file cap of ${this.limits.maxFileBytes}`);
+    if (st.size > this.limits.maxFileBytes)
+      return this.gap(
+        name,
+        'skipped',
+        `${st.size} bytes exceeds the per-file cap of ${this.limits.maxFileBytes}`,
+      );
     if (this.totalBytes + st.size > this.limits.maxTotalBytes) {
-      return this.gap(name, 'skipped', `${st.size} bytes would exceed the archive cap of ${this.limits.maxTotalBytes}`);
+      return this.gap(
+        name,
+        'skipped',
+        `${st.size} bytes would exceed the archive cap of ${this.limits.maxTotalBytes}`,
+      );
     }
     let handle;
     try {
@@ -63,7 +85,10 @@ export class TarStreamer {
     }
     try {
       let short: string | undefined;
-      await this.writeFile({ ...header, type: 'file', size: st.size }, exactBytes(handle, st.size, (why) => (short = why)));
+      await this.writeFile(
+        { ...header, type: 'file', size: st.size },
+        exactBytes(handle, st.size, (why) => (short = why)),
+      );
       if (short) this.gap(name, 'failed', short);
       this.totalBytes += st.size;
       this.entries++;
@@ -76,8 +101,19 @@ export class TarStreamer {
    * Adds `dir` and everything below it as `prefix/...`, not crossing into the paths in
    * `exclude` (absolute paths of mount points, typically).
    */
-  async addTree(dir: string, prefix: string, exclude: Set<string> = new Set(), followTop = false): Promise<void> {
-    for await (const { path, rel, st } of walk(dir, exclude, (p, err) => this.gap(p, 'failed', errorMessage(err)), '', followTop)) {
+  async addTree(
+    dir: string,
+    prefix: string,
+    exclude: Set<string> = new Set(),
+    followTop = false,
+  ): Promise<void> {
+    for await (const { path, rel, st } of walk(
+      dir,
+      exclude,
+      (p, err) => this.gap(p, 'failed', errorMessage(err)),
+      '',
+      followTop,
+    )) {
       await this.add(path, rel ? `${prefix}/${rel}` : prefix, st);
     }
   }
@@ -103,7 +139,9 @@ export class TarStreamer {
   }
 
   private async write(header: EntryHeader): Promise<void> {
-    await new Promise<void>((resolve, reject) => this.pack.entry(header, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      this.pack.entry(header, (err) => (err ? reject(err) : resolve())),
+    );
     this.entries++;
   }
 }
@@ -133,7 +171,11 @@ export async function storeTar(
 }
 
 /** Yields exactly `size` bytes of an open file: zeros after an early end or a read error (reported once). */
-async function* exactBytes(handle: FileHandle, size: number, onShort: (why: string) => void): AsyncGenerator<Buffer> {
+async function* exactBytes(
+  handle: FileHandle,
+  size: number,
+  onShort: (why: string) => void,
+): AsyncGenerator<Buffer> {
   let pos = 0;
   let failed = false;
   while (pos < size) {
@@ -214,7 +256,8 @@ export async function containedPath(root: string, rel: string): Promise<string> 
   let path = root;
   for (const part of parts.slice(0, -1)) {
     path = join(path, part);
-    if ((await lstat(path)).isSymbolicLink()) throw new Error(`${path.slice(root.length)} is a symlink in the container: not followed from the host`);
+    if ((await lstat(path)).isSymbolicLink())
+      throw new Error(`${path.slice(root.length)} is a symlink in the container: not followed from the host`);
   }
   return join(root, ...parts);
 }

@@ -1,6 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,7 +112,14 @@ export async function startContainer(opts: ContainerOptions): Promise<TestContai
   live.add(cleanup);
 
   try {
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lowerDir},upperdir=${upperDir},workdir=${workDir}`, rootfs]);
+    execFileSync('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${lowerDir},upperdir=${upperDir},workdir=${workDir}`,
+      rootfs,
+    ]);
     mounted = true;
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(runtimeSpec(bundle, opts), null, 2));
 
@@ -120,7 +138,9 @@ export async function startContainer(opts: ContainerOptions): Promise<TestContai
     } finally {
       closeSync(out);
     }
-    const state = JSON.parse(execFileSync('runc', ['--root', stateRoot, 'state', id], { encoding: 'utf8' })) as { pid: number };
+    const state = JSON.parse(
+      execFileSync('runc', ['--root', stateRoot, 'state', id], { encoding: 'utf8' }),
+    ) as { pid: number };
 
     return {
       id,
@@ -135,7 +155,9 @@ export async function startContainer(opts: ContainerOptions): Promise<TestContai
         const deadline = Date.now() + timeoutMs;
         while (!existsSync(join(rootfs, path))) {
           if (Date.now() > deadline) {
-            throw new Error(`container ${id.slice(0, 12)}: ${path} did not appear in ${timeoutMs} ms; output:\n${readFileSync(stdoutFile, 'utf8')}`);
+            throw new Error(
+              `container ${id.slice(0, 12)}: ${path} did not appear in ${timeoutMs} ms; output:\n${readFileSync(stdoutFile, 'utf8')}`,
+            );
           }
           await sleep(50);
         }
@@ -160,12 +182,18 @@ function runtimeSpec(bundle: string, opts: ContainerOptions): Record<string, unk
   spec.root.readonly = false;
   spec.hostname = 'amber-test';
   if (opts.allCapabilities) {
-    for (const set of ['bounding', 'effective', 'permitted'] as const) spec.process.capabilities[set] = allCapabilities();
+    for (const set of ['bounding', 'effective', 'permitted'] as const)
+      spec.process.capabilities[set] = allCapabilities();
     spec.process.capabilities.ambient = [];
   }
   if (opts.hostNetwork) spec.linux.namespaces = spec.linux.namespaces.filter((ns) => ns.type !== 'network');
   for (const b of opts.binds ?? []) {
-    spec.mounts.push({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', b.readonly ? 'ro' : 'rw'] });
+    spec.mounts.push({
+      destination: b.destination,
+      type: 'bind',
+      source: b.source,
+      options: ['rbind', b.readonly ? 'ro' : 'rw'],
+    });
   }
   return spec as unknown as Record<string, unknown>;
 }

@@ -24,14 +24,21 @@ async function readAll(r: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function tarEntries(buf: Buffer): Promise<Map<string, { type: string; body: Buffer; devmajor?: number; devminor?: number }>> {
+async function tarEntries(
+  buf: Buffer,
+): Promise<Map<string, { type: string; body: Buffer; devmajor?: number; devminor?: number }>> {
   const out = new Map<string, { type: string; body: Buffer; devmajor?: number; devminor?: number }>();
   const ex = extract();
   Readable.from([buf]).pipe(ex);
   for await (const entry of ex) {
     const chunks: Buffer[] = [];
     for await (const c of entry) chunks.push(c as Buffer);
-    out.set(entry.header.name.replace(/\/$/, ''), { type: entry.header.type, body: Buffer.concat(chunks), devmajor: entry.header.devmajor, devminor: entry.header.devminor });
+    out.set(entry.header.name.replace(/\/$/, ''), {
+      type: entry.header.type,
+      body: Buffer.concat(chunks),
+      devmajor: entry.header.devmajor,
+      devminor: entry.header.devminor,
+    });
   }
   return out;
 }
@@ -53,8 +60,10 @@ describe('collecting a container an attacker worked in', () => {
   let termLog: string;
   let prefix: string;
   let escapeDir: string;
-  const artifact = async (name: string): Promise<Buffer> => readAll(await store.get('case-attack', `${prefix}/${name}`));
-  const json = async <T = Json>(name: string): Promise<T> => JSON.parse((await artifact(name)).toString('utf8')) as T;
+  const artifact = async (name: string): Promise<Buffer> =>
+    readAll(await store.get('case-attack', `${prefix}/${name}`));
+  const json = async <T = Json>(name: string): Promise<T> =>
+    JSON.parse((await artifact(name)).toString('utf8')) as T;
 
   beforeAll(async () => {
     escapeDir = mkdtempSync(join(tmpdir(), 'amber-escape-'));
@@ -85,7 +94,11 @@ describe('collecting a container an attacker worked in', () => {
     c = await startContainer({
       command: ['/bin/sh', '-c', script],
       hostNetwork: true,
-      files: { '/etc/secret-to-delete': 'image secret\n', '/etc/app.conf': 'app\n', '/opt/data/keep.txt': 'image data\n' },
+      files: {
+        '/etc/secret-to-delete': 'image secret\n',
+        '/etc/app.conf': 'app\n',
+        '/opt/data/keep.txt': 'image data\n',
+      },
       executables: { '/usr/bin/implant': implantBinary() },
     });
     await c.waitForFile('/ready');
@@ -96,7 +109,15 @@ describe('collecting a container an attacker worked in', () => {
     termLog = join(storeDir, 'termination-log');
     prefix = `containers/${c.id.slice(0, 12)}`;
     result = await collectContainer(
-      { caseId: 'case-attack', containerId: c.id.slice(0, 12), runtime: 'runc', runtimeRoot: c.stateRoot, node: 'test-node', hostReferencePid: process.pid, terminationMessagePath: termLog },
+      {
+        caseId: 'case-attack',
+        containerId: c.id.slice(0, 12),
+        runtime: 'runc',
+        runtimeRoot: c.stateRoot,
+        node: 'test-node',
+        hostReferencePid: process.pid,
+        terminationMessagePath: termLog,
+      },
       store,
       { registry: createRegistry() },
     );
@@ -119,28 +140,51 @@ describe('collecting a container an attacker worked in', () => {
   });
 
   it('copies the deleted dropped binary and the memfd it holds', async () => {
-    const { processes } = await json<{ processes: { pid: number; exe?: { path: string; deleted: boolean; artifact?: string; sha256?: string }; fds?: { kind: string; target: string; artifact?: string }[] }[] }>('processes.json');
+    const { processes } = await json<{
+      processes: {
+        pid: number;
+        exe?: { path: string; deleted: boolean; artifact?: string; sha256?: string };
+        fds?: { kind: string; target: string; artifact?: string }[];
+      }[];
+    }>('processes.json');
     const implant = processes.find((p) => p.exe?.path === '/tmp/x');
     expect(implant?.exe?.deleted).toBe(true);
     const binary = await readAll(await store.get('case-attack', implant?.exe?.artifact ?? 'missing'));
-    expect(createHash('sha256').update(binary).digest('hex')).toBe(createHash('sha256').update(readFileSync(implantBinary())).digest('hex'));
+    expect(createHash('sha256').update(binary).digest('hex')).toBe(
+      createHash('sha256').update(readFileSync(implantBinary())).digest('hex'),
+    );
     const memfd = implant?.fds?.find((f) => f.kind === 'memfd');
     expect(memfd?.target).toBe('/memfd:payload (deleted)');
-    expect((await readAll(await store.get('case-attack', memfd?.artifact ?? 'missing'))).toString()).toBe(memfdPayload);
+    expect((await readAll(await store.get('case-attack', memfd?.artifact ?? 'missing'))).toString()).toBe(
+      memfdPayload,
+    );
   });
 
   it('lists the listener and the outbound connection with their owning processes', async () => {
-    const net = await json<{ hostNetwork: boolean; inet: { state: string; localPort: number; remotePort: number; remoteAddress: string; owners: { comm: string }[] }[] }>('network.json');
+    const net = await json<{
+      hostNetwork: boolean;
+      inet: {
+        state: string;
+        localPort: number;
+        remotePort: number;
+        remoteAddress: string;
+        owners: { comm: string }[];
+      }[];
+    }>('network.json');
     expect(net.hostNetwork).toBe(true);
     const listener = net.inet.find((s) => s.state === 'LISTEN' && s.localPort === listenPort);
     expect(listener?.owners.map((o) => o.comm)).toEqual(['nc']);
-    const outbound = net.inet.find((s) => s.state === 'ESTABLISHED' && s.remotePort === outboundPort && s.owners.length > 0);
+    const outbound = net.inet.find(
+      (s) => s.state === 'ESTABLISHED' && s.remotePort === outboundPort && s.owners.length > 0,
+    );
     expect(outbound?.remoteAddress).toBe('127.0.0.1');
     expect(outbound?.owners[0]?.comm).toBe('nc');
   });
 
   it('diffs the writable layer like docker diff, including a deleted image file and an opaque directory', async () => {
-    const { changes } = await json<{ changes: { kind: string; path: string; opaque?: boolean }[] }>('filesystem/diff.json');
+    const { changes } = await json<{ changes: { kind: string; path: string; opaque?: boolean }[] }>(
+      'filesystem/diff.json',
+    );
     const kinds = new Map(changes.map((ch) => [ch.path, ch.kind]));
     expect(kinds.get('/etc/evil.conf')).toBe('A');
     expect(kinds.get('/etc/secret-to-delete')).toBe('D');
@@ -156,7 +200,11 @@ describe('collecting a container an attacker worked in', () => {
   it('exports the writable layer as a tar with whiteouts as 0:0 character devices', async () => {
     const entries = await tarEntries(await artifact('filesystem/writable-layer.tar'));
     expect(entries.get('etc/evil.conf')?.body.toString()).toBe('evil=1\n');
-    expect(entries.get('etc/secret-to-delete')).toMatchObject({ type: 'character-device', devmajor: 0, devminor: 0 });
+    expect(entries.get('etc/secret-to-delete')).toMatchObject({
+      type: 'character-device',
+      devmajor: 0,
+      devminor: 0,
+    });
     expect(entries.get('opt/data/new.txt')?.body.toString()).toBe('new\n');
   });
 
@@ -171,27 +219,41 @@ describe('collecting a container an attacker worked in', () => {
     const entries = await tarEntries(await artifact('filesystem/targeted.tar'));
     expect(entries.get('root/.ssh')).toMatchObject({ type: 'symlink' });
     for (const [, e] of entries) expect(e.body.toString()).not.toContain('HOST SECRET');
-    expect(result.report.failed.find((f) => f.what.endsWith('/home'))?.reason).toMatch(/symlink in the container/);
+    expect(result.report.failed.find((f) => f.what.endsWith('/home'))?.reason).toMatch(
+      /symlink in the container/,
+    );
   });
 
   it("dumps the implant's memory with its heap marker", async () => {
-    const { processes } = await json<{ processes: { pid: number; exe?: { path: string } }[] }>('processes.json');
+    const { processes } = await json<{ processes: { pid: number; exe?: { path: string } }[] }>(
+      'processes.json',
+    );
     const pid = processes.find((p) => p.exe?.path === '/tmp/x')?.pid;
     const dump = await artifact(`processes/${pid}/memory.bin`);
     expect(dump.includes(Buffer.from(heapMarker))).toBe(true);
-    const index = await json<{ path: string; bytes: number; fileOffset: number }[]>(`processes/${pid}/memory-index.json`);
+    const index = await json<{ path: string; bytes: number; fileOffset: number }[]>(
+      `processes/${pid}/memory-index.json`,
+    );
     const heap = index.find((r) => r.path === '[heap]');
     expect(heap?.bytes).toBeGreaterThan(0);
-    expect(dump.subarray(heap?.fileOffset, (heap?.fileOffset ?? 0) + (heap?.bytes ?? 0)).includes(Buffer.from(heapMarker))).toBe(true);
+    expect(
+      dump
+        .subarray(heap?.fileOffset, (heap?.fileOffset ?? 0) + (heap?.bytes ?? 0))
+        .includes(Buffer.from(heapMarker)),
+    ).toBe(true);
   });
 
   it('flags the host network namespace and records every artifact in the stored report', async () => {
     const exposure = await json<{ id: string; detail: string }[]>('exposure.json');
     expect(exposure.some((e) => e.id === 'host-namespace' && e.detail.includes('net'))).toBe(true);
     expect(exposure.some((e) => e.id === 'privileged')).toBe(false);
-    const report = await json<{ collected: { artifact: string; sha256: string }[]; skipped: { what: string }[] }>('report.json');
+    const report = await json<{
+      collected: { artifact: string; sha256: string }[];
+      skipped: { what: string }[];
+    }>('report.json');
     const listed = await store.list('case-attack');
-    for (const a of report.collected) expect(listed.find((l) => l.name === a.artifact)?.sha256).toBe(a.sha256);
+    for (const a of report.collected)
+      expect(listed.find((l) => l.name === a.artifact)?.sha256).toBe(a.sha256);
     expect(report.skipped.map((s) => s.what)).toContain('logs and checkpoint');
   });
 });
@@ -216,14 +278,21 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
     writeFileSync(join(logs, 'sidecar/0.log'), 'sidecar\n');
     mkdirSync(join(logs, 'app/2.log')); // unreadable as a file: must be a recorded gap
     mkdirSync(join(hostDir, 'checkpoints'));
-    writeFileSync(join(hostDir, 'checkpoints/checkpoint-web-7d9f_shop-app-2026-11-23T03:00:00Z.tar'), 'checkpoint bytes');
+    writeFileSync(
+      join(hostDir, 'checkpoints/checkpoint-web-7d9f_shop-app-2026-11-23T03:00:00Z.tar'),
+      'checkpoint bytes',
+    );
 
     c = await startContainer({
       command: ['/bin/sh', '-c', 'touch /ready; exec sleep 600'],
       allCapabilities: true,
       binds: [
         { source: join(hostDir, 'docker.sock'), destination: '/var/run/docker.sock' },
-        { source: join(hostDir, 'sa'), destination: '/var/run/secrets/kubernetes.io/serviceaccount', readonly: true },
+        {
+          source: join(hostDir, 'sa'),
+          destination: '/var/run/secrets/kubernetes.io/serviceaccount',
+          readonly: true,
+        },
       ],
     });
     await c.waitForFile('/ready');
@@ -259,13 +328,17 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
 
   it('flags a privileged container with a runtime socket and a service account token, in its own network', async () => {
     const prefix = `containers/${c.id.slice(0, 12)}`;
-    const exposure = JSON.parse((await readAll(await store.get('case-exposure', `${prefix}/exposure.json`))).toString()) as { id: string; detail: string }[];
+    const exposure = JSON.parse(
+      (await readAll(await store.get('case-exposure', `${prefix}/exposure.json`))).toString(),
+    ) as { id: string; detail: string }[];
     const ids = exposure.map((e) => e.id);
     expect(ids).toContain('privileged');
     expect(exposure.find((e) => e.id === 'runtime-socket')?.detail).toContain('/var/run/docker.sock');
     expect(ids).toContain('service-account-token');
     expect(exposure.some((e) => e.id === 'host-namespace' && e.detail.includes(' net '))).toBe(false);
-    const net = JSON.parse((await readAll(await store.get('case-exposure', `${prefix}/network.json`))).toString()) as { hostNetwork: boolean };
+    const net = JSON.parse(
+      (await readAll(await store.get('case-exposure', `${prefix}/network.json`))).toString(),
+    ) as { hostNetwork: boolean };
     expect(net.hostNetwork).toBe(false);
   });
 
@@ -287,14 +360,25 @@ describe('bad input', () => {
     try {
       const termLog = join(dir, 'term');
       const r = await collectContainer(
-        { caseId: 'case-missing', containerId: 'deadbeefcafe', runtime: 'runc', runtimeRoot: join(dir, 'no-such-root'), terminationMessagePath: termLog },
+        {
+          caseId: 'case-missing',
+          containerId: 'deadbeefcafe',
+          runtime: 'runc',
+          runtimeRoot: join(dir, 'no-such-root'),
+          terminationMessagePath: termLog,
+        },
         store,
         { registry: createRegistry() },
       );
       expect(r.ok).toBe(false);
-      expect(r.report.failed[0]?.reason).toMatch(/container deadbeefcafe not found: no state under .*no-such-root/);
+      expect(r.report.failed[0]?.reason).toMatch(
+        /container deadbeefcafe not found: no state under .*no-such-root/,
+      );
       expect(r.reportArtifact?.name).toBe('containers/deadbeefcafe/report.json');
-      expect(JSON.parse(readFileSync(termLog, 'utf8'))).toMatchObject({ ok: false, fatal: expect.stringMatching(/not found/) });
+      expect(JSON.parse(readFileSync(termLog, 'utf8'))).toMatchObject({
+        ok: false,
+        fatal: expect.stringMatching(/not found/),
+      });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -303,7 +387,11 @@ describe('bad input', () => {
   it('rejects a malformed ID without touching the store beyond its report', async () => {
     const { store, dir } = newStore();
     try {
-      const r = await collectContainer({ caseId: 'case-bad', containerId: '../../etc', terminationMessagePath: null }, store, { registry: createRegistry() });
+      const r = await collectContainer(
+        { caseId: 'case-bad', containerId: '../../etc', terminationMessagePath: null },
+        store,
+        { registry: createRegistry() },
+      );
       expect(r.ok).toBe(false);
       expect(r.report.failed[0]?.reason).toMatch(/invalid container ID/);
     } finally {
@@ -318,19 +406,32 @@ describe('bad input', () => {
   });
 
   it('collects a container whose processes come and go during collection', async () => {
-    const c = await startContainer({ command: ['/bin/sh', '-c', 'touch /ready; while true; do sleep 0.01; done'] });
+    const c = await startContainer({
+      command: ['/bin/sh', '-c', 'touch /ready; while true; do sleep 0.01; done'],
+    });
     const { store, dir } = newStore();
     try {
       await c.waitForFile('/ready');
       const r = await collectContainer(
-        { caseId: 'case-churn', containerId: c.id, runtime: 'runc', runtimeRoot: c.stateRoot, groups: ['processes', 'network', 'memory'], hostReferencePid: process.pid, terminationMessagePath: null },
+        {
+          caseId: 'case-churn',
+          containerId: c.id,
+          runtime: 'runc',
+          runtimeRoot: c.stateRoot,
+          groups: ['processes', 'network', 'memory'],
+          hostReferencePid: process.pid,
+          terminationMessagePath: null,
+        },
         store,
         { registry: createRegistry() },
       );
       expect(r.ok).toBe(true);
-      expect(r.report.collected.map((a) => a.artifact)).toContain(`containers/${c.id.slice(0, 12)}/processes.json`);
+      expect(r.report.collected.map((a) => a.artifact)).toContain(
+        `containers/${c.id.slice(0, 12)}/processes.json`,
+      );
       // Any short-lived sleep that vanished mid-way is a recorded gap, never an exception.
-      for (const f of r.report.failed) expect(f.reason).toMatch(/ENOENT|ESRCH|exited|unmapped|no memory map|EIO|read failed/);
+      for (const f of r.report.failed)
+        expect(f.reason).toMatch(/ENOENT|ESRCH|exited|unmapped|no memory map|EIO|read failed/);
     } finally {
       await c.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -6,36 +6,132 @@ import { overlayLayout } from '../../../src/collector/filesystem.js';
 import { ContainerNotFoundError, normalizeContainerId } from '../../../src/collector/locate.js';
 import { artifactSegment } from '../../../src/collector/logs.js';
 import { dumpableRegions } from '../../../src/collector/memory.js';
-import { classifyFd, containerCgroups, inCgroups, processTree, type ProcessSnapshot } from '../../../src/collector/processes.js';
-import { parseCgroup, parseMaps, parseMountinfo, parseStatus, type ProcStatus } from '../../../src/collector/procfs.js';
+import {
+  classifyFd,
+  containerCgroups,
+  inCgroups,
+  processTree,
+  type ProcessSnapshot,
+} from '../../../src/collector/processes.js';
+import {
+  parseCgroup,
+  parseMaps,
+  parseMountinfo,
+  parseStatus,
+  type ProcStatus,
+} from '../../../src/collector/procfs.js';
 import { CollectionReport, collectorMetrics } from '../../../src/collector/report.js';
 import { major, minor } from '../../../src/collector/tar.js';
 import { createRegistry } from '../../../src/observability/metrics.js';
 
-const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/proc/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../../fixtures/proc/${name}`, import.meta.url), 'utf8');
 const id = 'a'.repeat(64);
 
 function status(capEff: string, extra = ''): ProcStatus {
-  return parseStatus(`Name:\tapp\nPid:\t10\nPPid:\t1\nUid:\t1000\t1000\t1000\t1000\nCapEff:\t${capEff}\nSeccomp:\t2\n${extra}`);
+  return parseStatus(
+    `Name:\tapp\nPid:\t10\nPPid:\t1\nUid:\t1000\t1000\t1000\t1000\nCapEff:\t${capEff}\nSeccomp:\t2\n${extra}`,
+  );
 }
-const ns = (suffix: string): Record<string, string> => ({ pid: `pid:[${suffix}1]`, net: `net:[${suffix}2]`, ipc: `ipc:[${suffix}3]`, uts: `uts:[${suffix}4]`, mnt: `mnt:[${suffix}5]`, cgroup: `cgroup:[${suffix}6]` });
-const mount = (mountPoint: string, root: string, fsType = 'ext4'): string => `100 70 8:1 ${root.replace(/ /g, '\\040')} ${mountPoint.replace(/ /g, '\\040')} rw - ${fsType} /dev/vda rw\n`;
+const ns = (suffix: string): Record<string, string> => ({
+  pid: `pid:[${suffix}1]`,
+  net: `net:[${suffix}2]`,
+  ipc: `ipc:[${suffix}3]`,
+  uts: `uts:[${suffix}4]`,
+  mnt: `mnt:[${suffix}5]`,
+  cgroup: `cgroup:[${suffix}6]`,
+});
+const mount = (mountPoint: string, root: string, fsType = 'ext4'): string =>
+  `100 70 8:1 ${root.replace(/ /g, '\\040')} ${mountPoint.replace(/ /g, '\\040')} rw - ${fsType} /dev/vda rw\n`;
 
 describe('assessExposure', () => {
   const cases: { name: string; input: ExposureInput; expect: string[] }[] = [
-    { name: 'a confined container', input: { initStatus: status('0000000000000000'), capLastCap: 40, namespaces: ns('40'), hostNamespaces: ns('99') }, expect: [] },
-    { name: 'privileged: every kernel capability', input: { initStatus: status('000001ffffffffff'), capLastCap: 40 }, expect: ['privileged'] },
-    { name: 'privileged: every capability the host has', input: { initStatus: status('000001fffeffffff'), capLastCap: 40, hostCapabilities: parseStatus('CapEff:\t000001fffeffffff\n').capabilities.effective }, expect: ['privileged'] },
-    { name: 'CAP_SYS_ADMIN alone', input: { initStatus: status('0000000000200000'), capLastCap: 40 }, expect: ['dangerous-capability'] },
-    { name: 'host pid and net namespaces', input: { namespaces: { ...ns('40'), pid: 'pid:[991]', net: 'net:[992]' }, hostNamespaces: ns('99') }, expect: ['host-namespace', 'host-namespace'] },
-    { name: 'docker.sock bind', input: { mounts: parseMountinfo(mount('/var/run/docker.sock', '/run/docker.sock')) }, expect: ['runtime-socket'] },
-    { name: 'containerd.sock under another name', input: { mounts: parseMountinfo(mount('/sock', '/run/containerd/containerd.sock')) }, expect: ['runtime-socket'] },
-    { name: 'service account token', input: { mounts: parseMountinfo(mount('/var/run/secrets/kubernetes.io/serviceaccount', '/var/lib/kubelet/pods/x/volumes/kubernetes.io~projected/kube-api-access', 'tmpfs')) }, expect: ['service-account-token'] },
-    { name: 'host root at /host', input: { mounts: parseMountinfo(mount('/host', '/')) }, expect: ['sensitive-host-path'] },
-    { name: 'host /etc', input: { mounts: parseMountinfo(mount('/host etc', '/etc')) }, expect: ['sensitive-host-path'] },
-    { name: 'host proc file system elsewhere', input: { mounts: parseMountinfo(mount('/host/proc', '/', 'proc')) }, expect: ['sensitive-host-path'] },
-    { name: "the runtime's own proc, tmpfs and overlay root", input: { mounts: parseMountinfo(fixture('mountinfo-runc-init')) }, expect: [] },
-    { name: 'an emptyDir volume', input: { mounts: parseMountinfo(mount('/data', '/var/lib/kubelet/pods/x/volumes/kubernetes.io~empty-dir/data')) }, expect: [] },
+    {
+      name: 'a confined container',
+      input: {
+        initStatus: status('0000000000000000'),
+        capLastCap: 40,
+        namespaces: ns('40'),
+        hostNamespaces: ns('99'),
+      },
+      expect: [],
+    },
+    {
+      name: 'privileged: every kernel capability',
+      input: { initStatus: status('000001ffffffffff'), capLastCap: 40 },
+      expect: ['privileged'],
+    },
+    {
+      name: 'privileged: every capability the host has',
+      input: {
+        initStatus: status('000001fffeffffff'),
+        capLastCap: 40,
+        hostCapabilities: parseStatus('CapEff:\t000001fffeffffff\n').capabilities.effective,
+      },
+      expect: ['privileged'],
+    },
+    {
+      name: 'CAP_SYS_ADMIN alone',
+      input: { initStatus: status('0000000000200000'), capLastCap: 40 },
+      expect: ['dangerous-capability'],
+    },
+    {
+      name: 'host pid and net namespaces',
+      input: { namespaces: { ...ns('40'), pid: 'pid:[991]', net: 'net:[992]' }, hostNamespaces: ns('99') },
+      expect: ['host-namespace', 'host-namespace'],
+    },
+    {
+      name: 'docker.sock bind',
+      input: { mounts: parseMountinfo(mount('/var/run/docker.sock', '/run/docker.sock')) },
+      expect: ['runtime-socket'],
+    },
+    {
+      name: 'containerd.sock under another name',
+      input: { mounts: parseMountinfo(mount('/sock', '/run/containerd/containerd.sock')) },
+      expect: ['runtime-socket'],
+    },
+    {
+      name: 'service account token',
+      input: {
+        mounts: parseMountinfo(
+          mount(
+            '/var/run/secrets/kubernetes.io/serviceaccount',
+            '/var/lib/kubelet/pods/x/volumes/kubernetes.io~projected/kube-api-access',
+            'tmpfs',
+          ),
+        ),
+      },
+      expect: ['service-account-token'],
+    },
+    {
+      name: 'host root at /host',
+      input: { mounts: parseMountinfo(mount('/host', '/')) },
+      expect: ['sensitive-host-path'],
+    },
+    {
+      name: 'host /etc',
+      input: { mounts: parseMountinfo(mount('/host etc', '/etc')) },
+      expect: ['sensitive-host-path'],
+    },
+    {
+      name: 'host proc file system elsewhere',
+      input: { mounts: parseMountinfo(mount('/host/proc', '/', 'proc')) },
+      expect: ['sensitive-host-path'],
+    },
+    {
+      name: "the runtime's own proc, tmpfs and overlay root",
+      input: { mounts: parseMountinfo(fixture('mountinfo-runc-init')) },
+      expect: [],
+    },
+    {
+      name: 'an emptyDir volume',
+      input: {
+        mounts: parseMountinfo(
+          mount('/data', '/var/lib/kubelet/pods/x/volumes/kubernetes.io~empty-dir/data'),
+        ),
+      },
+      expect: [],
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -44,7 +140,10 @@ describe('assessExposure', () => {
   }
   it('flags no seccomp and root as the lesser findings', () => {
     const s = parseStatus('Uid:\t0\t0\t0\t0\nCapEff:\t0000000000000000\nSeccomp:\t0\n');
-    expect(assessExposure({ initStatus: s }).map((i) => [i.id, i.severity])).toEqual([['no-seccomp', 'medium'], ['runs-as-root', 'low']]);
+    expect(assessExposure({ initStatus: s }).map((i) => [i.id, i.severity])).toEqual([
+      ['no-seccomp', 'medium'],
+      ['runs-as-root', 'low'],
+    ]);
   });
 });
 
@@ -73,7 +172,9 @@ describe('container membership', () => {
     expect(inCgroups(parseCgroup('0::/\n4:memory:/sandbox/x\n'), keys)).toBe(false);
   });
   it('falls back to every non-root cgroup when none is named after the ID', () => {
-    expect(containerCgroups(parseCgroup('0::/kubepods/pod1/ctr\n1:cpu:/\n'), id).map((k) => k.path)).toEqual(['/kubepods/pod1/ctr']);
+    expect(containerCgroups(parseCgroup('0::/kubepods/pod1/ctr\n1:cpu:/\n'), id).map((k) => k.path)).toEqual([
+      '/kubepods/pod1/ctr',
+    ]);
   });
 });
 
@@ -110,7 +211,9 @@ describe('small decoders', () => {
     expect(regions.every((r) => r.perms.startsWith('r'))).toBe(true);
   });
   it('turns file names into artifact path segments', () => {
-    expect(artifactSegment('checkpoint-web_shop-app-2026-11-23T03:00:00Z.tar')).toBe('checkpoint-web_shop-app-2026-11-23T03_00_00Z.tar');
+    expect(artifactSegment('checkpoint-web_shop-app-2026-11-23T03:00:00Z.tar')).toBe(
+      'checkpoint-web_shop-app-2026-11-23T03_00_00Z.tar',
+    );
     expect(artifactSegment('.hidden')).toBe('x.hidden');
   });
 });
@@ -129,7 +232,11 @@ describe('overlayLayout', () => {
 
 describe('CollectionReport', () => {
   it('keeps the termination summary under 4 KiB however many failures there are', () => {
-    const r = new CollectionReport(collectorMetrics(createRegistry()), { caseId: 'c', containerId: id, runtime: 'runc' });
+    const r = new CollectionReport(collectorMetrics(createRegistry()), {
+      caseId: 'c',
+      containerId: id,
+      runtime: 'runc',
+    });
     for (let i = 0; i < 500; i++) r.fail(`thing ${i} ${'x'.repeat(100)}`, new Error('EIO: boom'));
     r.skip('memory', 'cap');
     const s = r.summary(undefined, 'fatal '.repeat(200));
@@ -141,8 +248,19 @@ describe('CollectionReport', () => {
 
 describe('collect CLI options', () => {
   const base: CollectCliOptions = {
-    containerId: id, runtime: 'auto', case: 'c1', region: 'us-east-1', pathStyle: false, retentionMode: 'COMPLIANCE',
-    retentionPeriod: '90d', legalHold: false, fullRootfs: false, memory: true, procRoot: '/proc', hostRoot: '/', hostPid: '1',
+    containerId: id,
+    runtime: 'auto',
+    case: 'c1',
+    region: 'us-east-1',
+    pathStyle: false,
+    retentionMode: 'COMPLIANCE',
+    retentionPeriod: '90d',
+    legalHold: false,
+    fullRootfs: false,
+    memory: true,
+    procRoot: '/proc',
+    hostRoot: '/',
+    hostPid: '1',
     terminationMessagePath: '/dev/termination-log',
   };
   it('parses Kubernetes-style sizes', () => {
@@ -152,13 +270,22 @@ describe('collect CLI options', () => {
     expect(() => parseSize('lots')).toThrow(/invalid size/);
   });
   it('maps flags to collector options', () => {
-    const o = toCollectOptions({ ...base, fullRootfs: true, memory: false, maxFileSize: '1Mi', pod: 'web', namespace: 'shop' });
+    const o = toCollectOptions({
+      ...base,
+      fullRootfs: true,
+      memory: false,
+      maxFileSize: '1Mi',
+      pod: 'web',
+      namespace: 'shop',
+    });
     expect(o.groups).toContain('fullRootfs');
     expect(o.groups).not.toContain('memory');
     expect(o.caps?.maxFileBytes).toBe(1024 * 1024);
     expect(o).toMatchObject({ pod: 'web', namespace: 'shop', hostReferencePid: 1 });
   });
   it('rejects an unknown group by name', () => {
-    expect(() => toCollectOptions({ ...base, groups: 'processes,telepathy' })).toThrow(/unknown artifact group "telepathy"/);
+    expect(() => toCollectOptions({ ...base, groups: 'processes,telepathy' })).toThrow(
+      /unknown artifact group "telepathy"/,
+    );
   });
 });

@@ -16,7 +16,8 @@ import {
   parseUnixSockets,
 } from '../../../src/collector/procfs.js';
 
-const fixture = (name: string): string => readFileSync(new URL(`../../fixtures/proc/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../../fixtures/proc/${name}`, import.meta.url), 'utf8');
 
 describe('addresses in /proc/net', () => {
   it('decodes little-endian IPv4 words', () => {
@@ -35,23 +36,50 @@ describe('addresses in /proc/net', () => {
 describe('parseInetSockets', () => {
   it('reads a captured tcp6 listener on ::1', () => {
     const [s] = parseInetSockets(fixture('net-tcp6'), 'tcp6');
-    expect(s).toMatchObject({ localAddress: '::1', localPort: 45678, remoteAddress: '::', remotePort: 0, state: 'LISTEN' });
+    expect(s).toMatchObject({
+      localAddress: '::1',
+      localPort: 45678,
+      remoteAddress: '::',
+      remotePort: 0,
+      state: 'LISTEN',
+    });
     expect(s?.inode).toBeGreaterThan(0);
   });
   it('reads established and listening tcp6 sockets with uid and inode', () => {
     const sockets = parseInetSockets(fixture('net-tcp6-synthetic'), 'tcp6');
     expect(sockets).toEqual([
-      { protocol: 'tcp6', localAddress: '::ffff:10.0.0.5', localPort: 8080, remoteAddress: '::ffff:10.0.0.7', remotePort: 54321, state: 'ESTABLISHED', uid: 1000, inode: 424242 },
-      { protocol: 'tcp6', localAddress: '2001:db8::1', localPort: 443, remoteAddress: '::', remotePort: 0, state: 'LISTEN', uid: 0, inode: 515151 },
+      {
+        protocol: 'tcp6',
+        localAddress: '::ffff:10.0.0.5',
+        localPort: 8080,
+        remoteAddress: '::ffff:10.0.0.7',
+        remotePort: 54321,
+        state: 'ESTABLISHED',
+        uid: 1000,
+        inode: 424242,
+      },
+      {
+        protocol: 'tcp6',
+        localAddress: '2001:db8::1',
+        localPort: 443,
+        remoteAddress: '::',
+        remotePort: 0,
+        state: 'LISTEN',
+        uid: 0,
+        inode: 515151,
+      },
     ]);
   });
   it('reads a captured IPv4 table: a listener on 127.0.0.1:45679 and an established connection to it', () => {
     const sockets = parseInetSockets(fixture('net-tcp'), 'tcp');
-    expect(sockets.find((s) => s.localPort === 45679 && s.state === 'LISTEN')?.localAddress).toBe('127.0.0.1');
+    expect(sockets.find((s) => s.localPort === 45679 && s.state === 'LISTEN')?.localAddress).toBe(
+      '127.0.0.1',
+    );
     expect(sockets.find((s) => s.remotePort === 45679)?.state).toBe('ESTABLISHED');
   });
   it('names an unconnected UDP socket UNCONN, as ss does', () => {
-    const line = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n' +
+    const line =
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n' +
       '  1: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 999 2 0000000000000000 0\n';
     expect(parseInetSockets(line, 'udp')[0]).toMatchObject({ localPort: 53, state: 'UNCONN', inode: 999 });
   });
@@ -63,7 +91,11 @@ describe('parseInetSockets', () => {
 describe('parseUnixSockets', () => {
   it('reads listeners, connected sockets and paths with spaces', () => {
     const sockets = parseUnixSockets(fixture('net-unix'));
-    expect(sockets.find((s) => s.path === '/tmp/amber fixture.sock')).toMatchObject({ type: 'STREAM', state: 'LISTEN', inode: 17365 });
+    expect(sockets.find((s) => s.path === '/tmp/amber fixture.sock')).toMatchObject({
+      type: 'STREAM',
+      state: 'LISTEN',
+      inode: 17365,
+    });
     expect(sockets.find((s) => s.inode === 1082)).toMatchObject({ state: 'CONNECTED', path: '' });
   });
 });
@@ -86,8 +118,17 @@ describe('parseStatus', () => {
     expect(decodeCapabilities('0000000000200000')).toEqual(['CAP_SYS_ADMIN']);
   });
   it('reads seccomp filter mode and no_new_privs', () => {
-    const s = parseStatus('Name:\tnginx\nPid:\t42\nPPid:\t1\nUid:\t101\t101\t101\t101\nSeccomp:\t2\nNoNewPrivs:\t1\nCapEff:\t0000000000000000\n');
-    expect(s).toMatchObject({ name: 'nginx', pid: 42, ppid: 1, seccomp: 'filter', noNewPrivs: true, uids: [101, 101, 101, 101] });
+    const s = parseStatus(
+      'Name:\tnginx\nPid:\t42\nPPid:\t1\nUid:\t101\t101\t101\t101\nSeccomp:\t2\nNoNewPrivs:\t1\nCapEff:\t0000000000000000\n',
+    );
+    expect(s).toMatchObject({
+      name: 'nginx',
+      pid: 42,
+      ppid: 1,
+      seccomp: 'filter',
+      noNewPrivs: true,
+      uids: [101, 101, 101, 101],
+    });
   });
 });
 
@@ -132,7 +173,13 @@ describe('parseMountinfo', () => {
   });
   it('unescapes commas in super options and optional fields before the separator', () => {
     const line = '36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue,x=a\\054b\n';
-    expect(parseMountinfo(line)[0]).toMatchObject({ root: '/mnt1', mountPoint: '/mnt2', fsType: 'ext3', source: '/dev/root', superOptions: { rw: '', errors: 'continue', x: 'a,b' } });
+    expect(parseMountinfo(line)[0]).toMatchObject({
+      root: '/mnt1',
+      mountPoint: '/mnt2',
+      fsType: 'ext3',
+      source: '/dev/root',
+      superOptions: { rw: '', errors: 'continue', x: 'a,b' },
+    });
   });
 });
 
@@ -156,7 +203,12 @@ describe('parseCgroup', () => {
 describe('routes and lists', () => {
   it('reads IPv4 routes with gateway and mask', () => {
     const routes = parseRoutes(fixture('net-route'));
-    expect(routes[0]).toMatchObject({ iface: 'eth0', destination: '0.0.0.0', gateway: '192.0.2.1', mask: '0.0.0.0' });
+    expect(routes[0]).toMatchObject({
+      iface: 'eth0',
+      destination: '0.0.0.0',
+      gateway: '192.0.2.1',
+      mask: '0.0.0.0',
+    });
     expect(routes[1]).toMatchObject({ destination: '192.0.2.0', mask: '255.255.255.0' });
   });
   it('reads IPv6 routes', () => {
