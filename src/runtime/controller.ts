@@ -73,7 +73,10 @@ export class Controller {
    * Enqueues keys for the informer's events: by default the object's own key; pass
    * ownerKeys(...) to enqueue the owner of a child instead.
    */
-  watch<T extends KubernetesObject>(informer: Informer<T>, toKeys: (obj: T) => string[] = (o) => [objectKey(o)]): void {
+  watch<T extends KubernetesObject>(
+    informer: Informer<T>,
+    toKeys: (obj: T) => string[] = (o) => [objectKey(o)],
+  ): void {
     const enqueue = (obj: T) => toKeys(obj).forEach((key) => this.queue.add(key));
     informer.addHandler({
       onAdd: enqueue,
@@ -164,7 +167,10 @@ export class Controller {
         }
         return 'terminal';
       case 'catastrophic':
-        ctx.log.fatal({ err: message, stack: err instanceof Error ? err.stack : undefined }, 'catastrophic error');
+        ctx.log.fatal(
+          { err: message, stack: err instanceof Error ? err.stack : undefined },
+          'catastrophic error',
+        );
         this.onCatastrophicError(err);
         return 'catastrophic';
       case 'retryable': {
@@ -192,8 +198,12 @@ export function ownerKeys(
 ): (obj: KubernetesObject) => string[] {
   return (obj) =>
     (obj.metadata?.ownerReferences ?? [])
-      .filter((ref) => ref.kind === kind && (opts.apiVersion === undefined || ref.apiVersion === opts.apiVersion))
-      .map((ref) => (opts.namespaced && obj.metadata?.namespace ? `${obj.metadata.namespace}/${ref.name}` : ref.name));
+      .filter(
+        (ref) => ref.kind === kind && (opts.apiVersion === undefined || ref.apiVersion === opts.apiVersion),
+      )
+      .map((ref) =>
+        opts.namespaced && obj.metadata?.namespace ? `${obj.metadata.namespace}/${ref.name}` : ref.name,
+      );
 }
 
 interface RuntimeMetrics {

@@ -37,7 +37,8 @@ export class CatastrophicError extends KindedError {
 /** The HTTP status of an API server error: ApiException, or the plain Error that Watch throws. */
 export function apiStatusCode(err: unknown): number | undefined {
   if (err instanceof ApiException) return err.code;
-  if (err instanceof Error && 'statusCode' in err && typeof err.statusCode === 'number') return err.statusCode;
+  if (err instanceof Error && 'statusCode' in err && typeof err.statusCode === 'number')
+    return err.statusCode;
   return undefined;
 }
 

@@ -172,6 +172,9 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
         if (end === 'expired') {
           this.log.info({ resourceVersion: this.resourceVersion }, 'watch expired (410 Gone), relisting');
           needList = true;
+        } else if (Date.now() - watchStarted < HEALTHY_WATCH_MS) {
+          // A server that keeps closing watches at once (e.g. shutting down) must not spin us.
+          await sleep(this.backoff.baseMs, undefined, { signal }).catch(() => undefined);
         }
         failures = 0;
       } catch (err) {
@@ -181,7 +184,10 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
         failures++;
         // A watch error may have lost events (or the server lost our resourceVersion): relist.
         needList = true;
-        this.log.warn({ err: errorMessage(err), code: apiStatusCode(err), delayMs }, 'list/watch failed, relisting');
+        this.log.warn(
+          { err: errorMessage(err), code: apiStatusCode(err), delayMs },
+          'list/watch failed, relisting',
+        );
         await sleep(delayMs, undefined, { signal }).catch(() => undefined);
       }
     }
@@ -233,7 +239,9 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
           const code = status.success ? status.data.code : undefined;
           if (code === 410) return finish('expired');
           const message = status.success ? status.data.message : undefined;
-          return finish(Object.assign(new Error(`watch error: ${message ?? 'unknown'}`), { statusCode: code }));
+          return finish(
+            Object.assign(new Error(`watch error: ${message ?? 'unknown'}`), { statusCode: code }),
+          );
         }
         if (event.type === 'BOOKMARK') {
           // A bookmark carries only a newer resourceVersion to resume from.

@@ -64,7 +64,8 @@ export class LeaderElector {
     if (!(this.retryPeriodMs < this.renewDeadlineMs && this.renewDeadlineMs < this.leaseDurationMs)) {
       throw new Error('leader election needs retryPeriod < renewDeadline < leaseDuration');
     }
-    if (this.leaseDurationMs < 1000) throw new Error('leaseDuration is stored in whole seconds: use at least 1000 ms');
+    if (this.leaseDurationMs < 1000)
+      throw new Error('leaseDuration is stored in whole seconds: use at least 1000 ms');
   }
 
   isLeader(): boolean {
@@ -182,7 +183,12 @@ export class LeaderElector {
     const body: V1Lease = {
       ...lease,
       // No holder and a 1 s duration: the next replica takes it at its next attempt.
-      spec: { leaseDurationSeconds: 1, renewTime: now, acquireTime: now, leaseTransitions: lease.spec.leaseTransitions },
+      spec: {
+        leaseDurationSeconds: 1,
+        renewTime: now,
+        acquireTime: now,
+        leaseTransitions: lease.spec.leaseTransitions,
+      },
     };
     try {
       await this.api.replaceNamespacedLease({ namespace: this.opts.namespace, name: this.opts.name, body });

@@ -27,7 +27,8 @@ export function recordEvents(informer: Informer): string[] {
   informer.addHandler({
     onAdd: (o) => events.push(`add ${describe(o)}`),
     onUpdate: (old, cur) => {
-      if (old.metadata?.resourceVersion !== cur.metadata?.resourceVersion) events.push(`update ${describe(cur)}`);
+      if (old.metadata?.resourceVersion !== cur.metadata?.resourceVersion)
+        events.push(`update ${describe(cur)}`);
     },
     onDelete: (o) => events.push(`delete ${o.metadata?.name}`),
   });

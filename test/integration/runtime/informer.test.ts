@@ -28,8 +28,8 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-function informerFor(config: KubeConfig, labelSelector?: string): Informer {
-  const informer = new Informer(apiListWatch(config, path, { labelSelector, pageSize: 2 }), {
+function informerFor(config: KubeConfig, labelSelector?: string, fieldSelector?: string): Informer {
+  const informer = new Informer(apiListWatch(config, path, { labelSelector, fieldSelector, pageSize: 2 }), {
     logger: silentLogger,
     backoff: { baseMs: 50, maxMs: 500 },
   });
@@ -37,7 +37,11 @@ function informerFor(config: KubeConfig, labelSelector?: string): Informer {
   return informer;
 }
 
-const cm = (name: string, data: Record<string, string>, labels: Record<string, string> = { suite: 'informer' }) => ({
+const cm = (
+  name: string,
+  data: Record<string, string>,
+  labels: Record<string, string> = { suite: 'informer' },
+) => ({
   metadata: { name, namespace: ns, labels },
   data,
 });
@@ -47,7 +51,7 @@ async function write(name: string, data: Record<string, string>): Promise<V1Conf
 }
 
 describe('Informer against a real API server', () => {
-  it('lists (in pages), then sees create, update and delete; honours the label selector', async () => {
+  it('lists (in pages), then sees create, update and delete; honours label and field selectors', async () => {
     for (const n of ['pre-1', 'pre-2', 'pre-3']) {
       await core.createNamespacedConfigMap({ namespace: ns, body: cm(n, { v: '1' }) });
     }
@@ -59,6 +63,10 @@ describe('Informer against a real API server', () => {
     expect(events.sort()).toEqual(['add pre-1 v=1', 'add pre-2 v=1', 'add pre-3 v=1']);
     expect(informer.get(`${ns}/pre-1`)?.metadata?.namespace).toBe(ns);
     events.length = 0;
+    const byName = informerFor(kc, undefined, 'metadata.name=pre-2');
+    byName.start();
+    await byName.waitForSync();
+    expect(byName.list().map((o) => o.metadata?.name)).toEqual(['pre-2']);
 
     await core.createNamespacedConfigMap({ namespace: ns, body: cm('live', { v: '1' }) });
     await write('live', { v: '2' });
@@ -114,14 +122,23 @@ describe('Informer against a real API server', () => {
       await new Promise((r) => setTimeout(r, 300)); // let it fail to reconnect a few times
       proxy.restore();
 
-      await vi.waitFor(() => expect(events.sort()).toEqual(['add new v=1', 'delete remove', 'update change v=2']), {
-        timeout: 10_000,
-      });
-      expect(informer.list().map((o) => o.metadata?.name).sort()).toEqual(['change', 'keep', 'new']);
+      await vi.waitFor(
+        () => expect(events.sort()).toEqual(['add new v=1', 'delete remove', 'update change v=2']),
+        {
+          timeout: 10_000,
+        },
+      );
+      expect(
+        informer
+          .list()
+          .map((o) => o.metadata?.name)
+          .sort(),
+      ).toEqual(['change', 'keep', 'new']);
     } finally {
       await proxy.close();
     }
-    for (const n of ['keep', 'change', 'new']) await core.deleteNamespacedConfigMap({ name: n, namespace: ns });
+    for (const n of ['keep', 'change', 'new'])
+      await core.deleteNamespacedConfigMap({ name: n, namespace: ns });
   });
 
   it('relists and carries on after the API server restarts', async () => {

@@ -35,7 +35,14 @@ function replicas(name: string) {
   const electors: LeaderElector[] = [];
   let overlaps = 0;
   const add = (id: string, kubeConfig: KubeConfig) => {
-    const opts: LeaderElectionOptions = { kubeConfig, namespace: ns, name, identity: id, logger: silentLogger, ...timing };
+    const opts: LeaderElectionOptions = {
+      kubeConfig,
+      namespace: ns,
+      name,
+      identity: id,
+      logger: silentLogger,
+      ...timing,
+    };
     const elector = new LeaderElector(opts);
     electors.push(elector);
     void elector.run({

@@ -23,7 +23,9 @@ afterAll(async () => {
 
 /** One operator replica: a ConfigMap informer and a controller that records what it reconciled. */
 function replica(id: string, reconciled: string[]) {
-  const informer = new Informer(apiListWatch(kc, `/api/v1/namespaces/${ns}/configmaps`), { logger: silentLogger });
+  const informer = new Informer(apiListWatch(kc, `/api/v1/namespaces/${ns}/configmaps`), {
+    logger: silentLogger,
+  });
   const controller = new Controller({
     name: 'configmaps',
     logger: silentLogger,
@@ -62,7 +64,9 @@ describe('Manager with leader election', () => {
     expect(b.manager.ready()).toBe(true); // a follower with a synced cache is ready
     expect(b.manager.isLeader()).toBe(false);
 
-    await kc.makeApiClient(CoreV1Api).createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'cm' } } });
+    await kc
+      .makeApiClient(CoreV1Api)
+      .createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'cm' } } });
     await vi.waitFor(() => expect(reconciled).toContain(`a ${ns}/cm`));
     expect(reconciled.filter((r) => r.startsWith('b '))).toEqual([]);
 

@@ -3,7 +3,12 @@ import type { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../../src/observability/logger.js';
 import { createRegistry } from '../../../src/observability/metrics.js';
-import { Controller, ownerKeys, type Reconcile, type ReconcileContext } from '../../../src/runtime/controller.js';
+import {
+  Controller,
+  ownerKeys,
+  type Reconcile,
+  type ReconcileContext,
+} from '../../../src/runtime/controller.js';
 import { CatastrophicError, ConflictError, TerminalError } from '../../../src/runtime/errors.js';
 import { Informer, type ListWatch } from '../../../src/runtime/informer.js';
 
@@ -26,7 +31,11 @@ afterEach(async () => {
   await Promise.all(controllers.splice(0).map((c) => c.stop(1000)));
 });
 
-async function metricValue(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
+async function metricValue(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
   const metric = await registry.getSingleMetric(name)?.get();
   const found = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
   return found?.value ?? 0;
@@ -47,7 +56,9 @@ describe('Controller', () => {
     expect(seen[0]!.reconcileId).toMatch(/^[0-9a-f-]{36}$/);
     expect(seen[0]!.reconcileId).not.toBe(seen[1]!.reconcileId);
     await vi.waitFor(async () =>
-      expect(await metricValue(registry, 'amber_reconcile_total', { controller: 'test', result: 'success' })).toBe(2),
+      expect(
+        await metricValue(registry, 'amber_reconcile_total', { controller: 'test', result: 'success' }),
+      ).toBe(2),
     );
     const text = await registry.getSingleMetricAsString('amber_reconcile_duration_seconds');
     expect(text).toContain('amber_reconcile_duration_seconds_count{controller="test"} 2');
@@ -281,7 +292,9 @@ describe('ownerKeys', () => {
 
   it('maps owner references of a kind to owner keys', () => {
     expect(ownerKeys('ForensicCase')(child)).toEqual(['case-1', 'imposter']);
-    expect(ownerKeys('ForensicCase', { apiVersion: 'forensics.amber.io/v1alpha1' })(child)).toEqual(['case-1']);
+    expect(ownerKeys('ForensicCase', { apiVersion: 'forensics.amber.io/v1alpha1' })(child)).toEqual([
+      'case-1',
+    ]);
     expect(ownerKeys('ReplicaSet', { namespaced: true })(child)).toEqual(['ns/rs']);
     expect(ownerKeys('Deployment')(child)).toEqual([]);
     expect(ownerKeys('ForensicCase')({ metadata: { name: 'x' } })).toEqual([]);

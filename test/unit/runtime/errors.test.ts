@@ -11,7 +11,8 @@ import {
   isNotFound,
 } from '../../../src/runtime/errors.js';
 
-const api = (code: number, body: unknown = {}) => new ApiException(code, 'Unsuccessful HTTP Request', body, {});
+const api = (code: number, body: unknown = {}) =>
+  new ApiException(code, 'Unsuccessful HTTP Request', body, {});
 
 describe('classify', () => {
   it.each([

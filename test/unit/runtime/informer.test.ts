@@ -9,8 +9,12 @@ class FakeSource implements ListWatch {
   resourceVersion = 1;
   lists = 0;
   failNextList: Error | undefined;
-  watches: Array<{ rv: string; send: (e: WatchEvent) => void; end: (err?: unknown) => void; stopped: boolean }> =
-    [];
+  watches: Array<{
+    rv: string;
+    send: (e: WatchEvent) => void;
+    end: (err?: unknown) => void;
+    stopped: boolean;
+  }> = [];
 
   async list() {
     this.lists++;
@@ -32,7 +36,12 @@ class FakeSource implements ListWatch {
 
   /** Changes the "server" state without telling any watch (as if the event was missed). */
   put(name: string, data: Record<string, string> = {}): KubernetesObject {
-    const obj = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, resourceVersion: String(++this.resourceVersion) }, data };
+    const obj = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, resourceVersion: String(++this.resourceVersion) },
+      data,
+    };
     this.objects.set(name, obj);
     return obj;
   }
@@ -55,7 +64,10 @@ function recorder(informer: Informer) {
   const events: string[] = [];
   informer.addHandler({
     onAdd: (o) => events.push(`add ${o.metadata?.name}`),
-    onUpdate: (old, cur) => events.push(`update ${cur.metadata?.name} ${old.metadata?.resourceVersion}->${cur.metadata?.resourceVersion}`),
+    onUpdate: (old, cur) =>
+      events.push(
+        `update ${cur.metadata?.name} ${old.metadata?.resourceVersion}->${cur.metadata?.resourceVersion}`,
+      ),
     onDelete: (o) => events.push(`delete ${o.metadata?.name}@${o.metadata?.resourceVersion}`),
   });
   return events;
@@ -100,7 +112,10 @@ describe('Informer', () => {
     await vi.waitFor(() => expect(src.watches).toHaveLength(1));
     src.current.send({ type: 'ADDED', object: src.put('b') });
     src.current.send({ type: 'MODIFIED', object: src.put('a', { k: 'v' }) });
-    src.current.send({ type: 'DELETED', object: { ...a, metadata: { ...a.metadata, resourceVersion: '9' } } });
+    src.current.send({
+      type: 'DELETED',
+      object: { ...a, metadata: { ...a.metadata, resourceVersion: '9' } },
+    });
     expect(events).toEqual(['add a', 'add b', 'update a 2->4', 'delete a@4']);
     expect(inf.get('a')).toBeUndefined();
     expect(inf.get('b')).toBeDefined();
@@ -113,7 +128,10 @@ describe('Informer', () => {
     const events = recorder(inf);
     inf.start();
     await vi.waitFor(() => expect(src.watches).toHaveLength(1));
-    src.current.send({ type: 'BOOKMARK', object: { kind: 'ConfigMap', metadata: { resourceVersion: '42' } } });
+    src.current.send({
+      type: 'BOOKMARK',
+      object: { kind: 'ConfigMap', metadata: { resourceVersion: '42' } },
+    });
     expect(inf.lastSyncResourceVersion()).toBe('42');
     expect(events).toEqual([]);
   });
@@ -132,7 +150,10 @@ describe('Informer', () => {
     src.put('changed', { new: 'yes' });
     src.remove('deleted');
     src.put('added');
-    src.current.send({ type: 'ERROR', object: { kind: 'Status', code: 410, message: 'too old resource version' } });
+    src.current.send({
+      type: 'ERROR',
+      object: { kind: 'Status', code: 410, message: 'too old resource version' },
+    });
     await vi.waitFor(() => expect(src.watches).toHaveLength(2));
     expect(src.watches[0]!.stopped).toBe(true);
     expect(src.lists).toBe(2);
