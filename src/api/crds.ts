@@ -1,5 +1,6 @@
 import { crdFor } from './crd.js';
 import { FORENSIC_CASE, ForensicCaseSpec, ForensicCaseStatus } from './forensiccase.js';
+import { RESPONSE_POLICY, ResponsePolicySpec, ResponsePolicyStatus } from './responsepolicy.js';
 
 /** Every CRD Amber owns, keyed by the file it is written to in crds/. */
 export function allCrds(): Record<string, Record<string, unknown>> {
@@ -11,6 +12,10 @@ export function allCrds(): Record<string, Record<string, unknown>> {
       { name: 'Node', type: 'string', jsonPath: '.status.node' },
       { name: 'Alerts', type: 'integer', jsonPath: '.status.alerts.count', priority: 1 },
       { name: 'Reason', type: 'string', jsonPath: '.spec.reason', priority: 1 },
+    ]),
+    'responsepolicies.yaml': crdFor(RESPONSE_POLICY, ResponsePolicySpec, ResponsePolicyStatus, [
+      { name: 'Priority', type: 'integer', jsonPath: '.spec.priority' },
+      { name: 'DryRun', type: 'boolean', jsonPath: '.spec.dryRun' },
     ]),
   };
 }

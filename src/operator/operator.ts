@@ -58,7 +58,17 @@ export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { e
             ...(cfg.intakeClientCa ? { ca: readFileSync(cfg.intakeClientCa), requestCert: true, rejectUnauthorized: true } : {}),
           }
         : undefined;
-    intake = await startIntake({ kubeConfig: kc, registry, logger, token: cfg.intakeToken, port: cfg.intakePort, tls, eventNamespace: cfg.namespace });
+    const protectedNamespaces = [cfg.namespace, ...(cfg.allowKubeSystem ? [] : ['kube-system']), ...cfg.protectedNamespaces];
+    intake = await startIntake({
+      kubeConfig: kc,
+      registry,
+      logger,
+      token: cfg.intakeToken,
+      port: cfg.intakePort,
+      tls,
+      eventNamespace: cfg.namespace,
+      limits: { protectedNamespaces },
+    });
   } else {
     logger.warn('no intake token configured: the Falcosidekick webhook is off');
   }

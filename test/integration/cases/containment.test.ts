@@ -41,7 +41,7 @@ describe('containment and release against a real control plane, as the operator 
     const np = await w.core.listNamespacedPod({ namespace: 'shop' }); // RBAC sanity: admin view
     expect(np.items.length).toBeGreaterThanOrEqual(2);
     const policy = await cluster.kubeConfig().makeApiClient((await import('@kubernetes/client-node')).NetworkingV1Api).readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') });
-    expect(policy.spec?.podSelector.matchLabels).toEqual({ [CASE_LABEL]: 'case-web' });
+    expect(policy.spec?.podSelector?.matchLabels).toEqual({ [CASE_LABEL]: 'case-web' });
     expect(policy.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
     expect(policy.metadata?.ownerReferences?.[0]?.uid).toBe(kase.metadata.uid);
 
