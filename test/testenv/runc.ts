@@ -57,9 +57,17 @@ export interface TestContainer {
 }
 
 const live = new Set<() => void>();
-process.once('exit', () => {
+const cleanupAll = (): void => {
   for (const cleanup of live) cleanup();
-});
+};
+process.once('exit', cleanupAll);
+// An interrupted test run must not leave containers and overlay mounts behind either.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    cleanupAll();
+    process.exit(130);
+  });
+}
 
 /**
  * Every capability this test process may hand out (its bounding set): a sandboxed test machine
