@@ -1,8 +1,8 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import { readFileSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { binary, versions } from './binaries.js';
 import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
@@ -158,6 +158,7 @@ export class Cluster {
   }
 
   private async startKwok(): Promise<void> {
+    const stages = join(dirname(binary('kwok')), 'stages');
     const p = ManagedProcess.start(
       'kwok',
       binary('kwok'),
@@ -168,6 +169,7 @@ export class Cluster {
         '--cidr=10.0.1.0/24',
         '--node-ip=127.0.0.1',
         `--server-address=127.0.0.1:${await freePort()}`,
+        ...readdirSync(stages).map((f) => `--config=${join(stages, f)}`),
       ],
       { logFile: join(this.dir, 'kwok.log') },
     );
