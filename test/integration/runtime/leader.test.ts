@@ -23,7 +23,7 @@ afterAll(async () => {
 });
 
 /** Short durations so that a takeover happens within seconds. */
-const timing = { leaseDurationMs: 2000, renewDeadlineMs: 1500, retryPeriodMs: 200 };
+const timing = { leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 250 };
 
 /**
  * Replicas that log every leadership change on one shared timeline; `overlaps` counts the

@@ -42,9 +42,9 @@ function replica(id: string, reconciled: string[]) {
       namespace: ns,
       name: 'amber-operator',
       identity: id,
-      leaseDurationMs: 2000,
-      renewDeadlineMs: 1500,
-      retryPeriodMs: 200,
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 250,
     },
   });
   manager.addInformer(informer);
