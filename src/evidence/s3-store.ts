@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream';
 import {
   GetObjectCommand,
   GetObjectLockConfigurationCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
@@ -143,13 +144,26 @@ export class S3EvidenceStore implements EvidenceStore {
     } catch (err) {
       if (err instanceof ObjectLockNotEnabledError) throw err;
       const name = (err as Error).name;
+      // MinIO answers a missing bucket with ObjectLockConfigurationNotFoundError too: ask again.
+      if (name === 'NoSuchBucket' || !(await this.bucketExists())) {
+        throw new Error(`bucket "${this.bucket}" does not exist`);
+      }
       if (name === 'ObjectLockConfigurationNotFoundError') {
         throw new ObjectLockNotEnabledError(this.bucket, 'it has no Object Lock configuration');
       }
-      if (name === 'NoSuchBucket') throw new Error(`bucket "${this.bucket}" does not exist`);
       throw new Error(
         `cannot read the Object Lock configuration of bucket "${this.bucket}": ${(err as Error).message}`,
       );
+    }
+  }
+
+  private async bucketExists(): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return true;
+    } catch (err) {
+      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) return false;
+      throw err;
     }
   }
 

@@ -27,7 +27,11 @@ describe('real control plane: etcd + kube-apiserver + kube-controller-manager + 
     const apps = kc.makeApiClient(AppsV1Api);
     await core.createNode({
       body: {
-        metadata: { name: 'node-a', annotations: { 'kwok.x-k8s.io/node': 'fake' }, labels: { 'kubernetes.io/hostname': 'node-a' } },
+        metadata: {
+          name: 'node-a',
+          annotations: { 'kwok.x-k8s.io/node': 'fake' },
+          labels: { 'kubernetes.io/hostname': 'node-a' },
+        },
         spec: {},
       },
     });
