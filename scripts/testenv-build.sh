@@ -5,7 +5,7 @@
 #   kwok                                     (sigs.k8s.io/kwok)
 #   minio                                    (github.com/minio/minio)
 #   falcosidekick                            (github.com/falcosecurity/falcosidekick, wrapper module)
-#   etcd, runc, busybox-static               (Debian packages, installed with apt-get when missing)
+#   etcd, runc, busybox-static, attr, gcc    (Debian packages, installed with apt-get when missing)
 #
 # Each Go program lands in $AMBER_TESTENV_CACHE/<name>-<version>/ and is reused when present.
 # Prints how long each build took. Safe to run again; safe to run by anyone.
@@ -53,6 +53,8 @@ apt_packages() {
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v getfattr >/dev/null || missing+=(attr) # the collector reads overlay opaque-dir xattrs
+  command -v gcc >/dev/null || missing+=(gcc libc6-dev) # a static memfd-holding test program
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     local start=$SECONDS

@@ -17,8 +17,6 @@ export interface CaseControllerOptions {
   logger: Logger;
   registry: Registry;
   safety: SafetyConfig;
-  /** Where Events about (cluster-scoped) cases are written. */
-  eventNamespace: string;
   workers?: number;
   resyncMs?: number;
   queue?: WorkQueueOptions;
@@ -42,7 +40,7 @@ export function caseController(opts: CaseControllerOptions) {
   );
   const reconciler = new CaseReconciler({
     clients,
-    events: new CaseEvents(clients.core, opts.eventNamespace, opts.logger),
+    events: new CaseEvents(clients.core, opts.logger),
     metrics: caseMetrics(opts.registry, () => cases.list().map((c) => c.status?.phase)),
     safety: opts.safety,
     afterStep: opts.afterStep,

@@ -9,13 +9,15 @@ export interface CaseEventTarget {
 }
 
 /**
- * Kubernetes Events about cases. A ForensicCase is cluster-scoped, so its Events live in one
- * namespace of the operator's choosing. Best effort: a lost Event must never fail containment.
+ * Kubernetes Events about cases. A ForensicCase is cluster-scoped, and the API server accepts
+ * Events about cluster-scoped objects only in the `default` namespace (where `kubectl describe`
+ * looks for them). Best effort: a lost Event must never fail containment.
  */
 export class CaseEvents {
+  private readonly namespace = 'default';
+
   constructor(
     private readonly core: CoreV1Api,
-    private readonly namespace: string,
     private readonly logger: Logger,
   ) {}
 

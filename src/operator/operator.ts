@@ -35,7 +35,6 @@ export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { e
     logger,
     registry,
     workers: cfg.workers,
-    eventNamespace: cfg.namespace,
     safety: { operatorNamespace: cfg.namespace, allowKubeSystem: cfg.allowKubeSystem, protectedNamespaces: cfg.protectedNamespaces },
   });
   cases.informers.forEach((i) => manager.addInformer(i));
@@ -66,7 +65,7 @@ export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { e
       token: cfg.intakeToken,
       port: cfg.intakePort,
       tls,
-      eventNamespace: cfg.namespace,
+      eventNamespace: 'default',
       limits: { protectedNamespaces },
     });
   } else {

@@ -13,10 +13,9 @@ export async function startCaseController(kc: KubeConfig, opts: { afterStep?: (s
     logger,
     registry,
     safety: { operatorNamespace: OPERATOR_NAMESPACE, allowKubeSystem: opts.allowKubeSystem ?? false, protectedNamespaces: [] },
-    eventNamespace: OPERATOR_NAMESPACE,
     afterStep: opts.afterStep,
     resyncMs: 0,
-    queue: opts.retryBaseDelayMs ? { baseDelayMs: opts.retryBaseDelayMs } : undefined,
+    queue: opts.retryBaseDelayMs ? { baseDelayMs: opts.retryBaseDelayMs, maxDelayMs: opts.retryBaseDelayMs } : undefined,
   });
   for (const inf of parts.informers) inf.start();
   await Promise.all(parts.informers.map((i) => i.waitForSync()));

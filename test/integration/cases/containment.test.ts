@@ -1,14 +1,25 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CASE_LABEL, NODE_HOLDERS_ANNOTATION, ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL, QUARANTINE_TAINT_KEY, networkPolicyName } from '../../../src/containment/labels.js';
+import {
+  CASE_LABEL,
+  NODE_HOLDERS_ANNOTATION,
+  ORIGINAL_LABELS_ANNOTATION,
+  QUARANTINE_LABEL,
+  QUARANTINE_TAINT_KEY,
+  networkPolicyName,
+} from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startCaseController } from '../../testenv/operator.js';
-import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
+import { operatorKubeConfig } from '../../testenv/rbac.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
 
-const contain = (pod: string, extra: Record<string, unknown> = {}) => ({ target: { namespace: 'shop', pod }, reason: 'test: shell in container', ...extra });
+const contain = (pod: string, extra: Record<string, unknown> = {}) => ({
+  target: { namespace: 'shop', pod },
+  reason: 'test: shell in container',
+  ...extra,
+});
 const actions = (c: CaseView) => (c.status?.timeline ?? []).map((e) => e.action);
 
 describe('containment and release against a real control plane, as the operator ServiceAccount', () => {
@@ -40,25 +51,40 @@ describe('containment and release against a real control plane, as the operator 
 
     const np = await w.core.listNamespacedPod({ namespace: 'shop' }); // RBAC sanity: admin view
     expect(np.items.length).toBeGreaterThanOrEqual(2);
-    const policy = await cluster.kubeConfig().makeApiClient((await import('@kubernetes/client-node')).NetworkingV1Api).readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') });
+    const policy = await cluster
+      .kubeConfig()
+      .makeApiClient((await import('@kubernetes/client-node')).NetworkingV1Api)
+      .readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') });
     expect(policy.spec?.podSelector?.matchLabels).toEqual({ [CASE_LABEL]: 'case-web' });
     expect(policy.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
     expect(policy.metadata?.ownerReferences?.[0]?.uid).toBe(kase.metadata.uid);
 
     const pod = await w.core.readNamespacedPod({ namespace: 'shop', name: suspect });
-    expect(pod.metadata?.labels).toEqual({ team: 'payments', [CASE_LABEL]: 'case-web', [QUARANTINE_LABEL]: 'true' });
+    expect(pod.metadata?.labels).toEqual({
+      team: 'payments',
+      [CASE_LABEL]: 'case-web',
+      [QUARANTINE_LABEL]: 'true',
+    });
     expect(JSON.parse(pod.metadata!.annotations![ORIGINAL_LABELS_ANNOTATION]!)).toEqual({ app: 'web' });
     expect(pod.metadata?.deletionTimestamp).toBeUndefined();
 
     // The real ReplicaSet controller orphans the suspect and starts a replacement.
     const replacements = await w.runningPods('shop', 'app=web', 2);
     expect(replacements.map((p) => p.metadata!.name)).not.toContain(suspect);
-    const orphan = await waitFor('suspect orphaned', () => w.core.readNamespacedPod({ namespace: 'shop', name: suspect }), (p) => !p.metadata?.ownerReferences?.length);
+    const orphan = await waitFor(
+      'suspect orphaned',
+      () => w.core.readNamespacedPod({ namespace: 'shop', name: suspect }),
+      (p) => !p.metadata?.ownerReferences?.length,
+    );
     expect(orphan.status?.phase).toBe('Running');
 
     const node = await w.core.readNode({ name: 'node-a' });
     expect(node.spec?.unschedulable).toBe(true);
-    expect(node.spec?.taints).toContainEqual({ key: QUARANTINE_TAINT_KEY, value: 'true', effect: 'NoSchedule' });
+    expect(node.spec?.taints).toContainEqual({
+      key: QUARANTINE_TAINT_KEY,
+      value: 'true',
+      effect: 'NoSchedule',
+    });
     expect(node.spec?.taints?.some((t) => t.effect === 'NoExecute')).toBe(false);
     expect(node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]).toBe('case-web');
 
@@ -68,15 +94,24 @@ describe('containment and release against a real control plane, as the operator 
     const contained = kase.status?.conditions?.find((c) => c.type === 'Contained');
     expect(contained).toMatchObject({ status: 'True', observedGeneration: kase.metadata.generation });
 
-    const events = await w.core.listNamespacedEvent({ namespace: OPERATOR_NAMESPACE, fieldSelector: 'involvedObject.name=case-web' });
-    expect(events.items.map((e) => e.reason)).toEqual(expect.arrayContaining(['IsolateNetwork', 'Contained']));
+    const events = await w.core.listNamespacedEvent({
+      namespace: 'default',
+      fieldSelector: 'involvedObject.name=case-web',
+    });
+    expect(events.items.map((e) => e.reason)).toEqual(
+      expect.arrayContaining(['IsolateNetwork', 'Contained']),
+    );
   });
 
   it('puts a deleted quarantine NetworkPolicy back', async () => {
     const { NetworkingV1Api } = await import('@kubernetes/client-node');
     const net = cluster.kubeConfig().makeApiClient(NetworkingV1Api);
     await net.deleteNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') });
-    await waitFor('policy restored', () => net.readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') }), () => true);
+    await waitFor(
+      'policy restored',
+      () => net.readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') }),
+      () => true,
+    );
   });
 
   it('keeps a node cordoned until the last case on it is released', async () => {
@@ -91,20 +126,44 @@ describe('containment and release against a real control plane, as the operator 
     node = await w.core.readNode({ name: 'node-a' });
     expect(node.spec?.unschedulable).toBe(true);
     expect(node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]).toBe('case-second');
-    expect(actions(released)).toEqual(expect.arrayContaining(['ReleaseNetwork', 'ReleasePod', 'ReleaseNode']));
+    expect(actions(released)).toEqual(
+      expect.arrayContaining(['ReleaseNetwork', 'ReleasePod', 'ReleaseNode']),
+    );
 
     // Releasing by deleting the case: the finalizer lets go of the node before the case goes.
-    await w.custom.deleteClusterCustomObject({ group: 'forensics.amber.io', version: 'v1alpha1', plural: 'forensiccases', name: 'case-second' });
-    node = await waitFor('node uncordoned', () => w.core.readNode({ name: 'node-a' }), (n) => !n.spec?.unschedulable);
-    expect(node.spec?.taints ?? []).toEqual([]);
+    await w.custom.deleteClusterCustomObject({
+      group: 'forensics.amber.io',
+      version: 'v1alpha1',
+      plural: 'forensiccases',
+      name: 'case-second',
+    });
+    node = await waitFor(
+      'node uncordoned',
+      () => w.core.readNode({ name: 'node-a' }),
+      (n) => !n.spec?.unschedulable,
+    );
+    expect((node.spec?.taints ?? []).filter((t) => t.key === QUARANTINE_TAINT_KEY)).toEqual([]);
     expect(node.metadata?.labels?.[QUARANTINE_LABEL]).toBeUndefined();
-    await waitFor('case deleted', () => w.getCase('case-second').then(() => false).catch((e) => e.code === 404), (gone) => gone);
+    await waitFor(
+      'case deleted',
+      () =>
+        w
+          .getCase('case-second')
+          .then(() => false)
+          .catch((e) => e.code === 404),
+      (gone) => gone,
+    );
   });
 
   it('restores the original labels on release only when asked, and never deletes the pod', async () => {
     const [p] = await w.runningPods('shop', 'app=web', 2);
     const name = p!.metadata!.name!;
-    await w.createCase('case-restore', contain(name, { containment: { restoreLabelsOnRelease: true, cordonNode: false, taintNode: false, labelNode: false } }));
+    await w.createCase(
+      'case-restore',
+      contain(name, {
+        containment: { restoreLabelsOnRelease: true, cordonNode: false, taintNode: false, labelNode: false },
+      }),
+    );
     await w.waitForPhase('case-restore', 'Contained');
     await w.patchCaseSpec('case-restore', { release: true });
     await w.waitForPhase('case-restore', 'Released');
@@ -118,30 +177,54 @@ describe('containment and release against a real control plane, as the operator 
   it('says containment is impossible when the pod is gone', async () => {
     await w.createCase('case-ghost', contain('no-such-pod'));
     const c = await w.waitForPhase('case-ghost', 'Failed');
-    expect(c.status?.conditions?.find((x) => x.type === 'Contained')).toMatchObject({ status: 'False', reason: 'PodNotFound' });
+    expect(c.status?.conditions?.find((x) => x.type === 'Contained')).toMatchObject({
+      status: 'False',
+      reason: 'PodNotFound',
+    });
   });
 
   it('refuses a pod already held by another case', async () => {
     const [p] = await w.runningPods('shop', 'app=web', 2);
-    await w.createCase('case-first', contain(p!.metadata!.name!, { containment: { cordonNode: false, taintNode: false, labelNode: false } }));
+    await w.createCase(
+      'case-first',
+      contain(p!.metadata!.name!, { containment: { cordonNode: false, taintNode: false, labelNode: false } }),
+    );
     await w.waitForPhase('case-first', 'Contained');
     await w.createCase('case-dup', contain(p!.metadata!.name!));
     const c = await w.waitForPhase('case-dup', 'Failed');
-    expect(c.status?.conditions?.find((x) => x.type === 'Contained')).toMatchObject({ reason: 'HeldByOtherCase', message: expect.stringContaining('case-first') });
+    expect(c.status?.conditions?.find((x) => x.type === 'Contained')).toMatchObject({
+      reason: 'HeldByOtherCase',
+      message: expect.stringContaining('case-first'),
+    });
   });
 
   it('never acts in a protected namespace, and says why without retrying', async () => {
-    await w.createCase('case-kube-system', { target: { namespace: 'kube-system', pod: 'etcd-x' }, reason: 'bait' });
+    await w.createCase('case-kube-system', {
+      target: { namespace: 'kube-system', pod: 'etcd-x' },
+      reason: 'bait',
+    });
     const c = await w.waitForPhase('case-kube-system', 'Invalid');
-    expect(c.status?.conditions?.find((x) => x.type === 'Valid')).toMatchObject({ status: 'False', reason: 'ProtectedNamespace' });
+    expect(c.status?.conditions?.find((x) => x.type === 'Valid')).toMatchObject({
+      status: 'False',
+      reason: 'ProtectedNamespace',
+    });
     expect(c.metadata.finalizers ?? []).toEqual([]);
   });
 
   it('tolerates a node that is gone', async () => {
     const core = w.core;
-    await core.createNamespacedPod({ namespace: 'shop', body: { metadata: { name: 'lonely', labels: { app: 'lonely' } }, spec: { nodeName: 'node-gone', containers: [{ name: 'c', image: 'x' }] } } });
+    await core.createNamespacedPod({
+      namespace: 'shop',
+      body: {
+        metadata: { name: 'lonely', labels: { app: 'lonely' } },
+        spec: { nodeName: 'node-gone', containers: [{ name: 'c', image: 'x' }] },
+      },
+    });
     await w.createCase('case-lonely', contain('lonely'));
     const c = await w.waitForPhase('case-lonely', 'Contained');
-    expect(c.status?.timeline?.find((e) => e.action === 'ContainNode')).toMatchObject({ outcome: 'Skipped', message: 'node node-gone is gone' });
+    expect(c.status?.timeline?.find((e) => e.action === 'ContainNode')).toMatchObject({
+      outcome: 'Skipped',
+      message: 'node node-gone is gone',
+    });
   });
 });

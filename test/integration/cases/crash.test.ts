@@ -4,6 +4,7 @@ import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/la
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startCaseController } from '../../testenv/operator.js';
+import { CuttableProxy, throughProxy } from '../../testenv/proxy.js';
 import { operatorKubeConfig } from '../../testenv/rbac.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads } from '../../testenv/workload.js';
@@ -27,37 +28,57 @@ describe('crash in the middle of a case, restart', () => {
   });
   afterAll(async () => cluster?.stop());
 
-  it.each(['finalizer', 'network-policy', 'pod-labels', 'node'])('crash after %s: completed exactly once', async (step) => {
-    const opKc = await operatorKubeConfig(cluster);
-    const [pod] = await w.runningPods('shop', 'app=api', 1);
-    const name = `crash-${step}`;
-    let crashed = false;
-    const doomed = await startCaseController(opKc, {
-      retryBaseDelayMs: 600_000, // a dead process does not retry
-      afterStep: (s) => {
-        if (s === step && !crashed) {
-          crashed = true;
-          throw new Error(`simulated crash after ${s}`);
-        }
-      },
-    });
-    await w.createCase(name, { target: { namespace: 'shop', pod: pod!.metadata!.name! }, reason: 'crash test' });
-    await waitFor(`crash at ${step}`, async () => crashed, (c) => c);
-    await doomed.stop();
-    expect((await w.getCase(name)).status?.phase).not.toBe('Contained');
+  it.each(['finalizer', 'network-policy', 'pod-labels', 'node'])(
+    'crash after %s: completed exactly once',
+    async (step) => {
+      const opKc = await operatorKubeConfig(cluster);
+      const [pod] = await w.runningPods('shop', 'app=api', 1);
+      const name = `crash-${step}`;
+      let crashed = false;
+      // The doomed controller reaches the API server through a proxy; at the crash point the
+      // proxy is cut, so nothing it still had in flight or queued can reach the world.
+      const line = await CuttableProxy.start(Number(new URL(cluster.server).port));
+      const doomed = await startCaseController(throughProxy(opKc, line), {
+        retryBaseDelayMs: 600_000,
+        afterStep: (s) => {
+          if (s === step && !crashed) {
+            crashed = true;
+            line.cut();
+            throw new Error(`simulated crash after ${s}`);
+          }
+        },
+      });
+      await w.createCase(name, {
+        target: { namespace: 'shop', pod: pod!.metadata!.name! },
+        reason: 'crash test',
+      });
+      await waitFor(
+        `crash at ${step}`,
+        async () => crashed,
+        (c) => c,
+      );
+      await doomed.stop();
+      await line.close();
+      expect((await w.getCase(name)).status?.phase).not.toBe('Contained');
 
-    const fresh = await startCaseController(opKc);
-    try {
-      const kase = await w.waitForPhase(name, 'Contained');
-      const actions = (kase.status?.timeline ?? []).map((e) => e.action);
-      expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
-      const policies = await cluster.kubeConfig().makeApiClient(NetworkingV1Api).listNamespacedNetworkPolicy({ namespace: 'shop', labelSelector: `${CASE_LABEL}=${name}` });
-      expect(policies.items).toHaveLength(1);
-      const node = await w.core.readNode({ name: 'node-c' });
-      expect(node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(',').filter((h) => h === name)).toEqual([name]);
-      expect(kase.status?.conditions?.filter((c) => c.type === 'Contained')).toHaveLength(1);
-    } finally {
-      await fresh.stop();
-    }
-  });
+      const fresh = await startCaseController(opKc);
+      try {
+        const kase = await w.waitForPhase(name, 'Contained');
+        const actions = (kase.status?.timeline ?? []).map((e) => e.action);
+        expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
+        const policies = await cluster
+          .kubeConfig()
+          .makeApiClient(NetworkingV1Api)
+          .listNamespacedNetworkPolicy({ namespace: 'shop', labelSelector: `${CASE_LABEL}=${name}` });
+        expect(policies.items).toHaveLength(1);
+        const node = await w.core.readNode({ name: 'node-c' });
+        expect(
+          node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(',').filter((h) => h === name),
+        ).toEqual([name]);
+        expect(kase.status?.conditions?.filter((c) => c.type === 'Contained')).toHaveLength(1);
+      } finally {
+        await fresh.stop();
+      }
+    },
+  );
 });

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { silentLogger } from '../../../src/observability/logger.js';
 import { Informer, apiListWatch, type WatchEvent } from '../../../src/runtime/informer.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
-import { CuttableProxy } from './proxy.js';
+import { CuttableProxy } from '../../testenv/proxy.js';
 import { recordEvents, serverPort, viaPort } from './helpers.js';
 
 const ns = 'runtime-informer';

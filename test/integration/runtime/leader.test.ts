@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../../src/observability/logger.js';
 import { LeaderElector, type LeaderElectionOptions } from '../../../src/runtime/leader.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
-import { CuttableProxy } from './proxy.js';
+import { CuttableProxy } from '../../testenv/proxy.js';
 import { serverPort, viaPort } from './helpers.js';
 
 const ns = 'runtime-leader';

@@ -1,5 +1,6 @@
+import { KubeConfig } from '@kubernetes/client-node';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { freePort } from '../../testenv/ports.js';
+import { freePort } from './ports.js';
 
 /**
  * A TCP pass-through on 127.0.0.1 in front of the API server (TLS goes through untouched), that
@@ -50,4 +51,16 @@ export class CuttableProxy {
     this.cut();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** A copy of a client configuration that talks to the API server through `proxy`. */
+export function throughProxy(kc: KubeConfig, proxy: CuttableProxy): KubeConfig {
+  const copy = new KubeConfig();
+  copy.loadFromOptions({
+    clusters: kc.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${proxy.port}` })),
+    users: kc.users,
+    contexts: kc.contexts,
+    currentContext: kc.currentContext,
+  });
+  return copy;
 }
