@@ -53,5 +53,3 @@ export async function sha256OfStream(
 export function sha256Hex(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
-
-export const sha256HexPattern = /^[0-9a-f]{64}$/;

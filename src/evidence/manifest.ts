@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { envelopeSchema, signEnvelope, verifyEnvelope, type Envelope } from './dsse.js';
-import { sha256Hex } from './hashing.js';
 import type { SigningKey, VerificationKey } from './keys.js';
 import { retentionModeSchema } from './retention.js';
 import { ArtifactExistsError, type EvidenceStore, type StoredArtifact } from './store.js';
@@ -202,8 +201,4 @@ function statementConsistency(statement: Statement): string[] {
   if (fromPredicate.size !== statement.subject.length)
     problems.push('subjects and predicate list different artifacts');
   return problems;
-}
-
-export function manifestDigest(text: string): string {
-  return sha256Hex(text);
 }
