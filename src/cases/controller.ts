@@ -21,7 +21,7 @@ export interface CaseControllerOptions {
   resyncMs?: number;
   queue?: WorkQueueOptions;
   /** See CaseReconcilerDeps.afterStep (tests only). */
-  afterStep?: (step: string) => void;
+  afterStep?: (step: string) => void | Promise<void>;
 }
 
 /**

@@ -24,7 +24,7 @@ export interface CaseReconcilerDeps {
    * Called after each change to the world, named by what was just done. Tests throw from it
    * to crash a pass half way and prove the next pass completes it exactly once.
    */
-  afterStep?: (step: string) => void;
+  afterStep?: (step: string) => void | Promise<void>;
 }
 
 type Case = ForensicCase;
@@ -78,7 +78,7 @@ export class CaseReconciler {
       await this.deps.clients.patchCase(name, {
         metadata: { resourceVersion: kase.metadata.resourceVersion, finalizers: [...finalizers, FINALIZER] },
       });
-      this.step('finalizer');
+      await this.step('finalizer');
     }
 
     if (kase.spec.release) await this.release(kase, status, log);
@@ -117,7 +117,7 @@ export class CaseReconciler {
     const want = kase.spec.containment;
     if (want.isolateNetwork) {
       const created = await this.ensureNetworkPolicy(kase, namespace);
-      this.step('network-policy');
+      await this.step('network-policy');
       done('IsolateNetwork', created, `deny-all NetworkPolicy ${namespace}/${networkPolicyName(name)}`);
     }
     if (!isQuarantinedBy(pod, name)) {
@@ -131,7 +131,7 @@ export class CaseReconciler {
           annotations: Object.keys(plan.removed).length ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(plan.removed) } : {},
         },
       });
-      this.step('pod-labels');
+      await this.step('pod-labels');
       const detached = Object.keys(plan.removed);
       done(
         'LabelPod',
@@ -151,7 +151,7 @@ export class CaseReconciler {
           status.record('ContainNode', 'Skipped', nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node');
       } else {
         const performed = await this.holdNode(node, name, true, nodeWanted);
-        this.step('node');
+        await this.step('node');
         done('ContainNode', performed, `node ${nodeName} cordoned/labelled/tainted (NoSchedule) as asked`);
       }
     }
@@ -210,8 +210,8 @@ export class CaseReconciler {
     }
   }
 
-  private step(name: string): void {
-    this.deps.afterStep?.(name);
+  private async step(name: string): Promise<void> {
+    await this.deps.afterStep?.(name);
   }
 
   private async holdNode(node: V1Node, caseName: string, hold: boolean, want: NodeContainment): Promise<boolean> {

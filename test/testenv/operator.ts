@@ -5,7 +5,7 @@ import { createRegistry } from '../../src/observability/metrics.js';
 import { OPERATOR_NAMESPACE } from './rbac.js';
 
 /** The case controller running in the test process, as the operator's ServiceAccount. */
-export async function startCaseController(kc: KubeConfig, opts: { afterStep?: (step: string) => void; allowKubeSystem?: boolean; retryBaseDelayMs?: number } = {}) {
+export async function startCaseController(kc: KubeConfig, opts: { afterStep?: (step: string) => void | Promise<void>; allowKubeSystem?: boolean; retryBaseDelayMs?: number } = {}) {
   const registry = createRegistry();
   const logger = process.env.AMBER_TEST_LOGS ? createLogger({ test: true }) : silentLogger;
   const parts = caseController({

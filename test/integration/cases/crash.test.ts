@@ -1,4 +1,4 @@
-import { NetworkingV1Api } from '@kubernetes/client-node';
+import { NetworkingV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
@@ -81,4 +81,33 @@ describe('crash in the middle of a case, restart', () => {
       }
     },
   );
+  it('retries a 409 conflict quietly and converges', async () => {
+    const opKc = await operatorKubeConfig(cluster);
+    const [pod] = await w.runningPods('shop', 'app=api', 1);
+    const podName = pod!.metadata!.name!;
+    let touched = false;
+    const op = await startCaseController(opKc, {
+      // Someone else changes the pod between the reconciler's read and its label patch.
+      afterStep: async (s) => {
+        if (s === 'network-policy' && !touched) {
+          touched = true;
+          await w.core.patchNamespacedPod(
+            { namespace: 'shop', name: podName, body: { metadata: { annotations: { 'example.com/touched': 'yes' } } } },
+            setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+          );
+        }
+      },
+    });
+    try {
+      await w.createCase('conflict-case', { target: { namespace: 'shop', pod: podName }, reason: 'conflict test' });
+      const kase = await w.waitForPhase('conflict-case', 'Contained');
+      expect(touched).toBe(true);
+      expect((kase.status?.timeline ?? []).map((e) => e.action)).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
+      const metrics = await op.registry.getSingleMetricAsString('amber_reconcile_total');
+      expect(metrics).toMatch(/result="conflict"[^\n]* [1-9]/);
+      expect(metrics).not.toMatch(/result="error"/);
+    } finally {
+      await op.stop();
+    }
+  });
 });
