@@ -2,6 +2,9 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { API_VERSION } from '../api/common.js';
 import { FORENSIC_CASE, type ForensicCase } from '../api/forensiccase.js';
+import { CollectionConfig, type CollectionConfigInput } from '../collection/config.js';
+import { MANAGED_BY } from '../collection/job.js';
+import { CollectionPipeline } from '../collection/pipeline.js';
 import type { Logger } from '../observability/logger.js';
 import { Controller, ownerKeys } from '../runtime/controller.js';
 import { Informer, apiListWatch } from '../runtime/informer.js';
@@ -20,13 +23,15 @@ export interface CaseControllerOptions {
   workers?: number;
   resyncMs?: number;
   queue?: WorkQueueOptions;
+  /** Collect and seal evidence after containment (ADR 0006); without it cases stop at Contained. */
+  collection?: CollectionConfigInput;
   /** See CaseReconcilerDeps.afterStep (tests only). */
   afterStep?: (step: string) => void | Promise<void>;
 }
 
 /**
- * The case controller: ForensicCases and the NetworkPolicies they own feed one queue of case
- * names; each name is reconciled by CaseReconciler.
+ * The case controller: ForensicCases and the NetworkPolicies and collection Jobs they own feed
+ * one queue of case names; each name is reconciled by CaseReconciler.
  */
 export function caseController(opts: CaseControllerOptions) {
   const clients = new KubeClients(opts.kc);
@@ -38,9 +43,25 @@ export function caseController(opts: CaseControllerOptions) {
     apiListWatch(opts.kc, '/apis/networking.k8s.io/v1/networkpolicies', { labelSelector: 'app.kubernetes.io/managed-by=amber' }),
     { logger: opts.logger.child({ informer: 'networkpolicies' }) },
   );
+  const events = new CaseEvents(clients.core, opts.logger);
+  const collectionConfig = opts.collection ? CollectionConfig.parse(opts.collection) : undefined;
+  const collection = collectionConfig
+    ? new CollectionPipeline({ clients, events, config: collectionConfig, registry: opts.registry, logger: opts.logger })
+    : undefined;
+  // A finished collection Job brings its case back at once, instead of at the next poll.
+  const jobs =
+    collectionConfig?.mode === 'job'
+      ? new Informer(
+          apiListWatch(opts.kc, `/apis/batch/v1/namespaces/${collectionConfig.namespace}/jobs`, {
+            labelSelector: Object.entries(MANAGED_BY).map(([k, v]) => `${k}=${v}`).join(','),
+          }),
+          { logger: opts.logger.child({ informer: 'jobs' }) },
+        )
+      : undefined;
   const reconciler = new CaseReconciler({
     clients,
-    events: new CaseEvents(clients.core, opts.logger),
+    events,
+    collection,
     metrics: caseMetrics(opts.registry, () => cases.list().map((c) => c.status?.phase)),
     safety: opts.safety,
     afterStep: opts.afterStep,
@@ -63,6 +84,7 @@ export function caseController(opts: CaseControllerOptions) {
   const enqueueOwners = (obj: KubernetesObject) => owners(obj).forEach((k) => controller.enqueue(k));
   // A deleted or edited quarantine policy is put back by its case.
   policies.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
+  jobs?.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
 
-  return { controller, informers: [cases, policies], cases, reconciler };
+  return { controller, informers: jobs ? [cases, policies, jobs] : [cases, policies], cases, reconciler, collection };
 }

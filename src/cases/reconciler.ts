@@ -1,11 +1,13 @@
 import type { V1LabelSelector, V1Node, V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { ForensicCase, type ForensicCaseStatus } from '../api/forensiccase.js';
+import type { CollectionPipeline } from '../collection/pipeline.js';
 import { CASE_LABEL, FINALIZER, ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL, networkPolicyName } from '../containment/labels.js';
 import { quarantinePolicy } from '../containment/network-policy.js';
 import { nodeMergePatch, nodePatch, type NodeContainment } from '../containment/node.js';
 import { heldByOtherCase, isQuarantinedBy, originalLabels, quarantineLabels, selectorKeys, selectorMatches } from '../containment/pod.js';
 import type { Logger } from '../observability/logger.js';
+import type { ReconcileResult } from '../runtime/controller.js';
 import { isConflict, isNotFound } from '../runtime/errors.js';
 import type { KubeClients } from './client.js';
 import type { CaseEvents } from './events.js';
@@ -19,6 +21,8 @@ export interface CaseReconcilerDeps {
   events: CaseEvents;
   metrics: CaseMetrics;
   safety: SafetyConfig;
+  /** Collects and seals evidence once the pod is contained; without it a case stops at Contained. */
+  collection?: CollectionPipeline;
   now?: () => Date;
   /**
    * Called after each change to the world, named by what was just done. Tests throw from it
@@ -30,7 +34,8 @@ export interface CaseReconcilerDeps {
 type Case = ForensicCase;
 
 /**
- * Converges one ForensicCase: contain its pod and node, or release them. Level-triggered:
+ * Converges one ForensicCase: contain its pod and node, collect and seal its evidence, or
+ * release them. Level-triggered:
  * each pass reads the case and the world afresh and does only what is missing, so a pass
  * that crashed half way is completed, never repeated.
  */
@@ -41,7 +46,7 @@ export class CaseReconciler {
     this.now = deps.now ?? (() => new Date());
   }
 
-  async reconcile(name: string, log: Logger): Promise<void> {
+  async reconcile(name: string, log: Logger): Promise<ReconcileResult> {
     const raw = await orUndefined(this.deps.clients.getCase(name));
     if (!raw) return; // deleted: the finalizer already ran
     const generation = z.object({ metadata: z.object({ generation: z.number().default(0) }) }).parse(raw).metadata.generation;
@@ -81,9 +86,17 @@ export class CaseReconciler {
       await this.step('finalizer');
     }
 
+    let result: ReconcileResult = undefined;
     if (kase.spec.release) await this.release(kase, status, log);
-    else await this.contain(kase, status, log);
+    else {
+      // Collection starts on the pass after the one that contained: Contained is written (and
+      // seen) first, and the status update it makes brings the case back here.
+      const wasContained = status.isTrue('Contained');
+      await this.contain(kase, status, log);
+      if (wasContained && this.deps.collection) result = await this.deps.collection.advance(kase, status, log, (s) => this.step(s));
+    }
     await this.writeStatus(kase, status);
+    return result;
   }
 
   private async contain(kase: Case, status: StatusBuilder, log: Logger): Promise<void> {

@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { runtimes } from '../collector/locate.js';
+
+/**
+ * How the operator collects and seals a contained pod's evidence (ADR 0006). Operator-wide;
+ * each case's spec.collection and spec.evidence choose what and where.
+ */
+export const CollectionConfig = z.object({
+  /**
+   * job: a privileged Job pinned to the suspect's node runs `amber collect` (production).
+   * inline: the operator process runs the collector itself against the host it runs on, so the
+   * operator must run on the suspect's node (single-node clusters, the local setup, tests).
+   */
+  mode: z.enum(['job', 'inline']).default('job'),
+  /** The operator's namespace: collection Jobs and the default signing key live there. */
+  namespace: z.string().min(1).default('amber-system'),
+  /** The image with the `amber` CLI that collection Jobs run. */
+  image: z.string().min(1).default('amber:latest'),
+  command: z.array(z.string().min(1)).min(1).default(['amber']),
+  /** Secret in the operator namespace with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for Jobs; null for workload identity. */
+  s3CredentialsSecret: z.string().min(1).nullable().default('amber-s3-credentials'),
+  /** Signing key Secret in the operator namespace, used when a case names none. */
+  signingKeySecret: z
+    .object({ name: z.string().min(1).default('amber-signing-key'), key: z.string().min(1).default('signing-key.pem') })
+    .prefault({}),
+  /** Operator-wide defaults for spec.evidence.store, and how the operator itself reaches S3. */
+  evidence: z
+    .object({
+      bucket: z.string().min(3).max(63).optional(),
+      endpoint: z.url().optional(),
+      /** Path-style addressing; defaults to true when an endpoint is given (MinIO, on-premises S3). */
+      forcePathStyle: z.boolean().optional(),
+      /** The operator's own S3 credentials; the SDK's default chain (env, IRSA) when absent. */
+      credentials: z.object({ accessKeyId: z.string().min(1), secretAccessKey: z.string().min(1) }).optional(),
+      /** Root directory of local stores whose case gives no path. */
+      localRoot: z.string().startsWith('/').default('/var/lib/amber/evidence'),
+    })
+    .prefault({}),
+  /** Inline mode: where this host's /proc and file system are, and non-default runtime state roots. */
+  inline: z
+    .object({
+      procRoot: z.string().default('/proc'),
+      hostRoot: z.string().default('/'),
+      /** A process in the host's namespaces (PID 1 unless the operator's PID namespace hides it). */
+      hostReferencePid: z.number().int().positive().default(1),
+      runtimeRoots: z.partialRecord(z.enum(runtimes), z.string().startsWith('/')).default({}),
+    })
+    .prefault({}),
+  /** While Jobs run, look again after this long even if no Job event arrives. */
+  pollMs: z.number().int().min(100).default(10_000),
+  /** A timeout for each read of the orchestrator's view (a kubelet that never answers logs). */
+  apiTimeoutMs: z.number().int().min(100).default(10_000),
+});
+export type CollectionConfig = z.output<typeof CollectionConfig>;
+export type CollectionConfigInput = z.input<typeof CollectionConfig>;

@@ -1,0 +1,29 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+export interface CollectionMetrics {
+  timeToSealed: Histogram;
+  jobsCreated: Counter;
+  inlineSeconds: Histogram;
+}
+
+export function collectionMetrics(registry: Registry): CollectionMetrics {
+  return {
+    timeToSealed: new Histogram({
+      name: 'amber_case_time_to_sealed_seconds',
+      help: 'Seconds from a ForensicCase being created to its evidence being sealed',
+      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    jobsCreated: new Counter({
+      name: 'amber_collection_jobs_created_total',
+      help: 'Collection Jobs created on suspect nodes',
+      registers: [registry],
+    }),
+    inlineSeconds: new Histogram({
+      name: 'amber_collection_inline_seconds',
+      help: 'Seconds the operator spent collecting one container itself (inline mode)',
+      buckets: [0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,135 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Collection } from '../../../src/api/common.js';
+import { collectionJob, collectionJobName, collectorGroups, type CollectionJobInput } from '../../../src/collection/job.js';
+import { toCollectOptions, type CollectCliOptions } from '../../../src/cmd/collect.js';
+import { Command } from 'commander';
+import { registerCollectCommand } from '../../../src/cmd/collect.js';
+
+const input = (over: Partial<CollectionJobInput> = {}): CollectionJobInput => ({
+  kase: { name: 'case-web', uid: 'uid-1' },
+  namespace: 'amber-system',
+  pod: { namespace: 'shop', name: 'web-abc', node: 'node-a' },
+  target: { name: 'main', id: 'a'.repeat(64), runtime: 'containerd' },
+  collection: Collection.parse({ timeoutSeconds: 120 }),
+  store: {
+    type: 's3',
+    bucket: 'evidence',
+    prefix: 'amber/',
+    region: 'us-east-1',
+    endpoint: 'http://minio:9000',
+    forcePathStyle: true,
+    retention: { mode: 'GOVERNANCE', period: '30d', legalHold: false },
+  },
+  image: 'amber:test',
+  command: ['amber'],
+  s3CredentialsSecret: 'amber-s3-credentials',
+  ...over,
+});
+
+describe('collection Job', () => {
+  const job = collectionJob(input());
+  const pod = job.spec!.template.spec!;
+  const container = pod.containers[0]!;
+
+  it('runs in the operator namespace, owned by the case, pinned to the suspect node', () => {
+    expect(job.metadata?.namespace).toBe('amber-system');
+    expect(job.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'ForensicCase', name: 'case-web', uid: 'uid-1', controller: true })]);
+    expect(pod.nodeName).toBe('node-a');
+    expect(job.metadata?.labels?.['forensics.amber.io/case']).toBe('case-web');
+    expect(job.spec?.template.metadata?.labels).toEqual(job.metadata?.labels);
+  });
+
+  it('tolerates every taint, for good: no tolerationSeconds that a NoExecute taint would count down', () => {
+    expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(pod.tolerations!.some((t) => t.effect === 'NoExecute' || t.tolerationSeconds !== undefined)).toBe(false);
+  });
+
+  it('shares the host PID namespace and mounts the host root read-only, nothing else', () => {
+    expect(pod.hostPID).toBe(true);
+    expect(pod.hostNetwork).toBeUndefined();
+    expect(pod.hostIPC).toBeUndefined();
+    expect(pod.volumes).toEqual([{ name: 'host-root', hostPath: { path: '/', type: 'Directory' } }]);
+    expect(container.volumeMounts).toEqual([expect.objectContaining({ name: 'host-root', mountPath: '/host', readOnly: true, recursiveReadOnly: 'IfPossible' })]);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(container.securityContext).toMatchObject({ privileged: true, readOnlyRootFilesystem: true });
+  });
+
+  it('runs once, within the case timeout, and is kept for the operator to read', () => {
+    expect(job.spec?.backoffLimit).toBe(0);
+    expect(job.spec?.activeDeadlineSeconds).toBe(120);
+    expect(job.spec?.ttlSecondsAfterFinished).toBeUndefined();
+    expect(pod.restartPolicy).toBe('Never');
+    expect(container.terminationMessagePath).toBe('/dev/termination-log');
+    expect(container.terminationMessagePolicy).toBe('File');
+  });
+
+  it('passes S3 credentials from a Secret, and none for workload identity', () => {
+    expect(container.envFrom).toEqual([{ secretRef: { name: 'amber-s3-credentials' } }]);
+    expect(collectionJob(input({ s3CredentialsSecret: null })).spec!.template.spec!.containers[0]!.envFrom).toBeUndefined();
+  });
+
+  it('asks `amber collect` for exactly this container, in terms its own parser accepts', () => {
+    const args = container.args!;
+    const program = new Command().exitOverride();
+    let parsed: CollectCliOptions | undefined;
+    registerCollectCommand(program);
+    program.commands[0]!.action((o: CollectCliOptions) => {
+      parsed = o;
+    });
+    program.parse(['node', 'amber', ...args]);
+    expect(container.command).toEqual(['amber']);
+    expect(parsed).toMatchObject({
+      containerId: 'a'.repeat(64),
+      runtime: 'containerd',
+      case: 'case-web',
+      pod: 'web-abc',
+      namespace: 'shop',
+      containerName: 'main',
+      node: 'node-a',
+      hostRoot: '/host',
+      procRoot: '/proc',
+      bucket: 'evidence',
+      endpoint: 'http://minio:9000',
+      pathStyle: true,
+      retentionMode: 'GOVERNANCE',
+      retentionPeriod: '30d',
+      memory: false,
+    });
+    const opts = toCollectOptions(parsed!);
+    expect(opts.groups).toEqual(['processes', 'network', 'filesystemDiff', 'writableLayer', 'targetedFiles', 'logs']);
+    expect(opts.caps?.maxFileBytes).toBe(256 * 1024 * 1024);
+  });
+});
+
+describe('collection Job names', () => {
+  it('are deterministic, distinct per case, case UID and container, and at most 63 characters', () => {
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[a-z0-9]([a-z0-9.-]{0,200}[a-z0-9])?$/),
+        fc.uuid(),
+        fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/),
+        (name, uid, container) => {
+          const n = collectionJobName({ name, uid }, container);
+          expect(n).toBe(collectionJobName({ name, uid }, container));
+          expect(n.length).toBeLessThanOrEqual(63);
+          expect(n).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
+          expect(n).not.toBe(collectionJobName({ name, uid }, `${container}x`));
+          expect(n).not.toBe(collectionJobName({ name, uid: `${uid}x` }, container));
+        },
+      ),
+    );
+  });
+
+  it('keep case and container apart where plain concatenation would not', () => {
+    expect(collectionJobName({ name: 'a-b', uid: 'u' }, 'c')).not.toBe(collectionJobName({ name: 'a', uid: 'u' }, 'b-c'));
+    expect(collectionJobName({ name: 'case-web', uid: 'u' }, 'main')).toMatch(/^amber-collect-case-web-main-[0-9a-f]{8}$/);
+  });
+});
+
+describe('artifact groups', () => {
+  it('maps the case groups onto the collector groups', () => {
+    expect(collectorGroups(Collection.parse({ artifacts: ['memory', 'fullExport', 'orchestrator'] }))).toEqual(['memory', 'targetedFiles', 'fullRootfs']);
+    expect(collectorGroups(Collection.parse({ artifacts: ['memory', 'processes'], maxMemoryMiB: 0 }))).toEqual(['processes']);
+  });
+});
