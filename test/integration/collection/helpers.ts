@@ -26,6 +26,7 @@ export async function createPod(admin: KubeConfig, namespace: string, name: stri
   });
 }
 
+/** Writes the pod's status as a kubelet would: Running, with the runtime's ID for container `main`. */
 export async function markRunning(admin: KubeConfig, namespace: string, name: string, containerId: string): Promise<void> {
   const now = new Date();
   await admin.makeApiClient(CoreV1Api).patchNamespacedPodStatus(
