@@ -9,6 +9,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -21,6 +22,8 @@ export default defineConfig({
           // 2 cores: each file starts its own apiserver/minio; keep two at a time at most.
           maxWorkers: 2,
           pool: 'forks',
+          // After the unit tests (a project with its own worker limit needs its own group).
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -26,7 +26,7 @@ export interface CaseControllerOptions {
   /** Collect and seal evidence after containment (ADR 0006); without it cases stop at Contained. */
   collection?: CollectionConfigInput;
   /** See CaseReconcilerDeps.afterStep (tests only). */
-  afterStep?: (step: string) => void | Promise<void>;
+  afterStep?: (step: string, caseName: string) => void | Promise<void>;
 }
 
 /**
@@ -65,12 +65,13 @@ export function caseController(opts: CaseControllerOptions) {
     metrics: caseMetrics(opts.registry, () => cases.list().map((c) => c.status?.phase)),
     safety: opts.safety,
     afterStep: opts.afterStep,
+    policyCached: (namespace, name) => policies.get(`${namespace}/${name}`) !== undefined,
   });
   const controller = new Controller({
     name: 'forensiccase',
     logger: opts.logger,
     registry: opts.registry,
-    workers: opts.workers ?? 4,
+    workers: opts.workers ?? 16,
     queue: opts.queue,
     reconcile: (key, ctx) => reconciler.reconcile(key, ctx.log),
   });

@@ -15,7 +15,7 @@ export const OperatorConfig = z.object({
   leaderElection: z.boolean().default(true),
   allowKubeSystem: z.boolean().default(false),
   protectedNamespaces: z.array(z.string()).default([]),
-  workers: z.coerce.number().int().min(1).max(64).default(4),
+  workers: z.coerce.number().int().min(1).max(64).default(16),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 

@@ -1,7 +1,7 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
 import { caseController } from '../cases/controller.js';
+import { loadKubeConfig } from '../kube/config.js';
 import { startIntake, type RunningIntake } from '../intake/index.js';
 import type { Logger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
@@ -20,9 +20,7 @@ export interface RunningOperator {
  * an HTTP endpoint for metrics and probes. Readiness waits for the caches.
  */
 export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { exit?: (code: number) => void } = {}): Promise<RunningOperator> {
-  const kc = new KubeConfig();
-  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
-  else kc.loadFromDefault();
+  const kc = loadKubeConfig(cfg.kubeconfig);
   const registry = createRegistry(true);
 
   const manager = new Manager({

@@ -1,4 +1,5 @@
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../../src/kube/config.js';
 import { readFileSync, mkdtempSync, rmSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -69,7 +70,7 @@ export class Cluster {
   }
 
   private configFor(id: { cert: string; key: string }): KubeConfig {
-    const kc = new KubeConfig();
+    const kc = new PooledKubeConfig();
     kc.loadFromOptions({
       clusters: [{ name: 'test', server: this.server, caData: b64(this.pki.caCert), skipTLSVerify: false }],
       users: [{ name: 'user', certData: b64(id.cert), keyData: b64(id.key) }],

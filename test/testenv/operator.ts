@@ -11,7 +11,7 @@ import { OPERATOR_NAMESPACE } from './rbac.js';
  */
 export async function startCaseController(
   kc: KubeConfig,
-  opts: { afterStep?: (step: string) => void | Promise<void>; allowKubeSystem?: boolean; retryBaseDelayMs?: number; collection?: CollectionConfigInput } = {},
+  opts: { afterStep?: (step: string, caseName: string) => void | Promise<void>; allowKubeSystem?: boolean; retryBaseDelayMs?: number; collection?: CollectionConfigInput } = {},
 ) {
   const registry = createRegistry();
   const logger = process.env.AMBER_TEST_LOGS ? createLogger({ test: true }) : silentLogger;

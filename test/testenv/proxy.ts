@@ -1,4 +1,5 @@
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../../src/kube/config.js';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { freePort } from './ports.js';
 
@@ -55,7 +56,7 @@ export class CuttableProxy {
 
 /** A copy of a client configuration that talks to the API server through `proxy`. */
 export function throughProxy(kc: KubeConfig, proxy: CuttableProxy): KubeConfig {
-  const copy = new KubeConfig();
+  const copy = new PooledKubeConfig();
   copy.loadFromOptions({
     clusters: kc.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${proxy.port}` })),
     users: kc.users,

@@ -98,9 +98,8 @@ describe('containment and release against a real control plane, as the operator 
       namespace: 'default',
       fieldSelector: 'involvedObject.name=case-web',
     });
-    expect(events.items.map((e) => e.reason)).toEqual(
-      expect.arrayContaining(['IsolateNetwork', 'Contained']),
-    );
+    expect(events.items.map((e) => e.reason)).toEqual(['Contained']);
+    expect(events.items[0]?.message).toContain('IsolateNetwork, LabelPod, ContainNode');
   });
 
   it('puts a deleted quarantine NetworkPolicy back', async () => {
@@ -112,6 +111,12 @@ describe('containment and release against a real control plane, as the operator 
       () => net.readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') }),
       () => true,
     );
+    const events = await waitFor(
+      'repair Event',
+      () => w.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=case-web' }),
+      (l) => l.items.some((e) => e.reason === 'IsolateNetwork'),
+    );
+    expect(events.items.find((e) => e.reason === 'IsolateNetwork')?.message).toContain('(repaired)');
   });
 
   it('keeps a node cordoned until the last case on it is released', async () => {

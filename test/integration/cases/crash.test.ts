@@ -40,8 +40,8 @@ describe('crash in the middle of a case, restart', () => {
       const line = await CuttableProxy.start(Number(new URL(cluster.server).port));
       const doomed = await startCaseController(throughProxy(opKc, line), {
         retryBaseDelayMs: 600_000,
-        afterStep: (s) => {
-          if (s === step && !crashed) {
+        afterStep: (s, kase) => {
+          if (kase === name && s === step && !crashed) {
             crashed = true;
             line.cut();
             throw new Error(`simulated crash after ${s}`);
@@ -88,8 +88,8 @@ describe('crash in the middle of a case, restart', () => {
     let touched = false;
     const op = await startCaseController(opKc, {
       // Someone else changes the pod between the reconciler's read and its label patch.
-      afterStep: async (s) => {
-        if (s === 'network-policy' && !touched) {
+      afterStep: async (s, kase) => {
+        if (kase === 'conflict-case' && s === 'network-policy' && !touched) {
           touched = true;
           await w.core.patchNamespacedPod(
             { namespace: 'shop', name: podName, body: { metadata: { annotations: { 'example.com/touched': 'yes' } } } },
