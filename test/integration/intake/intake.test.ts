@@ -1,5 +1,5 @@
-import { ApiextensionsV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { existsSync, readFileSync } from 'node:fs';
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { installCrds } from '../../testenv/crds.js';
 import { postLikeFalcosidekick } from '../../testenv/falcosidekick.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { freePort } from '../../testenv/ports.js';
+import { operatorKubeConfig } from '../../testenv/rbac.js';
 
 /**
  * End to end against a real kube-apiserver: real Falco events posted over real HTTP, in the shape
@@ -31,8 +32,18 @@ let objects: CustomObjectsApi;
 let intake: RunningIntake;
 const registry = createRegistry();
 
-async function listCases(): Promise<Array<{ metadata: { name: string }; spec: { target: { pod: string }; containment: { cordonNode: boolean } }; status?: { alerts?: { count: number; rules: string[] } } }>> {
-  const list = (await objects.listClusterCustomObject({ group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural })) as { items: never[] };
+async function listCases(): Promise<
+  Array<{
+    metadata: { name: string };
+    spec: { target: { pod: string }; containment: { cordonNode: boolean } };
+    status?: { alerts?: { count: number; rules: string[] } };
+  }>
+> {
+  const list = (await objects.listClusterCustomObject({
+    group: GROUP,
+    version: VERSION,
+    plural: FORENSIC_CASE.plural,
+  })) as { items: never[] };
   return list.items;
 }
 
@@ -45,33 +56,10 @@ async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeou
   }
 }
 
-/** crds/responsepolicies.yaml once the lead generates it; until then, an open schema. */
-async function ensurePolicyCrd(kc: KubeConfig): Promise<void> {
-  if (existsSync(join(import.meta.dirname, '..', '..', '..', 'crds', 'responsepolicies.yaml'))) return;
-  const api = kc.makeApiClient(ApiextensionsV1Api);
-  await api.createCustomResourceDefinition({
-    body: {
-      metadata: { name: `${RESPONSE_POLICY.plural}.${GROUP}` },
-      spec: {
-        group: GROUP,
-        scope: 'Cluster',
-        names: { kind: RESPONSE_POLICY.kind, plural: RESPONSE_POLICY.plural, singular: RESPONSE_POLICY.singular, shortNames: [...RESPONSE_POLICY.shortNames] },
-        versions: [{ name: VERSION, served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', x_kubernetes_preserve_unknown_fields: true } } }],
-      },
-    },
-  });
-  for (let i = 0; i < 100; i++) {
-    const crd = await api.readCustomResourceDefinition({ name: `${RESPONSE_POLICY.plural}.${GROUP}` });
-    if (crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) return;
-    await sleep(100);
-  }
-}
-
 beforeAll(async () => {
   cluster = await startCluster();
   kc = cluster.kubeConfig();
   await installCrds(kc);
-  await ensurePolicyCrd(kc);
   objects = kc.makeApiClient(CustomObjectsApi);
   await objects.createClusterCustomObject({
     group: GROUP,
@@ -81,11 +69,15 @@ beforeAll(async () => {
       apiVersion: `${GROUP}/${VERSION}`,
       kind: RESPONSE_POLICY.kind,
       metadata: { name: 'contain-shells' },
-      spec: { match: { minimumPriority: 'Notice' }, limits: { maxOpenCases: 3, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 } },
+      spec: {
+        match: { minimumPriority: 'Notice' },
+        limits: { maxOpenCases: 3, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 },
+      },
     },
   });
+  // As the operator's ServiceAccount: deploy/rbac.yaml must grant what the intake uses.
   intake = await startIntake({
-    kubeConfig: kc,
+    kubeConfig: await operatorKubeConfig(cluster),
     registry,
     logger: silentLogger,
     token: TOKEN,
@@ -94,7 +86,10 @@ beforeAll(async () => {
     limits: { maxOpenCases: 10, maxCordonedNodes: 5, maxCordonedNodesPercent: 100 },
     flushIntervalMs: 100,
   });
-  await eventually(async () => intake.engine.policyNames(), (n) => n.includes('contain-shells'));
+  await eventually(
+    async () => intake.engine.policyNames(),
+    (n) => n.includes('contain-shells'),
+  );
 });
 
 afterAll(async () => {
@@ -102,7 +97,8 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-const post = (body: string, token = TOKEN) => postLikeFalcosidekick(intake.url, body, { Authorization: `Bearer ${token}` });
+const post = (body: string, token = TOKEN) =>
+  postLikeFalcosidekick(intake.url, body, { Authorization: `Bearer ${token}` });
 
 describe('intake against a real kube-apiserver', () => {
   it('answers 401 to a wrong token and creates nothing', async () => {
@@ -115,19 +111,44 @@ describe('intake against a real kube-apiserver', () => {
   it('opens a case from a real syscall alert, and attaches duplicates to it', async () => {
     const first = await post(fixture('syscall-read-sensitive-file.json'));
     expect(first.status).toBe(202);
-    expect(JSON.parse(first.body)).toMatchObject({ outcome: 'opened', case: caseNameFor({ namespace: 'default', pod: 'hellofalco' }) });
-    for (let i = 0; i < 4; i++) expect(JSON.parse((await post(fixture('syscall-read-sensitive-file.json'))).body).outcome).toBe('attached');
+    expect(JSON.parse(first.body)).toMatchObject({
+      outcome: 'opened',
+      case: caseNameFor({ namespace: 'default', pod: 'hellofalco' }),
+    });
+    for (let i = 0; i < 4; i++)
+      expect(JSON.parse((await post(fixture('syscall-read-sensitive-file.json'))).body).outcome).toBe(
+        'attached',
+      );
     const cases = await eventually(listCases, (l) => l[0]?.status?.alerts?.count === 5);
     expect(cases).toHaveLength(1);
     expect(cases[0]).toMatchObject({
-      spec: { target: { namespace: 'default', pod: 'hellofalco' }, policyRef: 'contain-shells', alert: { rule: 'Read sensitive file untrusted', priority: 'Warning', hostname: 'aks-aksnp0lab-30954262-vmss000002' } },
-      status: { alerts: { count: 5, rules: ['Read sensitive file untrusted'], firstSeen: '2025-11-24T13:22:11.153390386Z' } },
+      spec: {
+        target: { namespace: 'default', pod: 'hellofalco' },
+        policyRef: 'contain-shells',
+        alert: {
+          rule: 'Read sensitive file untrusted',
+          priority: 'Warning',
+          hostname: 'aks-aksnp0lab-30954262-vmss000002',
+        },
+      },
+      status: {
+        alerts: {
+          count: 5,
+          rules: ['Read sensitive file untrusted'],
+          firstSeen: '2025-11-24T13:22:11.153390386Z',
+        },
+      },
     });
   });
 
   it('opens a case from a k8s_audit alert about a pod, and ignores one about another object', async () => {
-    expect(JSON.parse((await post(fixture('k8saudit-attach-exec-pod.json'))).body)).toMatchObject({ outcome: 'opened' });
-    expect(JSON.parse((await post(fixture('k8saudit-disallowed-user.json'))).body)).toMatchObject({ outcome: 'not-acted', reason: 'no-target' });
+    expect(JSON.parse((await post(fixture('k8saudit-attach-exec-pod.json'))).body)).toMatchObject({
+      outcome: 'opened',
+    });
+    expect(JSON.parse((await post(fixture('k8saudit-disallowed-user.json'))).body)).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'no-target',
+    });
     const cases = await eventually(listCases, (l) => l.length === 2);
     expect(cases.map((c) => c.spec.target.pod).sort()).toEqual(['hellofalco', 'nginx-676b6c5bbc-4xc6t']);
     // The policy cordons one node at most: the second node's case opened without cordon.
@@ -136,22 +157,33 @@ describe('intake against a real kube-apiserver', () => {
   });
 
   it('holds the policy open-case limit', async () => {
-    expect(JSON.parse((await post(withPod(fixture('syscall-read-sensitive-file.json'), 'third'))).body).outcome).toBe('opened');
-    const refused = JSON.parse((await post(withPod(fixture('syscall-read-sensitive-file.json'), 'fourth'))).body);
+    expect(
+      JSON.parse((await post(withPod(fixture('syscall-read-sensitive-file.json'), 'third'))).body).outcome,
+    ).toBe('opened');
+    const refused = JSON.parse(
+      (await post(withPod(fixture('syscall-read-sensitive-file.json'), 'fourth'))).body,
+    );
     expect(refused).toMatchObject({ outcome: 'not-acted', reason: 'policy-max-open-cases' });
     await sleep(500);
     expect(await listCases()).toHaveLength(3);
-    expect(await registry.metrics()).toMatch(/amber_alerts_not_acted_total\{reason="policy-max-open-cases"\} 1/);
+    expect(await registry.metrics()).toMatch(
+      /amber_alerts_not_acted_total\{reason="policy-max-open-cases"\} 1/,
+    );
   });
 
   it('keeps alerts while the API server is down and writes them when it is back', async () => {
     const name = caseNameFor({ namespace: 'default', pod: 'hellofalco' });
     const before = (await listCases()).find((c) => c.metadata.name === name)!.status!.alerts!.count;
     await cluster.stopApiServer();
-    for (let i = 0; i < 10; i++) expect((await post(fixture('syscall-read-sensitive-file.json'))).status).toBe(202);
+    for (let i = 0; i < 10; i++)
+      expect((await post(fixture('syscall-read-sensitive-file.json'))).status).toBe(202);
     expect(intake.engine.queueDepth).toBe(10);
     await cluster.startApiServer();
-    const after = await eventually(listCases, (l) => l.find((c) => c.metadata.name === name)?.status?.alerts?.count === before + 10, 60_000);
+    const after = await eventually(
+      listCases,
+      (l) => l.find((c) => c.metadata.name === name)?.status?.alerts?.count === before + 10,
+      60_000,
+    );
     expect(after.find((c) => c.metadata.name === name)!.status!.alerts!.count).toBe(before + 10);
   });
 });
