@@ -23,7 +23,9 @@ const cases = Number(process.argv[2] ?? 5);
 const [cluster, minio, c] = await Promise.all([
   startCluster(),
   startMinio(),
-  startContainer({ command: ['/bin/sh', '-c', 'echo implant > /tmp/implant.sh; touch /ready; exec sleep 600'] }),
+  startContainer({
+    command: ['/bin/sh', '-c', 'echo implant > /tmp/implant.sh; touch /ready; exec sleep 600'],
+  }),
 ]);
 try {
   await c.waitForFile('/ready');
@@ -51,12 +53,16 @@ try {
       target: { namespace: 'shop', pod },
       reason: 'bench',
       collection: { artifacts: ['processes', 'network', 'filesystemDiff', 'orchestrator'] },
-      evidence: { store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint }, retention: { mode: 'GOVERNANCE', days: 1 } },
+      evidence: {
+        store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint },
+        retention: { mode: 'GOVERNANCE', days: 1 },
+      },
     });
     for (;;) {
       const phase = (await w.getCase(`bench-${i}`)).status?.phase;
       if (phase === 'Sealed') break;
-      if (phase === 'Failed' || performance.now() - started > 120_000) throw new Error(`case bench-${i} ended ${phase}`);
+      if (phase === 'Failed' || performance.now() - started > 120_000)
+        throw new Error(`case bench-${i} ended ${phase}`);
       await sleep(20);
     }
     seconds.push((performance.now() - started) / 1000);
@@ -64,7 +70,9 @@ try {
   await operator.stop();
   const sorted = [...seconds].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)]!;
-  console.log(`created -> Sealed (inline, volatile groups, ${cases} cases): min ${sorted[0]!.toFixed(2)} s, median ${median.toFixed(2)} s, max ${sorted.at(-1)!.toFixed(2)} s`);
+  console.log(
+    `created -> Sealed (inline, volatile groups, ${cases} cases): min ${sorted[0]!.toFixed(2)} s, median ${median.toFixed(2)} s, max ${sorted.at(-1)!.toFixed(2)} s`,
+  );
   console.log(`each: ${seconds.map((s) => s.toFixed(2)).join(', ')}`);
 } finally {
   await c.stop();

@@ -21,7 +21,10 @@ export const CollectionConfig = z.object({
   s3CredentialsSecret: z.string().min(1).nullable().default('amber-s3-credentials'),
   /** Signing key Secret in the operator namespace, used when a case names none. */
   signingKeySecret: z
-    .object({ name: z.string().min(1).default('amber-signing-key'), key: z.string().min(1).default('signing-key.pem') })
+    .object({
+      name: z.string().min(1).default('amber-signing-key'),
+      key: z.string().min(1).default('signing-key.pem'),
+    })
     .prefault({}),
   /** Operator-wide defaults for spec.evidence.store, and how the operator itself reaches S3. */
   evidence: z
@@ -31,7 +34,9 @@ export const CollectionConfig = z.object({
       /** Path-style addressing; defaults to true when an endpoint is given (MinIO, on-premises S3). */
       forcePathStyle: z.boolean().optional(),
       /** The operator's own S3 credentials; the SDK's default chain (env, IRSA) when absent. */
-      credentials: z.object({ accessKeyId: z.string().min(1), secretAccessKey: z.string().min(1) }).optional(),
+      credentials: z
+        .object({ accessKeyId: z.string().min(1), secretAccessKey: z.string().min(1) })
+        .optional(),
       /** Root directory of local stores whose case gives no path. */
       localRoot: z.string().startsWith('/').default('/var/lib/amber/evidence'),
     })

@@ -14,7 +14,10 @@ export interface Gap {
  * list when it has one. A container that is not running has nothing left in /proc; its logs
  * are still in the orchestrator's view, so it is a gap, not an error.
  */
-export function collectionTargets(pod: V1Pod, wanted: string[]): { targets: CollectionTarget[]; gaps: Gap[] } {
+export function collectionTargets(
+  pod: V1Pod,
+  wanted: string[],
+): { targets: CollectionTarget[]; gaps: Gap[] } {
   const statuses: V1ContainerStatus[] = [
     ...(pod.status?.initContainerStatuses ?? []),
     ...(pod.status?.containerStatuses ?? []),
@@ -23,18 +26,28 @@ export function collectionTargets(pod: V1Pod, wanted: string[]): { targets: Coll
   const targets: CollectionTarget[] = [];
   const gaps: Gap[] = [];
   for (const want of wanted) {
-    if (!statuses.some((s) => s.name === want)) gaps.push({ what: `container ${want}`, reason: 'the pod has no container of that name' });
+    if (!statuses.some((s) => s.name === want))
+      gaps.push({ what: `container ${want}`, reason: 'the pod has no container of that name' });
   }
   for (const s of statuses) {
     if (wanted.length > 0 && !wanted.includes(s.name)) continue;
     if (!s.containerID) {
       gaps.push({ what: `container ${s.name}`, reason: 'no container ID: it never started' });
     } else if (!s.state?.running) {
-      const state = s.state?.terminated ? `terminated (${s.state.terminated.reason ?? 'exit ' + s.state.terminated.exitCode})` : 'waiting';
-      gaps.push({ what: `container ${s.name}`, reason: `not running (${state}): nothing left to read from the node` });
+      const state = s.state?.terminated
+        ? `terminated (${s.state.terminated.reason ?? 'exit ' + s.state.terminated.exitCode})`
+        : 'waiting';
+      gaps.push({
+        what: `container ${s.name}`,
+        reason: `not running (${state}): nothing left to read from the node`,
+      });
     } else {
       const [scheme, id] = s.containerID.split('://');
-      targets.push(id ? { name: s.name, id, runtime: scheme ?? 'unknown' } : { name: s.name, id: s.containerID, runtime: 'unknown' });
+      targets.push(
+        id
+          ? { name: s.name, id, runtime: scheme ?? 'unknown' }
+          : { name: s.name, id: s.containerID, runtime: 'unknown' },
+      );
     }
   }
   return { targets, gaps };
@@ -45,14 +58,20 @@ export function containerPrefix(containerId: string): string {
   return `containers/${artifactSegment(containerId.replace(/^[a-z-]+:\/\//, '').slice(0, 12))}`;
 }
 
-export type JobOutcome = { state: 'running' } | { state: 'succeeded' } | { state: 'failed'; reason: string; message: string };
+export type JobOutcome =
+  { state: 'running' } | { state: 'succeeded' } | { state: 'failed'; reason: string; message: string };
 
 /** A Job is over only once the Job controller says so (Complete or Failed). */
 export function jobOutcome(job: V1Job): JobOutcome {
   const done = (type: string) => job.status?.conditions?.find((c) => c.type === type && c.status === 'True');
   if (done('Complete')) return { state: 'succeeded' };
   const failed = done('Failed');
-  if (failed) return { state: 'failed', reason: failed.reason ?? 'Failed', message: failed.message ?? 'the collection Job failed' };
+  if (failed)
+    return {
+      state: 'failed',
+      reason: failed.reason ?? 'Failed',
+      message: failed.message ?? 'the collection Job failed',
+    };
   return { state: 'running' };
 }
 
@@ -100,12 +119,16 @@ export function decideCollection(progress: ContainerProgress[], gaps: Gap[]): Co
   if (running.length > 0) return { state: 'running', waitingFor: running };
   const missing: Gap[] = [
     ...gaps,
-    ...progress.flatMap((p) => (p.state === 'missing' ? [{ what: `container ${p.container}`, reason: p.reason }] : [])),
+    ...progress.flatMap((p) =>
+      p.state === 'missing' ? [{ what: `container ${p.container}`, reason: p.reason }] : [],
+    ),
   ];
   const reported = progress.flatMap((p) => (p.state === 'reported' ? [p] : []));
   const parts = [
     `${reported.length} of ${progress.length + gaps.length} containers collected`,
-    ...reported.filter((r) => r.failed > 0).map((r) => `${r.container}: ${r.failed} items unreadable (see its report.json)`),
+    ...reported
+      .filter((r) => r.failed > 0)
+      .map((r) => `${r.container}: ${r.failed} items unreadable (see its report.json)`),
     ...missing.map((m) => `missing ${m.what}: ${m.reason}`),
   ];
   return { state: 'collected', complete: missing.length === 0, message: parts.join('; '), missing };

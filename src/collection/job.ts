@@ -47,7 +47,10 @@ export function collectionJobName(kase: CaseIdentity, container: string): string
 }
 
 /** The collector's runtime: the case's choice, else the pod's containerID scheme, else auto-detect. */
-export function collectorRuntime(target: CollectionTarget, spec: z.infer<typeof Collection>): Runtime | 'auto' {
+export function collectorRuntime(
+  target: CollectionTarget,
+  spec: z.infer<typeof Collection>,
+): Runtime | 'auto' {
   if (spec.runtime) return spec.runtime;
   return (runtimes as readonly string[]).includes(target.runtime) ? (target.runtime as Runtime) : 'auto';
 }
@@ -98,23 +101,39 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   const caps = req.caps ?? {};
   const args = [
     'collect',
-    '--container-id', req.containerId,
-    '--runtime', req.runtime ?? 'auto',
-    '--case', req.caseId,
-    '--pod', req.pod ?? '',
-    '--namespace', req.namespace ?? '',
-    '--container-name', req.containerName ?? '',
-    '--node', req.node ?? '',
-    '--groups', (req.groups ?? []).join(','),
+    '--container-id',
+    req.containerId,
+    '--runtime',
+    req.runtime ?? 'auto',
+    '--case',
+    req.caseId,
+    '--pod',
+    req.pod ?? '',
+    '--namespace',
+    req.namespace ?? '',
+    '--container-name',
+    req.containerName ?? '',
+    '--node',
+    req.node ?? '',
+    '--groups',
+    (req.groups ?? []).join(','),
     // /proc is the host's: the Job shares the host PID namespace.
-    '--proc-root', '/proc',
-    '--host-root', HOST_ROOT,
-    '--termination-message-path', '/dev/termination-log',
-    '--bucket', store.bucket,
-    '--prefix', store.prefix,
-    '--region', store.region,
-    '--retention-mode', store.retention.mode,
-    '--retention-period', store.retention.period,
+    '--proc-root',
+    '/proc',
+    '--host-root',
+    HOST_ROOT,
+    '--termination-message-path',
+    '/dev/termination-log',
+    '--bucket',
+    store.bucket,
+    '--prefix',
+    store.prefix,
+    '--region',
+    store.region,
+    '--retention-mode',
+    store.retention.mode,
+    '--retention-period',
+    store.retention.period,
   ];
   if (caps.maxFileBytes) args.push('--max-file-size', String(caps.maxFileBytes));
   if (caps.maxWritableLayerBytes) args.push('--max-layer-size', String(caps.maxWritableLayerBytes));
@@ -193,7 +212,9 @@ export function collectionJob(input: CollectionJobInput): V1Job {
               image: input.image,
               command: input.command,
               args: collectorArgs(req, input.store),
-              ...(input.s3CredentialsSecret && { envFrom: [{ secretRef: { name: input.s3CredentialsSecret } }] }),
+              ...(input.s3CredentialsSecret && {
+                envFrom: [{ secretRef: { name: input.s3CredentialsSecret } }],
+              }),
               env: [{ name: 'NODE_NAME', value: pod.node }],
               securityContext: {
                 // Privileged, because reading another process's memory, descriptors and root
@@ -231,5 +252,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
 }
 
 function labelValue(s: string): string {
-  return artifactSegment(s).slice(0, 63).replace(/[^A-Za-z0-9]+$/, '');
+  return artifactSegment(s)
+    .slice(0, 63)
+    .replace(/[^A-Za-z0-9]+$/, '');
 }

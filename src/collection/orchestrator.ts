@@ -51,7 +51,14 @@ export async function collectOrchestratorView(input: OrchestratorInput): Promise
   const put = async (name: string, body: string, contentType: string, collectedBy: string) => {
     const full = `${ORCHESTRATOR_PREFIX}/${name}`;
     try {
-      stored.push(await store.put(caseId, full, body, { contentType, collectedBy: `operator/${collectedBy}`, collectedAt, ...(input.node && { node: input.node }) }));
+      stored.push(
+        await store.put(caseId, full, body, {
+          contentType,
+          collectedBy: `operator/${collectedBy}`,
+          collectedAt,
+          ...(input.node && { node: input.node }),
+        }),
+      );
     } catch (err) {
       if (err instanceof ArtifactExistsError) existing.push(full);
       else gaps.push({ what: full, reason: `not stored: ${errorMessage(err)}` });
@@ -82,28 +89,49 @@ export async function collectOrchestratorView(input: OrchestratorInput): Promise
   const events = await read('events', () =>
     clients.core.listNamespacedEvent({
       namespace,
-      fieldSelector: pod?.metadata?.uid ? `involvedObject.uid=${pod.metadata.uid}` : `involvedObject.name=${podName}`,
+      fieldSelector: pod?.metadata?.uid
+        ? `involvedObject.uid=${pod.metadata.uid}`
+        : `involvedObject.name=${podName}`,
     }),
   );
   if (events) await put('events.yaml', yaml(events.items), 'application/yaml', 'events');
 
   for (const c of [...(pod?.spec?.initContainers ?? []), ...(pod?.spec?.containers ?? [])]) {
-    const status = [...(pod?.status?.initContainerStatuses ?? []), ...(pod?.status?.containerStatuses ?? [])].find((s) => s.name === c.name);
+    const status = [
+      ...(pod?.status?.initContainerStatuses ?? []),
+      ...(pod?.status?.containerStatuses ?? []),
+    ].find((s) => s.name === c.name);
     const instances: [string, boolean][] = [['current', false]];
     if ((status?.restartCount ?? 0) > 0) instances.push(['previous', true]);
     else skipped.push({ what: `logs of ${c.name} (previous)`, reason: 'the container never restarted' });
     for (const [which, previous] of instances) {
       const text = await read(`logs of ${c.name} (${which})`, () =>
-        clients.core.readNamespacedPodLog({ namespace, name: podName, container: c.name, previous, timestamps: true, limitBytes: input.maxLogBytes }),
+        clients.core.readNamespacedPodLog({
+          namespace,
+          name: podName,
+          container: c.name,
+          previous,
+          timestamps: true,
+          limitBytes: input.maxLogBytes,
+        }),
       );
-      if (text !== undefined) await put(`logs/${artifactSegment(c.name)}.${which}.log`, text, 'text/plain', 'logs');
+      if (text !== undefined)
+        await put(`logs/${artifactSegment(c.name)}.${which}.log`, text, 'text/plain', 'logs');
     }
   }
 
   const saName = pod?.spec?.serviceAccountName ?? (pod ? 'default' : undefined);
   if (saName) {
-    const sa = await read(`serviceaccount ${saName}`, () => clients.core.readNamespacedServiceAccount({ namespace, name: saName }));
-    if (sa) await put('serviceaccount.yaml', yaml(withKind(sa, 'v1', 'ServiceAccount')), 'application/yaml', 'serviceaccount');
+    const sa = await read(`serviceaccount ${saName}`, () =>
+      clients.core.readNamespacedServiceAccount({ namespace, name: saName }),
+    );
+    if (sa)
+      await put(
+        'serviceaccount.yaml',
+        yaml(withKind(sa, 'v1', 'ServiceAccount')),
+        'application/yaml',
+        'serviceaccount',
+      );
     const rbac = await read('rbac', () => boundRbac(input.rbac, namespace, saName));
     if (rbac) {
       gaps.push(...rbac.gaps);
@@ -143,10 +171,19 @@ function withKind<T extends KubernetesObject>(obj: T, apiVersion: string, kind: 
 }
 
 /** The RoleBindings and ClusterRoleBindings that grant the ServiceAccount anything, and their roles. */
-async function boundRbac(rbac: RbacAuthorizationV1Api, namespace: string, sa: string): Promise<{ objects: KubernetesObject[]; gaps: Gap[] }> {
-  const groups = new Set(['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated']);
+async function boundRbac(
+  rbac: RbacAuthorizationV1Api,
+  namespace: string,
+  sa: string,
+): Promise<{ objects: KubernetesObject[]; gaps: Gap[] }> {
+  const groups = new Set([
+    'system:serviceaccounts',
+    `system:serviceaccounts:${namespace}`,
+    'system:authenticated',
+  ]);
   const matches = (s: RbacV1Subject) =>
-    (s.kind === 'ServiceAccount' && s.name === sa && (s.namespace ?? namespace) === namespace) || (s.kind === 'Group' && groups.has(s.name));
+    (s.kind === 'ServiceAccount' && s.name === sa && (s.namespace ?? namespace) === namespace) ||
+    (s.kind === 'Group' && groups.has(s.name));
   const [rbs, crbs] = await Promise.all([
     rbac.listNamespacedRoleBinding({ namespace }),
     rbac.listClusterRoleBinding(),
@@ -155,10 +192,16 @@ async function boundRbac(rbac: RbacAuthorizationV1Api, namespace: string, sa: st
   const gaps: Gap[] = [];
   const role = async (kind: string, name: string, ns: string | undefined) => {
     try {
-      const r = kind === 'Role' && ns ? await rbac.readNamespacedRole({ namespace: ns, name }) : await rbac.readClusterRole({ name });
+      const r =
+        kind === 'Role' && ns
+          ? await rbac.readNamespacedRole({ namespace: ns, name })
+          : await rbac.readClusterRole({ name });
       objects.push(withKind(r, 'rbac.authorization.k8s.io/v1', kind));
     } catch (err) {
-      gaps.push({ what: `${kind} ${name}`, reason: isNotFound(err) ? 'bound but does not exist' : errorMessage(err) });
+      gaps.push({
+        what: `${kind} ${name}`,
+        reason: isNotFound(err) ? 'bound but does not exist' : errorMessage(err),
+      });
     }
   };
   for (const b of rbs.items.filter((b) => b.subjects?.some(matches))) {
@@ -211,9 +254,11 @@ async function formerReplicaSet(pod: V1Pod, read: (name: string) => Promise<Kube
   const generateName = pod.metadata?.generateName;
   const removed = pod.metadata?.annotations?.[ORIGINAL_LABELS_ANNOTATION];
   if (!generateName || !removed) return undefined;
-  const rs = (await read(generateName.replace(/-$/, ''))) as (KubernetesObject & { spec?: { selector?: { matchLabels?: Record<string, string> } } }) | undefined;
+  const rs = (await read(generateName.replace(/-$/, ''))) as
+    (KubernetesObject & { spec?: { selector?: { matchLabels?: Record<string, string> } } }) | undefined;
   const original = { ...pod.metadata?.labels, ...(JSON.parse(removed) as Record<string, string>) };
   const selector = rs?.spec?.selector?.matchLabels ?? {};
-  const matches = Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => original[k] === v);
+  const matches =
+    Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => original[k] === v);
   return matches ? rs : undefined;
 }

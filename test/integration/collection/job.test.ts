@@ -27,7 +27,10 @@ describe('job collection on a kwok node', () => {
   const containerId = randomBytes(32).toString('hex');
 
   beforeAll(async () => {
-    [cluster, minio] = await Promise.all([startCluster({ controllerManager: true, kwok: true }), startMinio()]);
+    [cluster, minio] = await Promise.all([
+      startCluster({ controllerManager: true, kwok: true }),
+      startMinio(),
+    ]);
     const admin = cluster.kubeConfig();
     await installCrds(admin);
     w = new Workloads(admin);
@@ -59,34 +62,70 @@ describe('job collection on a kwok node', () => {
       reason: 'test: job mode',
       containment: { deletePodAfterSeal: true },
       collection: { timeoutSeconds: 300 },
-      evidence: { store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' }, retention: { mode: 'GOVERNANCE', days: 1 } },
+      evidence: {
+        store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' },
+        retention: { mode: 'GOVERNANCE', days: 1 },
+      },
     });
 
     const kase = await w.waitForPhase('case-job', 'Sealed', 90_000);
     const batch = cluster.kubeConfig().makeApiClient(BatchV1Api);
-    const job = await batch.readNamespacedJob({ namespace: OPERATOR_NAMESPACE, name: collectionJobName({ name: 'case-job', uid: kase.metadata.uid }, 'main') });
+    const job = await batch.readNamespacedJob({
+      namespace: OPERATOR_NAMESPACE,
+      name: collectionJobName({ name: 'case-job', uid: kase.metadata.uid }, 'main'),
+    });
     const spec = job.spec!.template.spec!;
     expect(spec.nodeName).toBe(node);
     expect(spec.hostPID).toBe(true);
     expect(spec.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(spec.containers[0]!.args).toEqual(expect.arrayContaining(['--container-id', containerId, '--runtime', 'containerd', '--node', node, '--bucket', minio.bucket]));
-    expect(spec.containers[0]!.volumeMounts).toEqual([expect.objectContaining({ mountPath: '/host', readOnly: true })]);
-    expect(job.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'ForensicCase', uid: kase.metadata.uid });
+    expect(spec.containers[0]!.args).toEqual(
+      expect.arrayContaining([
+        '--container-id',
+        containerId,
+        '--runtime',
+        'containerd',
+        '--node',
+        node,
+        '--bucket',
+        minio.bucket,
+      ]),
+    );
+    expect(spec.containers[0]!.volumeMounts).toEqual([
+      expect.objectContaining({ mountPath: '/host', readOnly: true }),
+    ]);
+    expect(job.metadata?.ownerReferences?.[0]).toMatchObject({
+      kind: 'ForensicCase',
+      uid: kase.metadata.uid,
+    });
     expect(job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True')).toBe(true);
-    const jobPods = await w.core.listNamespacedPod({ namespace: OPERATOR_NAMESPACE, labelSelector: `batch.kubernetes.io/job-name=${job.metadata!.name}` });
+    const jobPods = await w.core.listNamespacedPod({
+      namespace: OPERATOR_NAMESPACE,
+      labelSelector: `batch.kubernetes.io/job-name=${job.metadata!.name}`,
+    });
     expect(jobPods.items.map((p) => p.spec?.nodeName)).toEqual([node]);
 
     const collected = kase.status?.conditions?.find((c) => c.type === 'EvidenceCollected');
     expect(collected).toMatchObject({ status: 'False', reason: 'Incomplete' });
-    expect(collected?.message).toMatch(/0 of 1 containers collected; missing container main: Job .* succeeded; its pod left no termination message; and the store holds no report.json/);
+    expect(collected?.message).toMatch(
+      /0 of 1 containers collected; missing container main: Job .* succeeded; its pod left no termination message; and the store holds no report.json/,
+    );
     expect((kase.status?.timeline ?? []).find((e) => e.action === 'CollectEvidence')?.outcome).toBe('Failed');
 
     // What the operator gathered itself is sealed, the detached pod's former owner included.
     const objects = await objectVersions(minio.client(), minio.bucket, 'amber/case-job/');
-    for (const n of ['orchestrator/pod.yaml', 'orchestrator/owner.yaml', 'orchestrator/node.yaml', MANIFEST_NAME])
+    for (const n of [
+      'orchestrator/pod.yaml',
+      'orchestrator/owner.yaml',
+      'orchestrator/node.yaml',
+      MANIFEST_NAME,
+    ])
       expect(objects.some((o) => o.startsWith(`amber/case-job/${n}@`))).toBe(true);
 
-    const deleted = await waitFor('pod deleted after seal', () => w.getCase('case-job'), (c) => (c.status?.timeline ?? []).some((e) => e.action === 'DeletePod'));
+    const deleted = await waitFor(
+      'pod deleted after seal',
+      () => w.getCase('case-job'),
+      (c) => (c.status?.timeline ?? []).some((e) => e.action === 'DeletePod'),
+    );
     expect(deleted.status?.timeline?.find((e) => e.action === 'DeletePod')?.outcome).toBe('Succeeded');
     await waitFor(
       'pod gone',

@@ -1,15 +1,54 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { collectionTargets, containerPrefix, decideCollection, jobOutcome, parseSummary } from '../../../src/collection/decide.js';
+import {
+  collectionTargets,
+  containerPrefix,
+  decideCollection,
+  jobOutcome,
+  parseSummary,
+} from '../../../src/collection/decide.js';
 
 const id = (c: string) => c.repeat(64);
 const pod: V1Pod = {
   status: {
-    initContainerStatuses: [{ name: 'init', image: 'i', imageID: '', ready: false, restartCount: 0, containerID: `containerd://${id('1')}`, state: { terminated: { exitCode: 0, reason: 'Completed' } } }],
+    initContainerStatuses: [
+      {
+        name: 'init',
+        image: 'i',
+        imageID: '',
+        ready: false,
+        restartCount: 0,
+        containerID: `containerd://${id('1')}`,
+        state: { terminated: { exitCode: 0, reason: 'Completed' } },
+      },
+    ],
     containerStatuses: [
-      { name: 'main', image: 'i', imageID: '', ready: true, restartCount: 0, containerID: `containerd://${id('a')}`, state: { running: {} } },
-      { name: 'sidecar', image: 'i', imageID: '', ready: true, restartCount: 0, containerID: `cri-o://${id('b')}`, state: { running: {} } },
-      { name: 'pending', image: 'i', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ContainerCreating' } } },
+      {
+        name: 'main',
+        image: 'i',
+        imageID: '',
+        ready: true,
+        restartCount: 0,
+        containerID: `containerd://${id('a')}`,
+        state: { running: {} },
+      },
+      {
+        name: 'sidecar',
+        image: 'i',
+        imageID: '',
+        ready: true,
+        restartCount: 0,
+        containerID: `cri-o://${id('b')}`,
+        state: { running: {} },
+      },
+      {
+        name: 'pending',
+        image: 'i',
+        imageID: '',
+        ready: false,
+        restartCount: 0,
+        state: { waiting: { reason: 'ContainerCreating' } },
+      },
     ],
   },
 };
@@ -37,12 +76,16 @@ describe('collection targets', () => {
 });
 
 describe('Job outcome', () => {
-  const job = (conditions: { type: string; status: string; reason?: string; message?: string }[]): V1Job => ({ status: { conditions } as V1Job['status'] });
+  const job = (conditions: { type: string; status: string; reason?: string; message?: string }[]): V1Job => ({
+    status: { conditions } as V1Job['status'],
+  });
   it('is over only on Complete or Failed', () => {
     expect(jobOutcome(job([]))).toEqual({ state: 'running' });
     expect(jobOutcome(job([{ type: 'SuccessCriteriaMet', status: 'True' }]))).toEqual({ state: 'running' });
     expect(jobOutcome(job([{ type: 'Complete', status: 'True' }]))).toEqual({ state: 'succeeded' });
-    expect(jobOutcome(job([{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'too long' }]))).toEqual({
+    expect(
+      jobOutcome(job([{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'too long' }])),
+    ).toEqual({
       state: 'failed',
       reason: 'DeadlineExceeded',
       message: 'too long',
@@ -52,7 +95,11 @@ describe('Job outcome', () => {
 
 describe('termination message', () => {
   it('parses the collector summary and nothing else', () => {
-    expect(parseSummary('{"ok":false,"fatal":"container not found","collected":0,"failed":1,"skipped":0,"report":null}')).toMatchObject({ ok: false, fatal: 'container not found' });
+    expect(
+      parseSummary(
+        '{"ok":false,"fatal":"container not found","collected":0,"failed":1,"skipped":0,"report":null}',
+      ),
+    ).toMatchObject({ ok: false, fatal: 'container not found' });
     expect(parseSummary('')).toBeUndefined();
     expect(parseSummary('panic: oops')).toBeUndefined();
     expect(parseSummary('{"ok":true}')).toBeUndefined();
@@ -61,7 +108,15 @@ describe('termination message', () => {
 
 describe('collection decision', () => {
   it('waits while any collector runs', () => {
-    expect(decideCollection([{ container: 'a', state: 'running' }, { container: 'b', state: 'reported', collected: 3, failed: 0 }], [])).toEqual({
+    expect(
+      decideCollection(
+        [
+          { container: 'a', state: 'running' },
+          { container: 'b', state: 'reported', collected: 3, failed: 0 },
+        ],
+        [],
+      ),
+    ).toEqual({
       state: 'running',
       waitingFor: ['a'],
     });
@@ -70,7 +125,9 @@ describe('collection decision', () => {
   it('is complete when every container reported and nothing was out of reach', () => {
     const d = decideCollection([{ container: 'a', state: 'reported', collected: 9, failed: 2 }], []);
     expect(d).toMatchObject({ state: 'collected', complete: true, missing: [] });
-    expect(d.state === 'collected' && d.message).toMatch(/1 of 1 containers collected; a: 2 items unreadable/);
+    expect(d.state === 'collected' && d.message).toMatch(
+      /1 of 1 containers collected; a: 2 items unreadable/,
+    );
   });
 
   it('says what is missing rather than pretending', () => {
@@ -88,6 +145,9 @@ describe('collection decision', () => {
   });
 
   it('is incomplete with no container at all (pod gone)', () => {
-    expect(decideCollection([], [{ what: 'pod shop/x', reason: 'deleted' }])).toMatchObject({ state: 'collected', complete: false });
+    expect(decideCollection([], [{ what: 'pod shop/x', reason: 'deleted' }])).toMatchObject({
+      state: 'collected',
+      complete: false,
+    });
   });
 });

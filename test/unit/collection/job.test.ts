@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Collection } from '../../../src/api/common.js';
-import { collectionJob, collectionJobName, collectorGroups, type CollectionJobInput } from '../../../src/collection/job.js';
+import {
+  collectionJob,
+  collectionJobName,
+  collectorGroups,
+  type CollectionJobInput,
+} from '../../../src/collection/job.js';
 import { toCollectOptions, type CollectCliOptions } from '../../../src/cmd/collect.js';
 import { Command } from 'commander';
 import { registerCollectCommand } from '../../../src/cmd/collect.js';
@@ -34,7 +39,9 @@ describe('collection Job', () => {
 
   it('runs in the operator namespace, owned by the case, pinned to the suspect node', () => {
     expect(job.metadata?.namespace).toBe('amber-system');
-    expect(job.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'ForensicCase', name: 'case-web', uid: 'uid-1', controller: true })]);
+    expect(job.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'ForensicCase', name: 'case-web', uid: 'uid-1', controller: true }),
+    ]);
     expect(pod.nodeName).toBe('node-a');
     expect(job.metadata?.labels?.['forensics.amber.io/case']).toBe('case-web');
     expect(job.spec?.template.metadata?.labels).toEqual(job.metadata?.labels);
@@ -42,7 +49,9 @@ describe('collection Job', () => {
 
   it('tolerates every taint, for good: no tolerationSeconds that a NoExecute taint would count down', () => {
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(pod.tolerations!.some((t) => t.effect === 'NoExecute' || t.tolerationSeconds !== undefined)).toBe(false);
+    expect(pod.tolerations!.some((t) => t.effect === 'NoExecute' || t.tolerationSeconds !== undefined)).toBe(
+      false,
+    );
   });
 
   it('shares the host PID namespace and mounts the host root read-only, nothing else', () => {
@@ -50,7 +59,14 @@ describe('collection Job', () => {
     expect(pod.hostNetwork).toBeUndefined();
     expect(pod.hostIPC).toBeUndefined();
     expect(pod.volumes).toEqual([{ name: 'host-root', hostPath: { path: '/', type: 'Directory' } }]);
-    expect(container.volumeMounts).toEqual([expect.objectContaining({ name: 'host-root', mountPath: '/host', readOnly: true, recursiveReadOnly: 'IfPossible' })]);
+    expect(container.volumeMounts).toEqual([
+      expect.objectContaining({
+        name: 'host-root',
+        mountPath: '/host',
+        readOnly: true,
+        recursiveReadOnly: 'IfPossible',
+      }),
+    ]);
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(container.securityContext).toMatchObject({ privileged: true, readOnlyRootFilesystem: true });
   });
@@ -66,7 +82,9 @@ describe('collection Job', () => {
 
   it('passes S3 credentials from a Secret, and none for workload identity', () => {
     expect(container.envFrom).toEqual([{ secretRef: { name: 'amber-s3-credentials' } }]);
-    expect(collectionJob(input({ s3CredentialsSecret: null })).spec!.template.spec!.containers[0]!.envFrom).toBeUndefined();
+    expect(
+      collectionJob(input({ s3CredentialsSecret: null })).spec!.template.spec!.containers[0]!.envFrom,
+    ).toBeUndefined();
   });
 
   it('asks `amber collect` for exactly this container, in terms its own parser accepts', () => {
@@ -97,7 +115,14 @@ describe('collection Job', () => {
       memory: false,
     });
     const opts = toCollectOptions(parsed!);
-    expect(opts.groups).toEqual(['processes', 'network', 'filesystemDiff', 'writableLayer', 'targetedFiles', 'logs']);
+    expect(opts.groups).toEqual([
+      'processes',
+      'network',
+      'filesystemDiff',
+      'writableLayer',
+      'targetedFiles',
+      'logs',
+    ]);
     expect(opts.caps?.maxFileBytes).toBe(256 * 1024 * 1024);
   });
 });
@@ -122,14 +147,22 @@ describe('collection Job names', () => {
   });
 
   it('keep case and container apart where plain concatenation would not', () => {
-    expect(collectionJobName({ name: 'a-b', uid: 'u' }, 'c')).not.toBe(collectionJobName({ name: 'a', uid: 'u' }, 'b-c'));
-    expect(collectionJobName({ name: 'case-web', uid: 'u' }, 'main')).toMatch(/^amber-collect-case-web-main-[0-9a-f]{8}$/);
+    expect(collectionJobName({ name: 'a-b', uid: 'u' }, 'c')).not.toBe(
+      collectionJobName({ name: 'a', uid: 'u' }, 'b-c'),
+    );
+    expect(collectionJobName({ name: 'case-web', uid: 'u' }, 'main')).toMatch(
+      /^amber-collect-case-web-main-[0-9a-f]{8}$/,
+    );
   });
 });
 
 describe('artifact groups', () => {
   it('maps the case groups onto the collector groups', () => {
-    expect(collectorGroups(Collection.parse({ artifacts: ['memory', 'fullExport', 'orchestrator'] }))).toEqual(['memory', 'targetedFiles', 'fullRootfs']);
-    expect(collectorGroups(Collection.parse({ artifacts: ['memory', 'processes'], maxMemoryMiB: 0 }))).toEqual(['processes']);
+    expect(
+      collectorGroups(Collection.parse({ artifacts: ['memory', 'fullExport', 'orchestrator'] })),
+    ).toEqual(['memory', 'targetedFiles', 'fullRootfs']);
+    expect(
+      collectorGroups(Collection.parse({ artifacts: ['memory', 'processes'], maxMemoryMiB: 0 })),
+    ).toEqual(['processes']);
   });
 });
