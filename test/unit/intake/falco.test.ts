@@ -85,7 +85,6 @@ describe('parseFalcoBody on bad input', () => {
   const ok = { output: 'x', priority: 'Warning', rule: 'r', time: '2024-01-01T00:00:00.123456789Z', output_fields: {} };
   it.each([
     ['not JSON', '{"rule":', 400, 'invalid-json'],
-    ['duplicate keys', '{"rule":"a","rule":"b"}', 400, 'invalid-json'],
     ['an array', '[1,2]', 422, 'invalid-event'],
     ['no rule', JSON.stringify({ ...ok, rule: undefined }), 422, 'invalid-event'],
     ['a number for rule', JSON.stringify({ ...ok, rule: 7 }), 422, 'invalid-event'],
@@ -93,7 +92,9 @@ describe('parseFalcoBody on bad input', () => {
     ['bad time', JSON.stringify({ ...ok, time: 'yesterday' }), 422, 'invalid-event'],
     ['impossible date', JSON.stringify({ ...ok, time: '2024-13-45T00:00:00Z' }), 422, 'invalid-event'],
     ['object field value', JSON.stringify({ ...ok, output_fields: { a: { b: 1 } } }), 422, 'invalid-event'],
-    ['deep nesting', '['.repeat(100_000) + ']'.repeat(100_000), 400, 'invalid-json'],
+    ['deep nesting', '['.repeat(100_000) + ']'.repeat(100_000), 422, 'invalid-event'],
+    ['an infinite number', '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":1e400}}', 422, 'invalid-event'],
+    ['a broken long integer', '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":--12345678901234567890}}', 400, 'invalid-json'],
   ])('refuses %s', (_name, body, status, code) => {
     const err = rejects(body);
     expect(err.statusCode).toBe(status);
