@@ -24,14 +24,18 @@ export interface CaseReconcilerDeps {
   /** Collects and seals evidence once the pod is contained; without it a case stops at Contained. */
   collection?: CollectionPipeline;
   now?: () => Date;
+  /** Whether the informer's cache holds this quarantine NetworkPolicy (saves a create per pass). */
+  policyCached?: (namespace: string, name: string) => boolean;
   /**
    * Called after each change to the world, named by what was just done. Tests throw from it
    * to crash a pass half way and prove the next pass completes it exactly once.
    */
-  afterStep?: (step: string) => void | Promise<void>;
+  afterStep?: (step: string, caseName: string) => void | Promise<void>;
 }
 
 type Case = ForensicCase;
+
+const NODE_PATCH_ATTEMPTS = 10;
 
 /**
  * Converges one ForensicCase: contain its pod and node, collect and seal its evidence, or
@@ -83,7 +87,7 @@ export class CaseReconciler {
       await this.deps.clients.patchCase(name, {
         metadata: { resourceVersion: kase.metadata.resourceVersion, finalizers: [...finalizers, FINALIZER] },
       });
-      await this.step('finalizer');
+      await this.step('finalizer', name);
     }
 
     let result: ReconcileResult = undefined;
@@ -93,7 +97,7 @@ export class CaseReconciler {
       // seen) first, and the status update it makes brings the case back here.
       const wasContained = status.isTrue('Contained');
       await this.contain(kase, status, log);
-      if (wasContained && this.deps.collection) result = await this.deps.collection.advance(kase, status, log, (s) => this.step(s));
+      if (wasContained && this.deps.collection) result = await this.deps.collection.advance(kase, status, log, (s) => this.step(s, name));
     }
     await this.writeStatus(kase, status);
     return result;
@@ -107,7 +111,9 @@ export class CaseReconciler {
     const done = (action: string, performed: boolean, message: string) => {
       if (performed) {
         status.record(action, 'Succeeded', message);
-        void events.emit(kase.metadata, 'Normal', action, message);
+        // The first pass is summed up by one Contained Event (fewer writes in an alert storm);
+        // a later repair, e.g. a deleted NetworkPolicy put back, gets an Event of its own.
+        if (!firstPass) void events.emit(kase.metadata, 'Normal', action, `${message} (repaired)`);
       } else if (firstPass && !status.recorded(action)) {
         // Done by a pass that crashed before writing status: record it once, now.
         status.record(action, 'Succeeded', `${message} (found in place)`);
@@ -130,7 +136,7 @@ export class CaseReconciler {
     const want = kase.spec.containment;
     if (want.isolateNetwork) {
       const created = await this.ensureNetworkPolicy(kase, namespace);
-      await this.step('network-policy');
+      await this.step('network-policy', name);
       done('IsolateNetwork', created, `deny-all NetworkPolicy ${namespace}/${networkPolicyName(name)}`);
     }
     if (!isQuarantinedBy(pod, name)) {
@@ -144,7 +150,7 @@ export class CaseReconciler {
           annotations: Object.keys(plan.removed).length ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(plan.removed) } : {},
         },
       });
-      await this.step('pod-labels');
+      await this.step('pod-labels', name);
       const detached = Object.keys(plan.removed);
       done(
         'LabelPod',
@@ -164,7 +170,7 @@ export class CaseReconciler {
           status.record('ContainNode', 'Skipped', nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node');
       } else {
         const performed = await this.holdNode(node, name, true, nodeWanted);
-        await this.step('node');
+        await this.step('node', name);
         done('ContainNode', performed, `node ${nodeName} cordoned/labelled/tainted (NoSchedule) as asked`);
       }
     }
@@ -174,7 +180,8 @@ export class CaseReconciler {
       status.status.containedAt = status.timestamp();
       const created = kase.metadata.creationTimestamp ? Date.parse(kase.metadata.creationTimestamp) : NaN;
       if (!Number.isNaN(created)) this.deps.metrics.timeToContained.observe(Math.max(0, (this.now().getTime() - created) / 1000));
-      void events.emit(kase.metadata, 'Normal', 'Contained', `pod ${namespace}/${podName} contained`);
+      const steps = (status.status.timeline ?? []).filter((e) => e.outcome === 'Succeeded').map((e) => e.action);
+      void events.emit(kase.metadata, 'Normal', 'Contained', `pod ${namespace}/${podName} contained: ${steps.join(', ')}`);
       log.info({ node: pod.spec?.nodeName }, 'pod contained');
     }
   }
@@ -185,10 +192,8 @@ export class CaseReconciler {
     const { namespace, pod: podName } = kase.spec.target;
     const firstPass = !status.isTrue('Released');
     const done = (action: string, performed: boolean, message: string) => {
-      if (performed) {
-        status.record(action, 'Succeeded', message);
-        void events.emit(kase.metadata, 'Normal', action, message);
-      } else if (firstPass && !status.recorded(action)) status.record(action, 'Succeeded', `${message} (nothing left to do)`);
+      if (performed) status.record(action, 'Succeeded', message);
+      else if (firstPass && !status.recorded(action)) status.record(action, 'Succeeded', `${message} (nothing left to do)`);
     };
 
     const deleted = await orUndefined(
@@ -223,19 +228,32 @@ export class CaseReconciler {
     }
   }
 
-  private async step(name: string): Promise<void> {
-    await this.deps.afterStep?.(name);
+  private async step(name: string, caseName: string): Promise<void> {
+    await this.deps.afterStep?.(name, caseName);
   }
 
+  /**
+   * Many cases can hold one node at once (an alert storm on its pods). Their patches are
+   * guarded by the node's resourceVersion; on a conflict, read the node again and retry here
+   * rather than requeue the whole case, so a busy node does not slow containment down.
+   */
   private async holdNode(node: V1Node, caseName: string, hold: boolean, want: NodeContainment): Promise<boolean> {
-    const change = nodePatch(node, caseName, hold, want);
-    if (!change) return false;
-    await this.deps.clients.patchNode(node.metadata!.name!, nodeMergePatch(node, change));
-    return true;
+    for (let attempt = 1; ; attempt++) {
+      const change = nodePatch(node, caseName, hold, want);
+      if (!change) return false;
+      try {
+        await this.deps.clients.patchNode(node.metadata!.name!, nodeMergePatch(node, change));
+        return true;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= NODE_PATCH_ATTEMPTS) throw err;
+        node = await this.deps.clients.core.readNode({ name: node.metadata!.name! });
+      }
+    }
   }
 
   private async ensureNetworkPolicy(kase: Case, namespace: string): Promise<boolean> {
     const policy = quarantinePolicy({ name: kase.metadata.name, uid: kase.metadata.uid ?? '' }, namespace);
+    if (this.deps.policyCached?.(namespace, policy.metadata!.name!)) return false;
     try {
       await this.deps.clients.networking.createNamespacedNetworkPolicy({ namespace, body: policy });
       return true;
