@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginCallback, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginCallback, type FastifyServerOptions } from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { AcceptOutcome } from './engine.js';
 import { IntakeError } from './errors.js';
@@ -148,7 +148,7 @@ export function buildIntakeApp(deps: IntakeAppDeps, server: IntakeServerOptions 
   const app = Fastify({
     loggerInstance: deps.logger,
     // At thousands of alerts per second a log line per request would cost more than the request.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
     requestTimeout: 30_000,
     ...timeouts,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { CollectionConfigInput } from '../collection/config.js';
 
 /** Operator configuration: flags, then AMBER_* environment variables, then defaults. */
 export const OperatorConfig = z.object({
@@ -16,6 +17,14 @@ export const OperatorConfig = z.object({
   allowKubeSystem: z.boolean().default(false),
   protectedNamespaces: z.array(z.string()).default([]),
   workers: z.coerce.number().int().min(1).max(64).default(16),
+  /** off: cases stop at Contained (containment only). */
+  collectionMode: z.enum(['job', 'inline', 'off']).default('job'),
+  collectorImage: z.string().min(1).optional(),
+  s3Bucket: z.string().min(3).max(63).optional(),
+  s3Endpoint: z.url().optional(),
+  s3PathStyle: z.stringbool().optional(),
+  signingKeySecret: z.string().min(1).optional(),
+  localEvidenceDir: z.string().startsWith('/').optional(),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 
@@ -31,5 +40,29 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     intakeTlsKey: pick('INTAKE_TLS_KEY'),
     intakeClientCa: pick('INTAKE_CLIENT_CA'),
     protectedNamespaces: pick('PROTECTED_NAMESPACES')?.split(',').filter(Boolean),
+    collectionMode: pick('COLLECTION_MODE'),
+    collectorImage: pick('COLLECTOR_IMAGE'),
+    s3Bucket: pick('S3_BUCKET'),
+    s3Endpoint: pick('S3_ENDPOINT'),
+    s3PathStyle: pick('S3_PATH_STYLE'),
+    signingKeySecret: pick('SIGNING_KEY_SECRET'),
+    localEvidenceDir: pick('LOCAL_EVIDENCE_DIR'),
+  };
+}
+
+/** The collection pipeline's settings, from the operator's flat configuration. */
+export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | undefined {
+  if (cfg.collectionMode === 'off') return undefined;
+  return {
+    mode: cfg.collectionMode,
+    namespace: cfg.namespace,
+    ...(cfg.collectorImage ? { image: cfg.collectorImage } : {}),
+    ...(cfg.signingKeySecret ? { signingKeySecret: { name: cfg.signingKeySecret } } : {}),
+    evidence: {
+      bucket: cfg.s3Bucket,
+      endpoint: cfg.s3Endpoint,
+      forcePathStyle: cfg.s3PathStyle,
+      ...(cfg.localEvidenceDir ? { localRoot: cfg.localEvidenceDir } : {}),
+    },
   };
 }

@@ -6,7 +6,8 @@ import { startIntake, type RunningIntake } from '../intake/index.js';
 import type { Logger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
 import { Manager } from '../runtime/manager.js';
-import type { OperatorConfig } from './config.js';
+import { collectionConfig, type OperatorConfig } from './config.js';
+import type { CollectionConfigInput } from '../collection/config.js';
 
 export interface RunningOperator {
   manager: Manager;
@@ -19,7 +20,15 @@ export interface RunningOperator {
  * `amber operator`: the case controller (only while leading), the Falcosidekick intake, and
  * an HTTP endpoint for metrics and probes. Readiness waits for the caches.
  */
-export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { exit?: (code: number) => void } = {}): Promise<RunningOperator> {
+export async function runOperator(
+  cfg: OperatorConfig,
+  logger: Logger,
+  opts: {
+    exit?: (code: number) => void;
+    /** Overrides what the flat configuration says of collection (the local setup, tests). */
+    collection?: CollectionConfigInput;
+  } = {},
+): Promise<RunningOperator> {
   const kc = loadKubeConfig(cfg.kubeconfig);
   const registry = createRegistry(true);
 
@@ -33,6 +42,7 @@ export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { e
     logger,
     registry,
     workers: cfg.workers,
+    collection: opts.collection ?? collectionConfig(cfg),
     safety: { operatorNamespace: cfg.namespace, allowKubeSystem: cfg.allowKubeSystem, protectedNamespaces: cfg.protectedNamespaces },
   });
   cases.informers.forEach((i) => manager.addInformer(i));
@@ -78,6 +88,7 @@ export async function runOperator(cfg: OperatorConfig, logger: Logger, opts: { e
     async stop() {
       await intake?.close();
       await manager.stop();
+      await cases.collection?.close();
       await probes.close();
     },
   };
