@@ -12,9 +12,15 @@ function node(annotations: Record<string, string> = {}, spec: V1Node['spec'] = {
 /** Applies a change the way the API server applies the merge patch. */
 function apply(n: V1Node, change: NonNullable<ReturnType<typeof nodePatch>>): V1Node {
   const annotations = { ...(n.metadata?.annotations ?? {}) };
-  for (const [k, v] of Object.entries(change.annotations)) v === null ? delete annotations[k] : (annotations[k] = v);
+  for (const [k, v] of Object.entries(change.annotations)) {
+    if (v === null) delete annotations[k];
+    else annotations[k] = v;
+  }
   const labels = { ...(n.metadata?.labels ?? {}) };
-  for (const [k, v] of Object.entries(change.labels)) v === null ? delete labels[k] : (labels[k] = v);
+  for (const [k, v] of Object.entries(change.labels)) {
+    if (v === null) delete labels[k];
+    else labels[k] = v;
+  }
   return {
     metadata: { ...n.metadata, annotations, labels },
     spec: { ...n.spec, ...(change.unschedulable !== undefined ? { unschedulable: change.unschedulable } : {}), ...(change.taints ? { taints: change.taints } : {}) },
