@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import { hostname } from 'node:os';
 import { API_VERSION } from '../api/common.js';
 import type { Logger } from '../observability/logger.js';
@@ -109,6 +110,11 @@ export class IntakeEngine {
 
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** Asked to flush while a pass was running: run another right after it. */
+  private flushAgain = false;
+  private writeScheduled = false;
+  /** Case writes in flight at once. */
+  private readonly writers = pLimit(16);
   private failures = 0;
   private retryAt = 0;
 
@@ -228,6 +234,7 @@ export class IntakeEngine {
     this.openByPod.set(podKey(target), name);
     this.record(name, target, alert, policy, now);
     this.log.info({ case: name, policy: policy.name, pod: podKey(target), rule: alert.rule, degraded }, 'opening case');
+    this.writeSoon();
     if (decision.action === 'degrade') {
       this.metrics.notActed.inc({ reason: decision.reason });
       this.event({ kind: 'ResponsePolicy', name: policy.name }, 'Warning', 'NodeLimitReached', `case ${name}: ${decision.message}`, now);
@@ -336,32 +343,62 @@ export class IntakeEngine {
 
   /** One pass over the waiting cases, oldest first; stops at the first failure and backs off. */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing;
+    if (this.flushing) {
+      this.flushAgain = true;
+      return this.flushing;
+    }
     if (Date.now() < this.retryAt) return Promise.resolve();
     this.flushing = this.flushPass().finally(() => {
       this.flushing = undefined;
       this.metrics.queueDepth.set(this.queued);
+      if (this.flushAgain) {
+        this.flushAgain = false;
+        void this.flush();
+      }
     });
     return this.flushing;
   }
 
+  /**
+   * A new case is written at once: containment waits on it. Alerts for open cases wait for the
+   * timer, which is what coalesces an alert storm into one write per case.
+   */
+  private writeSoon(): void {
+    if (this.writeScheduled) return;
+    this.writeScheduled = true;
+    setImmediate(() => {
+      this.writeScheduled = false;
+      void this.flush();
+    });
+  }
+
+  /**
+   * Writes the waiting cases, oldest first and several at once (one case's writes stay in
+   * order); after a failure no further case is started, and the pass backs off.
+   */
   private async flushPass(): Promise<void> {
-    for (const entry of [...this.pending.values()]) {
-      if (this.pending.get(entry.name) !== entry) continue;
-      let ok: boolean;
-      try {
-        ok = await this.flushEntry(entry);
-      } catch (err) {
-        this.log.warn({ err: errorMessage(err), case: entry.name }, 'write failed');
-        ok = false;
-      }
-      if (!ok) {
-        const delayMs = Math.min(this.backoff.baseMs * 2 ** this.failures, this.backoff.maxMs);
-        this.failures++;
-        this.retryAt = Date.now() + delayMs;
-        this.log.warn({ case: entry.name, queued: this.queued, delayMs }, 'API server writes failing, retrying later');
-        return;
-      }
+    let failed: PendingCase | undefined;
+    await Promise.all(
+      [...this.pending.values()].map((entry) =>
+        this.writers(async () => {
+          if (failed || this.pending.get(entry.name) !== entry) return;
+          let ok: boolean;
+          try {
+            ok = await this.flushEntry(entry);
+          } catch (err) {
+            this.log.warn({ err: errorMessage(err), case: entry.name }, 'write failed');
+            ok = false;
+          }
+          if (!ok) failed ??= entry;
+        }),
+      ),
+    );
+    if (failed) {
+      const delayMs = Math.min(this.backoff.baseMs * 2 ** this.failures, this.backoff.maxMs);
+      this.failures++;
+      this.retryAt = Date.now() + delayMs;
+      this.log.warn({ case: failed.name, queued: this.queued, delayMs }, 'API server writes failing, retrying later');
+      return;
     }
     this.failures = 0;
   }

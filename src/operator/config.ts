@@ -17,6 +17,10 @@ export const OperatorConfig = z.object({
   allowKubeSystem: z.boolean().default(false),
   protectedNamespaces: z.array(z.string()).default([]),
   workers: z.coerce.number().int().min(1).max(64).default(16),
+  /** Global blast-radius limits of the intake (each ResponsePolicy has its own too). */
+  maxOpenCases: z.coerce.number().int().min(0).optional(),
+  maxCordonedNodes: z.coerce.number().int().min(0).optional(),
+  maxCordonedNodesPercent: z.coerce.number().int().min(0).max(100).optional(),
   /** off: cases stop at Contained (containment only). */
   collectionMode: z.enum(['job', 'inline', 'off']).default('job'),
   collectorImage: z.string().min(1).optional(),
@@ -40,6 +44,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     intakeTlsKey: pick('INTAKE_TLS_KEY'),
     intakeClientCa: pick('INTAKE_CLIENT_CA'),
     protectedNamespaces: pick('PROTECTED_NAMESPACES')?.split(',').filter(Boolean),
+    maxOpenCases: pick('MAX_OPEN_CASES'),
+    maxCordonedNodes: pick('MAX_CORDONED_NODES'),
+    maxCordonedNodesPercent: pick('MAX_CORDONED_NODES_PERCENT'),
     collectionMode: pick('COLLECTION_MODE'),
     collectorImage: pick('COLLECTOR_IMAGE'),
     s3Bucket: pick('S3_BUCKET'),

@@ -74,7 +74,12 @@ export async function runOperator(
       port: cfg.intakePort,
       tls,
       eventNamespace: 'default',
-      limits: { protectedNamespaces },
+      limits: {
+        protectedNamespaces,
+        ...(cfg.maxOpenCases !== undefined ? { maxOpenCases: cfg.maxOpenCases } : {}),
+        ...(cfg.maxCordonedNodes !== undefined ? { maxCordonedNodes: cfg.maxCordonedNodes } : {}),
+        ...(cfg.maxCordonedNodesPercent !== undefined ? { maxCordonedNodesPercent: cfg.maxCordonedNodesPercent } : {}),
+      },
     });
   } else {
     logger.warn('no intake token configured: the Falcosidekick webhook is off');
