@@ -3,16 +3,19 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import YAML from 'yaml';
+import { RawApi } from './raw-api.js';
 
 const crdDir = join(import.meta.dirname, '..', '..', 'crds');
 
 /** Installs the CRDs from crds/ (the files users apply) and waits until they are Established. */
 export async function installCrds(kc: KubeConfig): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
+  const raw = new RawApi(kc);
   const names: string[] = [];
   for (const file of readdirSync(crdDir).filter((f) => f.endsWith('.yaml'))) {
+    // Sent as plain JSON: the typed client's models would drop `default` and `enum` (RawApi says why).
     const crd = YAML.parse(readFileSync(join(crdDir, file), 'utf8')) as V1CustomResourceDefinition;
-    await api.createCustomResourceDefinition({ body: crd });
+    await raw.apply(crd);
     names.push(crd.metadata!.name!);
   }
   for (const name of names) {

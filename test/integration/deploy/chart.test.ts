@@ -5,7 +5,7 @@ import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { kubeVersion, startCluster, type Cluster } from '../../testenv/kube.js';
-import { RawApi } from './api.js';
+import { RawApi } from '../../testenv/raw-api.js';
 
 /**
  * The Helm chart renders what deploy/ holds: with values equal to deploy/'s settings, every

@@ -17,7 +17,7 @@ import { Collection } from '../../../src/api/common.js';
 import { collectionJob } from '../../../src/collection/job.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { waitFor } from '../../testenv/wait.js';
-import { ApiRefusal, RawApi } from './api.js';
+import { ApiRefusal, RawApi } from '../../testenv/raw-api.js';
 
 /**
  * What a user applies (crds/, deploy/, deploy/examples/) against a real kube-apiserver with
