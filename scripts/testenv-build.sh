@@ -4,6 +4,7 @@
 #   kube-apiserver, kube-controller-manager  (k8s.io/kubernetes through a wrapper module)
 #   kwok                                     (sigs.k8s.io/kwok)
 #   minio                                    (github.com/minio/minio)
+#   helm                                     (helm.sh/helm/v3: renders charts/amber in a test)
 #   falcosidekick                            (github.com/falcosecurity/falcosidekick, wrapper module)
 #   etcd, runc, busybox-static, attr, gcc    (Debian packages, installed with apt-get when missing)
 #
@@ -17,6 +18,7 @@ KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 # MinIO tags are RELEASE.<date> and not semver, so the proxy serves it by pseudo-version.
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 FALCOSIDEKICK_VERSION="${FALCOSIDEKICK_VERSION:-2.32.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 
 export GOFLAGS="-buildvcs=false -trimpath"
 export CGO_ENABLED=0
@@ -106,6 +108,7 @@ kwok_stages() {
   mv "$out.tmp" "$out"
 }
 build_minio() { build_install "github.com/minio/minio@$MINIO_VERSION" "$1"; }
+build_helm() { build_install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$1"; }
 
 build_falcosidekick() { # its go.mod replaces imdario/mergo, so go install refuses it
   local out=$1 work
@@ -131,6 +134,7 @@ has apt && apt_packages
 has kube && { timed kube "$CACHE/kube-$KUBE_VERSION" build_kube || status=1; }
 has kwok && { timed kwok "$CACHE/kwok-$KWOK_VERSION" build_kwok && kwok_stages || status=1; }
 has minio && { timed minio "$CACHE/minio-$MINIO_VERSION" build_minio || status=1; }
+has helm && { timed helm "$CACHE/helm-$HELM_VERSION" build_helm || status=1; }
 # The Go module proxy refuses github.com/falcosecurity/falcosidekick (403 "This module version
 # is not available", every version): the intake's end-to-end tests post Falcosidekick's exact
 # request shape over real HTTP instead (docs/falcosidekick.md). Try it only when asked by name.

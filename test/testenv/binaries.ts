@@ -8,6 +8,7 @@ export const versions = {
   kwok: process.env.KWOK_VERSION ?? 'v0.8.0',
   minio: process.env.MINIO_VERSION ?? 'v0.0.0-20260212201848-7aac2a2c5b7c',
   falcosidekick: process.env.FALCOSIDEKICK_VERSION ?? '2.32.0',
+  helm: process.env.HELM_VERSION ?? 'v3.22.0',
 };
 
 export const cacheDir =

@@ -1,25 +1,20 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { kubeVersion, startCluster, type Cluster } from '../../testenv/kube.js';
+import { binary } from '../../testenv/binaries.js';
 import { RawApi } from '../../testenv/raw-api.js';
 
 /**
  * The Helm chart renders what deploy/ holds: with values equal to deploy/'s settings, every
  * object has the same kind, name, spec, rules and subjects (labels aside), and the API server
- * accepts each one. Needs a helm binary (AMBER_HELM or helm on PATH); the test environment
- * does not build one yet, so without it this file is skipped.
+ * accepts each one. helm is built by scripts/testenv-build.sh (AMBER_HELM overrides it).
  */
 const root = join(import.meta.dirname, '..', '..', '..');
-const helm =
-  process.env.AMBER_HELM ??
-  (process.env.PATH ?? '')
-    .split(delimiter)
-    .map((dir) => join(dir, 'helm'))
-    .find((p) => existsSync(p));
+const helm = process.env.AMBER_HELM ?? binary('helm');
 
 function parseAll(text: string): KubernetesObject[] {
   return YAML.parseAllDocuments(text)
@@ -52,13 +47,13 @@ function essence(o: KubernetesObject): unknown {
   };
 }
 
-describe.skipIf(!helm)('charts/amber (helm template)', () => {
+describe('charts/amber (helm template)', () => {
   let cluster: Cluster;
   let rendered: KubernetesObject[];
 
   beforeAll(async () => {
     const text = execFileSync(
-      helm!,
+      helm,
       [
         'template',
         'amber',
@@ -98,7 +93,7 @@ describe.skipIf(!helm)('charts/amber (helm template)', () => {
 
   it('follows its values: protected namespaces, the signing key Secret, no PDB', () => {
     const text = execFileSync(
-      helm!,
+      helm,
       [
         'template',
         'amber',
