@@ -12,28 +12,21 @@ import { createLogger, silentLogger } from '../src/observability/logger.js';
 import { OperatorConfig } from '../src/operator/config.js';
 import { runOperator } from '../src/operator/operator.js';
 import { Informer, apiListWatch } from '../src/runtime/informer.js';
-import { installCrds } from '../test/testenv/crds.js';
 import { postLikeFalcosidekick } from '../test/testenv/falcosidekick.js';
 import { startCluster } from '../test/testenv/kube.js';
 import { freePort } from '../test/testenv/ports.js';
 import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../test/testenv/rbac.js';
-import { Workloads } from '../test/testenv/workload.js';
+import { benchWorkload } from './cluster.js';
 import { summary } from './stats.js';
 
 const sequential = Number(process.argv[2] ?? 20);
 const burst = Number(process.argv[3] ?? 100);
-const nodes = 10;
 const fixture = readFileSync(join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-terminal-shell.json'), 'utf8');
 
 const cluster = await startCluster({ controllerManager: true, kwok: true });
 try {
   const admin = cluster.kubeConfig();
-  await installCrds(admin);
-  const w = new Workloads(admin);
-  await w.namespace('shop');
-  for (let i = 0; i < nodes; i++) await w.node(`node-${i}`);
-  const perNode = Math.ceil((sequential + burst) / nodes);
-  await Promise.all(Array.from({ length: nodes }, (_, i) => w.replicaSet('shop', `app-${i}`, `node-${i}`, perNode)));
+  const w = await benchWorkload(cluster, sequential + burst);
   await w.custom.createClusterCustomObject({
     group: 'forensics.amber.io',
     version: 'v1alpha1',

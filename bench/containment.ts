@@ -7,26 +7,19 @@ import { CASE_LABEL } from '../src/containment/labels.js';
 import type { ForensicCase } from '../src/api/forensiccase.js';
 import { silentLogger } from '../src/observability/logger.js';
 import { Informer, apiListWatch } from '../src/runtime/informer.js';
-import { installCrds } from '../test/testenv/crds.js';
 import { startCluster } from '../test/testenv/kube.js';
 import { startCaseController } from '../test/testenv/operator.js';
 import { operatorKubeConfig } from '../test/testenv/rbac.js';
-import { Workloads } from '../test/testenv/workload.js';
+import { benchWorkload } from './cluster.js';
 import { summary } from './stats.js';
 
 const sequential = Number(process.argv[2] ?? 20);
 const burst = Number(process.argv[3] ?? 100);
-const nodes = 10;
 
 const cluster = await startCluster({ controllerManager: true, kwok: true });
 try {
   const admin = cluster.kubeConfig();
-  await installCrds(admin);
-  const w = new Workloads(admin);
-  await w.namespace('shop');
-  for (let i = 0; i < nodes; i++) await w.node(`node-${i}`);
-  const perNode = Math.ceil((sequential + burst) / nodes);
-  await Promise.all(Array.from({ length: nodes }, (_, i) => w.replicaSet('shop', `app-${i}`, `node-${i}`, perNode)));
+  const w = await benchWorkload(cluster, sequential + burst);
 
   const contained = new Map<string, number>();
   const waiters = new Map<string, () => void>();

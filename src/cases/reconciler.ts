@@ -8,7 +8,7 @@ import { nodeMergePatch, nodePatch, type NodeContainment } from '../containment/
 import { heldByOtherCase, isQuarantinedBy, originalLabels, quarantineLabels, selectorKeys, selectorMatches } from '../containment/pod.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
-import { isConflict, isNotFound } from '../runtime/errors.js';
+import { isConflict, orNotFound } from '../runtime/errors.js';
 import type { KubeClients } from './client.js';
 import type { CaseEvents } from './events.js';
 import type { CaseMetrics } from './metrics.js';
@@ -51,7 +51,7 @@ export class CaseReconciler {
   }
 
   async reconcile(name: string, log: Logger): Promise<ReconcileResult> {
-    const raw = await orUndefined(this.deps.clients.getCase(name));
+    const raw = await orNotFound(this.deps.clients.getCase(name));
     if (!raw) return; // deleted: the finalizer already ran
     const generation = z.object({ metadata: z.object({ generation: z.number().default(0) }) }).parse(raw).metadata.generation;
     const parsed = ForensicCase.safeParse(raw);
@@ -120,7 +120,7 @@ export class CaseReconciler {
       }
     };
 
-    const pod = await orUndefined(clients.core.readNamespacedPod({ namespace, name: podName }));
+    const pod = await orNotFound(clients.core.readNamespacedPod({ namespace, name: podName }));
     if (!pod) {
       if (firstPass) this.impossible(kase, status, 'PodNotFound', `pod ${namespace}/${podName} does not exist: containment is impossible`);
       return;
@@ -164,7 +164,7 @@ export class CaseReconciler {
     const nodeWanted: NodeContainment = { cordon: want.cordonNode, taint: want.taintNode, label: want.labelNode };
     if (nodeWanted.cordon || nodeWanted.taint || nodeWanted.label) {
       const nodeName = pod.spec?.nodeName;
-      const node = nodeName ? await orUndefined(clients.core.readNode({ name: nodeName })) : undefined;
+      const node = nodeName ? await orNotFound(clients.core.readNode({ name: nodeName })) : undefined;
       if (!node) {
         if (firstPass && !status.status.timeline?.some((e) => e.action === 'ContainNode'))
           status.record('ContainNode', 'Skipped', nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node');
@@ -196,12 +196,12 @@ export class CaseReconciler {
       else if (firstPass && !status.recorded(action)) status.record(action, 'Succeeded', `${message} (nothing left to do)`);
     };
 
-    const deleted = await orUndefined(
+    const deleted = await orNotFound(
       clients.networking.deleteNamespacedNetworkPolicy({ namespace, name: networkPolicyName(name) }).then(() => true),
     );
     done('ReleaseNetwork', deleted === true, `NetworkPolicy ${namespace}/${networkPolicyName(name)} removed`);
 
-    const pod = await orUndefined(clients.core.readNamespacedPod({ namespace, name: podName }));
+    const pod = await orNotFound(clients.core.readNamespacedPod({ namespace, name: podName }));
     if (pod && isQuarantinedBy(pod, name)) {
       const restore = kase.spec.containment.restoreLabelsOnRelease ? originalLabels(pod) : {};
       await clients.patchPod(namespace, podName, {
@@ -215,7 +215,7 @@ export class CaseReconciler {
     } else done('ReleasePod', false, 'quarantine labels removed');
 
     const nodeName = status.status.node;
-    const node = nodeName ? await orUndefined(clients.core.readNode({ name: nodeName })) : undefined;
+    const node = nodeName ? await orNotFound(clients.core.readNode({ name: nodeName })) : undefined;
     if (node) {
       const performed = await this.holdNode(node, name, false, { cordon: false, taint: false, label: false });
       done('ReleaseNode', performed, `case let go of node ${nodeName}`);
@@ -278,7 +278,7 @@ export class CaseReconciler {
         Job: () => clients.batch.readNamespacedJob({ namespace, name: owner.name }),
       };
       const fetchOwner = read[owner.kind];
-      const workload = fetchOwner ? await orUndefined(fetchOwner()) : undefined;
+      const workload = fetchOwner ? await orNotFound(fetchOwner()) : undefined;
       for (const k of selectorKeys(workload?.spec?.selector)) keys.add(k);
     }
     const services = await clients.core.listNamespacedService({ namespace });
@@ -329,13 +329,4 @@ function recordPod(status: ForensicCaseStatus, pod: V1Pod): void {
       return { name: c.name, id: id ?? runtime, runtime: id ? runtime : 'unknown' };
     });
   if (containers.length) status.containers = containers;
-}
-
-async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
 }

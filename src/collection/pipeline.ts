@@ -11,7 +11,7 @@ import { MANIFEST_NAME, sealCase } from '../evidence/manifest.js';
 import type { EvidenceStore, StoredArtifact } from '../evidence/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
-import { errorMessage, isConflict, isNotFound } from '../runtime/errors.js';
+import { errorMessage, isConflict, isNotFound, orNotFound } from '../runtime/errors.js';
 import type { CollectionConfig } from './config.js';
 import {
   collectionTargets,
@@ -137,7 +137,7 @@ export class CollectionPipeline {
     const { clients, config } = this.deps;
     const { namespace, pod: podName } = kase.spec.target;
     const caseId = kase.metadata.name;
-    const read = await orUndefined(clients.core.readNamespacedPod({ namespace, name: podName }));
+    const read = await orNotFound(clients.core.readNamespacedPod({ namespace, name: podName }));
     // A pod of the same name created since containment is another pod: not the suspect.
     const pod =
       read && (!status.status.podUID || read.metadata?.uid === status.status.podUID) ? read : undefined;
@@ -259,7 +259,7 @@ export class CollectionPipeline {
       s3CredentialsSecret: config.s3CredentialsSecret,
     });
     const name = body.metadata!.name!;
-    let job = await orUndefined(clients.batch.readNamespacedJob({ namespace: config.namespace, name }));
+    let job = await orNotFound(clients.batch.readNamespacedJob({ namespace: config.namespace, name }));
     if (!job) {
       try {
         job = await clients.batch.createNamespacedJob({ namespace: config.namespace, body });
@@ -520,14 +520,5 @@ export class CollectionPipeline {
     status.setCondition('EvidenceCollected', 'False', reason, message);
     status.record('CollectEvidence', 'Failed', message);
     void this.deps.events.emit(kase.metadata, 'Warning', reason, message);
-  }
-}
-
-async function orUndefined<T>(p: Promise<T>): Promise<T | undefined> {
-  try {
-    return await p;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
   }
 }

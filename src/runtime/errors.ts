@@ -81,3 +81,13 @@ function safeJson(text: string): unknown {
     return text;
   }
 }
+
+/** The promise's value, or undefined when the API server answers 404 (gone is a state, not an error). */
+export async function orNotFound<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
