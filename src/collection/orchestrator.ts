@@ -25,6 +25,8 @@ export interface OrchestratorInput {
   /** Largest log read through the API, per container instance. */
   maxLogBytes: number;
   timeoutMs: number;
+  /** The Falco alert that opened the case and those attached since (bounded in the case's status). */
+  alerts?: { triggering?: unknown; received?: unknown };
 }
 
 export interface OrchestratorResult {
@@ -149,6 +151,11 @@ export async function collectOrchestratorView(input: OrchestratorInput): Promise
     const owners = await read('owner', () => ownerChain(clients, pod));
     if (owners?.length) await put('owner.yaml', owners.map(yaml).join('---\n'), 'application/yaml', 'owner');
     else if (owners) skipped.push({ what: 'owner', reason: 'the pod has no owning workload' });
+  }
+
+  // The alerts are evidence too: what Falco saw, as the case recorded it up to this moment.
+  if (input.alerts?.triggering || input.alerts?.received) {
+    await put('alerts.json', `${JSON.stringify(input.alerts, null, 2)}\n`, 'application/json', 'alerts');
   }
 
   await put(

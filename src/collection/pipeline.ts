@@ -184,6 +184,7 @@ export class CollectionPipeline {
         log,
         maxLogBytes: Math.max(1, kase.spec.collection.maxFileMiB) * 1024 * 1024,
         timeoutMs: config.apiTimeoutMs,
+        alerts: { triggering: kase.spec.alert, received: kase.status?.alerts },
       });
       listed = undefined;
       const gapText = view.gaps.map((g) => `${g.what}: ${g.reason}`).join('; ');
