@@ -21,7 +21,10 @@ import { summary } from './stats.js';
 
 const sequential = Number(process.argv[2] ?? 20);
 const burst = Number(process.argv[3] ?? 100);
-const fixture = readFileSync(join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-terminal-shell.json'), 'utf8');
+const fixture = readFileSync(
+  join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-terminal-shell.json'),
+  'utf8',
+);
 
 const cluster = await startCluster({ controllerManager: true, kwok: true });
 try {
@@ -35,12 +38,18 @@ try {
       apiVersion: API_VERSION,
       kind: 'ResponsePolicy',
       metadata: { name: 'bench' },
-      spec: { limits: { maxOpenCases: 1000, maxCordonedNodes: 1000, maxCordonedNodesPercent: 100 }, collection: { enabled: false } },
+      spec: {
+        limits: { maxOpenCases: 1000, maxCordonedNodes: 1000, maxCordonedNodesPercent: 100 },
+        collection: { enabled: false },
+      },
     },
   });
 
   const isolated = new Map<string, number>();
-  const pods = new Informer(apiListWatch(admin, '/api/v1/namespaces/shop/pods', { labelSelector: CASE_LABEL }), { logger: silentLogger });
+  const pods = new Informer(
+    apiListWatch(admin, '/api/v1/namespaces/shop/pods', { labelSelector: CASE_LABEL }),
+    { logger: silentLogger },
+  );
   const waiters = new Map<string, () => void>();
   const seen = (p: KubernetesObject) => {
     const name = p.metadata!.name!;
@@ -59,18 +68,34 @@ try {
   const logger = createLogger({ component: 'operator' });
   logger.level = process.env.AMBER_LOG_LEVEL ?? 'error';
   const operator = await runOperator(
-    OperatorConfig.parse({ kubeconfig, namespace: OPERATOR_NAMESPACE, metricsPort: await freePort(), intakePort: await freePort(), intakeToken: token, collectionMode: 'off', maxOpenCases: 1000, maxCordonedNodes: 1000, maxCordonedNodesPercent: 100 }),
+    OperatorConfig.parse({
+      kubeconfig,
+      namespace: OPERATOR_NAMESPACE,
+      metricsPort: await freePort(),
+      intakePort: await freePort(),
+      intakeToken: token,
+      collectionMode: 'off',
+      maxOpenCases: 1000,
+      maxCordonedNodes: 1000,
+      maxCordonedNodesPercent: 100,
+    }),
     logger,
   );
   const url = operator.intake!.url.replace('0.0.0.0', '127.0.0.1');
   // Wait for leadership: a follower's alerts would wait for the leader's reconcile anyway.
   while (!operator.manager.isLeader()) await new Promise((r) => setTimeout(r, 50));
 
-  const podNames = (await w.core.listNamespacedPod({ namespace: 'shop' })).items.map((p) => p.metadata!.name!);
+  const podNames = (await w.core.listNamespacedPod({ namespace: 'shop' })).items.map(
+    (p) => p.metadata!.name!,
+  );
   async function alert(pod: string): Promise<number> {
     const done = new Promise<void>((resolve) => waiters.set(pod, resolve));
     const start = performance.now();
-    const res = await postLikeFalcosidekick(url, fixture.replaceAll('"default"', '"shop"').replaceAll('"alpine"', `"${pod}"`), { Authorization: `Bearer ${token}` });
+    const res = await postLikeFalcosidekick(
+      url,
+      fixture.replaceAll('"default"', '"shop"').replaceAll('"alpine"', `"${pod}"`),
+      { Authorization: `Bearer ${token}` },
+    );
     if (res.status !== 202) throw new Error(`webhook answered ${res.status}: ${res.body}`);
     await done;
     return isolated.get(pod)! - start;

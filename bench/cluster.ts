@@ -13,6 +13,8 @@ export async function benchWorkload(cluster: Cluster, pods: number, nodes = 10):
   await w.namespace('shop');
   for (let i = 0; i < nodes; i++) await w.node(`node-${i}`);
   const perNode = Math.ceil(pods / nodes);
-  await Promise.all(Array.from({ length: nodes }, (_, i) => w.replicaSet('shop', `app-${i}`, `node-${i}`, perNode)));
+  await Promise.all(
+    Array.from({ length: nodes }, (_, i) => w.replicaSet('shop', `app-${i}`, `node-${i}`, perNode)),
+  );
   return w;
 }

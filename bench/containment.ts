@@ -23,9 +23,15 @@ try {
 
   const contained = new Map<string, number>();
   const waiters = new Map<string, () => void>();
-  const cases = new Informer<ForensicCase & KubernetesObject>(apiListWatch(admin, `/apis/${API_VERSION}/forensiccases`), { logger: silentLogger });
+  const cases = new Informer<ForensicCase & KubernetesObject>(
+    apiListWatch(admin, `/apis/${API_VERSION}/forensiccases`),
+    { logger: silentLogger },
+  );
   const seen = (c: ForensicCase) => {
-    if (c.status?.conditions?.some((x) => x.type === 'Contained' && x.status === 'True') && !contained.has(c.metadata.name)) {
+    if (
+      c.status?.conditions?.some((x) => x.type === 'Contained' && x.status === 'True') &&
+      !contained.has(c.metadata.name)
+    ) {
       contained.set(c.metadata.name, performance.now());
       waiters.get(c.metadata.name)?.();
     }
@@ -36,7 +42,10 @@ try {
 
   // Isolated = the quarantine label is on the pod; the NetworkPolicy selecting it is created first.
   const isolated = new Map<string, number>();
-  const pods = new Informer(apiListWatch(admin, '/api/v1/namespaces/shop/pods', { labelSelector: CASE_LABEL }), { logger: silentLogger });
+  const pods = new Informer(
+    apiListWatch(admin, '/api/v1/namespaces/shop/pods', { labelSelector: CASE_LABEL }),
+    { logger: silentLogger },
+  );
   const podSeen = (p: KubernetesObject) => {
     const kase = p.metadata?.labels?.[CASE_LABEL];
     if (kase && !isolated.has(kase)) isolated.set(kase, performance.now());
@@ -46,7 +55,9 @@ try {
   await pods.waitForSync();
 
   const operator = await startCaseController(await operatorKubeConfig(cluster));
-  const podNames = (await w.core.listNamespacedPod({ namespace: 'shop' })).items.map((p) => p.metadata!.name!);
+  const podNames = (await w.core.listNamespacedPod({ namespace: 'shop' })).items.map(
+    (p) => p.metadata!.name!,
+  );
   const started = new Map<string, number>();
 
   async function run(name: string, pod: string): Promise<number> {
@@ -61,20 +72,29 @@ try {
   const one: number[] = [];
   for (let i = 0; i < sequential; i++) one.push(await run(`seq-${i}`, podNames[i]!));
   const t0 = performance.now();
-  const many = await Promise.all(Array.from({ length: burst }, (_, i) => run(`burst-${i}`, podNames[sequential + i]!)));
+  const many = await Promise.all(
+    Array.from({ length: burst }, (_, i) => run(`burst-${i}`, podNames[sequential + i]!)),
+  );
   const wall = performance.now() - t0;
 
   const isolation = (prefix: string) =>
     [...started].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => isolated.get(n)! - t);
   console.log(summary(`created -> isolated (NetworkPolicy + labels), 1 case at a time`, isolation('seq-')));
-  console.log(summary(`created -> isolated (NetworkPolicy + labels), ${burst} cases at once`, isolation('burst-')));
+  console.log(
+    summary(`created -> isolated (NetworkPolicy + labels), ${burst} cases at once`, isolation('burst-')),
+  );
   console.log(summary(`created -> Contained, 1 case at a time`, one));
   console.log(summary(`created -> Contained, ${burst} cases at once`, many));
   console.log(`${burst} cases at once: all contained after ${wall.toFixed(0)} ms`);
   if (process.env.BENCH_DEBUG) {
     console.log(await operator.registry.getSingleMetricAsString('amber_reconcile_total'));
     const d = await operator.registry.getSingleMetricAsString('amber_reconcile_duration_seconds');
-    console.log(d.split('\n').filter((l) => /_sum|_count/.test(l)).join('\n'));
+    console.log(
+      d
+        .split('\n')
+        .filter((l) => /_sum|_count/.test(l))
+        .join('\n'),
+    );
   }
   await operator.stop();
   await cases.stop();

@@ -70,7 +70,12 @@ function hasWrk(): boolean {
 }
 
 /** Runs wrk with a Lua script that cycles through the bodies; parses its report. */
-async function runWrk(port: number, seconds: number, connections: number, bodies: string[]): Promise<LoadResult> {
+async function runWrk(
+  port: number,
+  seconds: number,
+  connections: number,
+  bodies: string[],
+): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), 'amber-wrk-'));
   const script = join(dir, 'flood.lua');
   writeFileSync(
@@ -91,7 +96,14 @@ async function runWrk(port: number, seconds: number, connections: number, bodies
     ].join('\n'),
   );
   const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}/`]);
+    const p = spawn('wrk', [
+      '-t1',
+      `-c${connections}`,
+      `-d${seconds}s`,
+      '-s',
+      script,
+      `http://127.0.0.1:${port}/`,
+    ]);
     let text = '';
     p.stdout.on('data', (d: Buffer) => (text += d.toString()));
     p.on('error', reject);
@@ -100,16 +112,34 @@ async function runWrk(port: number, seconds: number, connections: number, bodies
   rmSync(dir, { recursive: true, force: true });
   const line = out.split('\n').find((l) => l.startsWith('JSON '));
   if (!line) throw new Error(`wrk printed no summary:\n${out}`);
-  const r = JSON.parse(line.slice(5)) as { requests: number; errors: number; p50: number; p99: number; max: number };
-  return { requests: r.requests, statuses: r.errors ? { 202: r.requests - r.errors, 0: r.errors } : { 202: r.requests }, p50: r.p50, p99: r.p99, max: r.max, generator: 'wrk' };
+  const r = JSON.parse(line.slice(5)) as {
+    requests: number;
+    errors: number;
+    p50: number;
+    p99: number;
+    max: number;
+  };
+  return {
+    requests: r.requests,
+    statuses: r.errors ? { 202: r.requests - r.errors, 0: r.errors } : { 202: r.requests },
+    p50: r.p50,
+    p99: r.p99,
+    max: r.max,
+    generator: 'wrk',
+  };
 }
 
 async function main(): Promise<void> {
   const seconds = Number(process.argv[2] ?? 10);
   const connections = Number(process.argv[3] ?? 32);
-  const fixture = readFileSync(join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-read-sensitive-file.json'), 'utf8');
+  const fixture = readFileSync(
+    join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-read-sensitive-file.json'),
+    'utf8',
+  );
   const bodies = Array.from({ length: PODS * 10 }, (_, i) =>
-    fixture.replaceAll('"hellofalco"', `"flood-${i % PODS}"`).replace('"Read sensitive file untrusted"', `"Read sensitive file untrusted ${i % 3}"`),
+    fixture
+      .replaceAll('"hellofalco"', `"flood-${i % PODS}"`)
+      .replace('"Read sensitive file untrusted"', `"Read sensitive file untrusted ${i % 3}"`),
   );
 
   let api: CaseApi;
@@ -132,8 +162,20 @@ async function main(): Promise<void> {
 
   const registry = createRegistry();
   const metrics = createIntakeMetrics(registry);
-  const engine = new IntakeEngine({ api: counting.api, logger: silentLogger, metrics, limits: { maxCordonedNodesPercent: 100, maxCordonedNodes: 100 } });
-  engine.setPolicies([{ name: 'bench', spec: ResponsePolicySpec.parse({ limits: { maxOpenCases: 100, maxCordonedNodes: 100, maxCordonedNodesPercent: 100 } }) }]);
+  const engine = new IntakeEngine({
+    api: counting.api,
+    logger: silentLogger,
+    metrics,
+    limits: { maxCordonedNodesPercent: 100, maxCordonedNodes: 100 },
+  });
+  engine.setPolicies([
+    {
+      name: 'bench',
+      spec: ResponsePolicySpec.parse({
+        limits: { maxOpenCases: 100, maxCordonedNodes: 100, maxCordonedNodesPercent: 100 },
+      }),
+    },
+  ]);
   engine.setClusterNodes(100);
   engine.start();
   const app = buildIntakeApp({ sink: engine, token: TOKEN, metrics, logger: silentLogger });
@@ -146,7 +188,10 @@ async function main(): Promise<void> {
   const result = hasWrk()
     ? await runWrk(port, seconds, connections, bodies)
     : await new Promise<LoadResult>((resolve, reject) => {
-        const w = new Worker(CLIENT, { eval: true, workerData: { port, seconds, connections, bodies, token: TOKEN } });
+        const w = new Worker(CLIENT, {
+          eval: true,
+          workerData: { port, seconds, connections, bodies, token: TOKEN },
+        });
         w.once('message', resolve);
         w.once('error', reject);
       });
@@ -155,12 +200,18 @@ async function main(): Promise<void> {
   await engine.stop(30_000);
 
   const serverP99 = await histogramQuantile(registry, 0.99);
-  console.log(`intake bench: ${PODS} pods flooding, ${connections} keep-alive connections, ${seconds}s, load from ${result.generator ?? "a Node worker"}, writes to ${target}`);
+  console.log(
+    `intake bench: ${PODS} pods flooding, ${connections} keep-alive connections, ${seconds}s, load from ${result.generator ?? 'a Node worker'}, writes to ${target}`,
+  );
   console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
   console.log(`  accepted alerts/s: ${Math.round((result.statuses[202] ?? 0) / elapsed)}`);
-  console.log(`  client latency ms: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)}, max ${result.max.toFixed(2)}`);
+  console.log(
+    `  client latency ms: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)}, max ${result.max.toFixed(2)}`,
+  );
   console.log(`  server webhook p99 (histogram bucket bound): <= ${serverP99} s`);
-  console.log(`  peak RSS (server${result.generator ? "" : " + client worker"}): ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+  console.log(
+    `  peak RSS (server${result.generator ? '' : ' + client worker'}): ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`,
+  );
   console.log(`  API writes: ${JSON.stringify(counting.calls)}; alerts still queued: ${engine.queueDepth}`);
   await stop();
 }
@@ -182,7 +233,9 @@ function countCalls(api: CaseApi) {
 
 async function histogramQuantile(registry: ReturnType<typeof createRegistry>, q: number): Promise<string> {
   const metric = (await registry.getSingleMetric('amber_webhook_duration_seconds')!.get()).values;
-  const buckets = metric.filter((v) => (v as { metricName?: string }).metricName?.endsWith('_bucket') && v.labels.status === '202');
+  const buckets = metric.filter(
+    (v) => (v as { metricName?: string }).metricName?.endsWith('_bucket') && v.labels.status === '202',
+  );
   const total = buckets.find((b) => b.labels.le === '+Inf')?.value ?? 0;
   const hit = buckets.find((b) => b.value >= total * q);
   return String(hit?.labels.le ?? 'n/a');

@@ -28,7 +28,9 @@ const { values: flags } = parseArgs({ options: { keep: { type: 'boolean', defaul
 const say = (msg: string) => console.log(`\n\u25b6 ${msg}`);
 const dir = mkdtempSync(join(tmpdir(), 'amber-local-'));
 
-say('starting the local environment: etcd, kube-apiserver, kube-controller-manager, kwok, MinIO, a suspect container');
+say(
+  'starting the local environment: etcd, kube-apiserver, kube-controller-manager, kwok, MinIO, a suspect container',
+);
 const [cluster, minio, suspect] = await Promise.all([
   startCluster({ controllerManager: true, kwok: true }),
   startMinio(),
@@ -58,7 +60,10 @@ try {
   await w.namespace('shop');
   await core.createNamespacedPod({
     namespace: 'shop',
-    body: { metadata: { name: 'web-0', labels: { app: 'web' } }, spec: { nodeName: node, containers: [{ name: 'web', image: 'shop/web:1.4' }] } },
+    body: {
+      metadata: { name: 'web-0', labels: { app: 'web' } },
+      spec: { nodeName: node, containers: [{ name: 'web', image: 'shop/web:1.4' }] },
+    },
   });
   // No kubelet runs here: write the status a kubelet would, naming the runc container.
   await core.patchNamespacedPodStatus(
@@ -69,12 +74,23 @@ try {
         status: {
           phase: 'Running',
           containerStatuses: [
-            { name: 'web', image: 'shop/web:1.4', imageID: '', ready: true, restartCount: 0, containerID: `runc://${suspect.id}`, state: { running: { startedAt: new Date() } } },
+            {
+              name: 'web',
+              image: 'shop/web:1.4',
+              imageID: '',
+              ready: true,
+              restartCount: 0,
+              containerID: `runc://${suspect.id}`,
+              state: { running: { startedAt: new Date() } },
+            },
           ],
         },
       },
     },
-    (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+    (await import('@kubernetes/client-node')).setHeaderOptions(
+      'Content-Type',
+      'application/merge-patch+json',
+    ),
   );
 
   // The operator runs as its ServiceAccount, with exactly the rights of deploy/rbac.yaml.
@@ -87,7 +103,10 @@ try {
   writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
   await core.createNamespacedSecret({
     namespace: OPERATOR_NAMESPACE,
-    body: { metadata: { name: 'amber-signing-key' }, stringData: { 'signing-key.pem': privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() } },
+    body: {
+      metadata: { name: 'amber-signing-key' },
+      stringData: { 'signing-key.pem': privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() },
+    },
   });
   const custom = admin.makeApiClient(CustomObjectsApi);
   await custom.createClusterCustomObject({
@@ -101,8 +120,13 @@ try {
       spec: {
         match: { rules: ['Terminal shell in container', 'Drop and execute*'], minimumPriority: 'Notice' },
         limits: { maxOpenCases: 10, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 },
-        collection: { artifacts: ['processes', 'network', 'filesystemDiff', 'writableLayer', 'logs', 'orchestrator'] },
-        evidence: { store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' }, retention: { mode: 'GOVERNANCE', days: 1 } },
+        collection: {
+          artifacts: ['processes', 'network', 'filesystemDiff', 'writableLayer', 'logs', 'orchestrator'],
+        },
+        evidence: {
+          store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' },
+          retention: { mode: 'GOVERNANCE', days: 1 },
+        },
       },
     },
   });
@@ -126,37 +150,78 @@ try {
     collection: {
       mode: 'inline',
       namespace: OPERATOR_NAMESPACE,
-      evidence: { bucket: minio.bucket, endpoint: minio.endpoint, forcePathStyle: true, credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
+      evidence: {
+        bucket: minio.bucket,
+        endpoint: minio.endpoint,
+        forcePathStyle: true,
+        credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+      },
       // This sandbox hides PID 1's namespaces from us; this process stands for the host.
       inline: { hostReferencePid: process.pid, runtimeRoots: { runc: suspect.stateRoot } },
     },
   });
 
   say('Falco fires: a real event, posted to the webhook the way Falcosidekick does');
-  const event = readFileSync(join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-terminal-shell.json'), 'utf8')
+  const event = readFileSync(
+    join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-terminal-shell.json'),
+    'utf8',
+  )
     .replaceAll('"default"', '"shop"')
     .replaceAll('"alpine"', '"web-0"')
     .replaceAll('5892b41bcf46', suspect.id.slice(0, 12));
   const started = Date.now();
-  const res = await postLikeFalcosidekick(operator.intake!.url.replace('0.0.0.0', '127.0.0.1'), event, { Authorization: `Bearer ${token}` });
+  const res = await postLikeFalcosidekick(operator.intake!.url.replace('0.0.0.0', '127.0.0.1'), event, {
+    Authorization: `Bearer ${token}`,
+  });
   console.log(`  webhook answered ${res.status} ${res.body}`);
   const caseName = (JSON.parse(res.body) as { case?: string }).case;
   if (!caseName) throw new Error('the alert opened no case');
 
-  const sealed = (await waitFor(`case ${caseName} sealed`, () => w.getCase(caseName), (c) => ['Sealed', 'Failed', 'Invalid'].includes(c.status?.phase ?? ''), 120_000)) as CaseView & {
+  const sealed = (await waitFor(
+    `case ${caseName} sealed`,
+    () => w.getCase(caseName),
+    (c) => ['Sealed', 'Failed', 'Invalid'].includes(c.status?.phase ?? ''),
+    120_000,
+  )) as CaseView & {
     status: { manifest?: { uri: string; sha256: string }; artifacts?: unknown[] };
   };
-  say(`case ${caseName}: ${sealed.status.phase} in ${((Date.now() - started) / 1000).toFixed(1)} s after the alert`);
-  for (const e of sealed.status.timeline ?? []) console.log(`  ${e.action.padEnd(20)} ${e.outcome.padEnd(9)} ${e.message ?? ''}`);
-  for (const c of sealed.status.conditions ?? []) console.log(`  condition ${c.type}=${c.status} (${c.reason}) ${c.message}`);
-  console.log(`  ${sealed.status.artifacts?.length ?? 0} artifacts; manifest ${sealed.status.manifest?.uri ?? '(none)'}`);
+  say(
+    `case ${caseName}: ${sealed.status.phase} in ${((Date.now() - started) / 1000).toFixed(1)} s after the alert`,
+  );
+  for (const e of sealed.status.timeline ?? [])
+    console.log(`  ${e.action.padEnd(20)} ${e.outcome.padEnd(9)} ${e.message ?? ''}`);
+  for (const c of sealed.status.conditions ?? [])
+    console.log(`  condition ${c.type}=${c.status} (${c.reason}) ${c.message}`);
+  console.log(
+    `  ${sealed.status.artifacts?.length ?? 0} artifacts; manifest ${sealed.status.manifest?.uri ?? '(none)'}`,
+  );
 
-  say(`amber verify ${sealed.status.manifest ? sealed.status.manifest.uri.replace(/manifest[^/]*$/, '') : ''}`);
+  say(
+    `amber verify ${sealed.status.manifest ? sealed.status.manifest.uri.replace(/manifest[^/]*$/, '') : ''}`,
+  );
   const location = sealed.status.manifest?.uri.replace(/[^/]*$/, '') ?? '';
   const verify = spawnSync(
     'npx',
-    ['tsx', 'src/cmd/amber.ts', 'verify', location, '--public-key', publicKeyFile, '--endpoint', minio.endpoint, '--path-style'],
-    { stdio: 'inherit', env: { ...process.env, AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey, AWS_REGION: minio.region } },
+    [
+      'tsx',
+      'src/cmd/amber.ts',
+      'verify',
+      location,
+      '--public-key',
+      publicKeyFile,
+      '--endpoint',
+      minio.endpoint,
+      '--path-style',
+    ],
+    {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: minio.accessKey,
+        AWS_SECRET_ACCESS_KEY: minio.secretKey,
+        AWS_REGION: minio.region,
+      },
+    },
   );
 
   say('how to reach it');

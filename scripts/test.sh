@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 [[ -d node_modules && node_modules/.package-lock.json -nt package-lock.json ]] || npm ci --no-audit --no-fund
 bash scripts/testenv-build.sh
 npx tsc --noEmit -p tsconfig.json
-npx eslint .
+npm run lint --silent
 AMBER_SKIP_TESTENV_BUILD=1 npx vitest run "$@"

@@ -21,7 +21,12 @@ export interface PrinterColumn {
  * Builds a CustomResourceDefinition from the zod schemas of a resource's spec and status, so
  * the API server validates exactly what the operator parses (one source of truth).
  */
-export function crdFor(names: CrdNames, spec: z.ZodType, status: z.ZodType | undefined, columns: PrinterColumn[]): JsonSchema {
+export function crdFor(
+  names: CrdNames,
+  spec: z.ZodType,
+  status: z.ZodType | undefined,
+  columns: PrinterColumn[],
+): JsonSchema {
   const properties: JsonSchema = { spec: toStructural(spec) };
   if (status) properties.status = toStructural(status);
   return {
@@ -31,14 +36,23 @@ export function crdFor(names: CrdNames, spec: z.ZodType, status: z.ZodType | und
     spec: {
       group: GROUP,
       scope: 'Cluster',
-      names: { kind: names.kind, listKind: `${names.kind}List`, plural: names.plural, singular: names.singular, shortNames: [...names.shortNames] },
+      names: {
+        kind: names.kind,
+        listKind: `${names.kind}List`,
+        plural: names.plural,
+        singular: names.singular,
+        shortNames: [...names.shortNames],
+      },
       versions: [
         {
           name: VERSION,
           served: true,
           storage: true,
           subresources: status ? { status: {} } : undefined,
-          additionalPrinterColumns: [...columns, { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }],
+          additionalPrinterColumns: [
+            ...columns,
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
           schema: {
             openAPIV3Schema: { type: 'object', required: ['spec'], properties },
           },
@@ -60,7 +74,8 @@ function clean(node: JsonSchema): JsonSchema {
   for (const [key, value] of Object.entries(node)) {
     switch (key) {
       case 'type':
-        if (Array.isArray(value)) throw new Error(`unions cannot be expressed in a structural CRD schema: ${JSON.stringify(value)}`);
+        if (Array.isArray(value))
+          throw new Error(`unions cannot be expressed in a structural CRD schema: ${JSON.stringify(value)}`);
         out.type = value;
         continue;
       case 'propertyNames':
@@ -74,7 +89,9 @@ function clean(node: JsonSchema): JsonSchema {
         out.additionalProperties = clean(value as JsonSchema);
         continue;
       case 'properties':
-        out.properties = Object.fromEntries(Object.entries(value as Record<string, JsonSchema>).map(([k, v]) => [k, clean(v)]));
+        out.properties = Object.fromEntries(
+          Object.entries(value as Record<string, JsonSchema>).map(([k, v]) => [k, clean(v)]),
+        );
         continue;
       case 'items':
         out.items = clean(value as JsonSchema);
@@ -82,7 +99,8 @@ function clean(node: JsonSchema): JsonSchema {
       case 'anyOf': {
         // zod renders `.nullable()` as anyOf [T, {type: null}]: structural schemas say nullable.
         const variants = (value as JsonSchema[]).filter((v) => v.type !== 'null');
-        if (variants.length !== 1) throw new Error(`unions cannot be expressed in a structural CRD schema: ${JSON.stringify(value)}`);
+        if (variants.length !== 1)
+          throw new Error(`unions cannot be expressed in a structural CRD schema: ${JSON.stringify(value)}`);
         Object.assign(out, clean(variants[0]!), { nullable: true });
         continue;
       }

@@ -1,7 +1,20 @@
 import { z } from 'zod';
-import { Collection, Condition, Containment, Evidence, NamespaceName, ObjectMeta, ObjectName } from './common.js';
+import {
+  Collection,
+  Condition,
+  Containment,
+  Evidence,
+  NamespaceName,
+  ObjectMeta,
+  ObjectName,
+} from './common.js';
 
-export const FORENSIC_CASE = { kind: 'ForensicCase', plural: 'forensiccases', singular: 'forensiccase', shortNames: ['fcase'] } as const;
+export const FORENSIC_CASE = {
+  kind: 'ForensicCase',
+  plural: 'forensiccases',
+  singular: 'forensiccase',
+  shortNames: ['fcase'],
+} as const;
 
 /** The Falco alert that opened the case (the first one; later ones are counted in status). */
 export const TriggeringAlert = z.object({
@@ -32,7 +45,15 @@ export const ForensicCaseSpec = z.object({
 });
 export type ForensicCaseSpec = z.infer<typeof ForensicCaseSpec>;
 
-export const PHASES = ['Pending', 'Contained', 'Collecting', 'Sealed', 'Released', 'Failed', 'Invalid'] as const;
+export const PHASES = [
+  'Pending',
+  'Contained',
+  'Collecting',
+  'Sealed',
+  'Released',
+  'Failed',
+  'Invalid',
+] as const;
 export const Phase = z.enum(PHASES);
 export type Phase = z.infer<typeof Phase>;
 
@@ -103,5 +124,11 @@ export const ForensicCase = z.object({
 });
 export type ForensicCase = z.infer<typeof ForensicCase>;
 
-export const CONDITION_TYPES = ['Valid', 'Contained', 'EvidenceCollected', 'EvidenceSealed', 'Released'] as const;
+export const CONDITION_TYPES = [
+  'Valid',
+  'Contained',
+  'EvidenceCollected',
+  'EvidenceSealed',
+  'Released',
+] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];

@@ -6,6 +6,9 @@ const HEADER = '# Generated from src/api by scripts/gen-crds.ts; do not edit by 
 /** The exact text of each file in crds/. */
 export function renderCrds(): Record<string, string> {
   return Object.fromEntries(
-    Object.entries(allCrds()).map(([file, crd]) => [file, HEADER + YAML.stringify(crd, { aliasDuplicateObjects: false })]),
+    Object.entries(allCrds()).map(([file, crd]) => [
+      file,
+      HEADER + YAML.stringify(crd, { aliasDuplicateObjects: false }),
+    ]),
   );
 }

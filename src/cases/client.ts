@@ -30,11 +30,19 @@ export class KubeClients {
   }
 
   getCase(name: string): Promise<unknown> {
-    return this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural, name });
+    return this.custom.getClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: FORENSIC_CASE.plural,
+      name,
+    });
   }
 
   patchCase(name: string, body: object): Promise<unknown> {
-    return this.custom.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural, name, body }, mergePatch);
+    return this.custom.patchClusterCustomObject(
+      { group: GROUP, version: VERSION, plural: FORENSIC_CASE.plural, name, body },
+      mergePatch,
+    );
   }
 
   patchCaseStatus(name: string, body: object): Promise<unknown> {

@@ -35,25 +35,38 @@ export interface CaseControllerOptions {
  */
 export function caseController(opts: CaseControllerOptions) {
   const clients = new KubeClients(opts.kc);
-  const cases = new Informer<ForensicCase & KubernetesObject>(apiListWatch(opts.kc, `/apis/${API_VERSION}/${FORENSIC_CASE.plural}`), {
-    logger: opts.logger.child({ informer: 'forensiccases' }),
-    resyncMs: opts.resyncMs ?? 5 * 60_000,
-  });
+  const cases = new Informer<ForensicCase & KubernetesObject>(
+    apiListWatch(opts.kc, `/apis/${API_VERSION}/${FORENSIC_CASE.plural}`),
+    {
+      logger: opts.logger.child({ informer: 'forensiccases' }),
+      resyncMs: opts.resyncMs ?? 5 * 60_000,
+    },
+  );
   const policies = new Informer(
-    apiListWatch(opts.kc, '/apis/networking.k8s.io/v1/networkpolicies', { labelSelector: 'app.kubernetes.io/managed-by=amber' }),
+    apiListWatch(opts.kc, '/apis/networking.k8s.io/v1/networkpolicies', {
+      labelSelector: 'app.kubernetes.io/managed-by=amber',
+    }),
     { logger: opts.logger.child({ informer: 'networkpolicies' }) },
   );
   const events = new CaseEvents(clients.core, opts.logger);
   const collectionConfig = opts.collection ? CollectionConfig.parse(opts.collection) : undefined;
   const collection = collectionConfig
-    ? new CollectionPipeline({ clients, events, config: collectionConfig, registry: opts.registry, logger: opts.logger })
+    ? new CollectionPipeline({
+        clients,
+        events,
+        config: collectionConfig,
+        registry: opts.registry,
+        logger: opts.logger,
+      })
     : undefined;
   // A finished collection Job brings its case back at once, instead of at the next poll.
   const jobs =
     collectionConfig?.mode === 'job'
       ? new Informer(
           apiListWatch(opts.kc, `/apis/batch/v1/namespaces/${collectionConfig.namespace}/jobs`, {
-            labelSelector: Object.entries(MANAGED_BY).map(([k, v]) => `${k}=${v}`).join(','),
+            labelSelector: Object.entries(MANAGED_BY)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(','),
           }),
           { logger: opts.logger.child({ informer: 'jobs' }) },
         )
@@ -87,5 +100,11 @@ export function caseController(opts: CaseControllerOptions) {
   policies.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
   jobs?.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
 
-  return { controller, informers: jobs ? [cases, policies, jobs] : [cases, policies], cases, reconciler, collection };
+  return {
+    controller,
+    informers: jobs ? [cases, policies, jobs] : [cases, policies],
+    cases,
+    reconciler,
+    collection,
+  };
 }

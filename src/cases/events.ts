@@ -21,13 +21,21 @@ export class CaseEvents {
     private readonly logger: Logger,
   ) {}
 
-  async emit(kase: CaseEventTarget, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
+  async emit(
+    kase: CaseEventTarget,
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+  ): Promise<void> {
     const now = new Date();
     try {
       await this.core.createNamespacedEvent({
         namespace: this.namespace,
         body: {
-          metadata: { name: `${kase.name}.${randomBytes(6).toString('hex')}`.slice(0, 253), namespace: this.namespace },
+          metadata: {
+            name: `${kase.name}.${randomBytes(6).toString('hex')}`.slice(0, 253),
+            namespace: this.namespace,
+          },
           involvedObject: { apiVersion: API_VERSION, kind: 'ForensicCase', name: kase.name, uid: kase.uid },
           type,
           reason,

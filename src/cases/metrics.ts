@@ -7,7 +7,10 @@ export interface CaseMetrics {
 }
 
 /** `phases` is read at scrape time (from the informer's cache), so the gauge is never stale. */
-export function caseMetrics(registry: Registry, phases: () => Iterable<Phase | undefined> = () => []): CaseMetrics {
+export function caseMetrics(
+  registry: Registry,
+  phases: () => Iterable<Phase | undefined> = () => [],
+): CaseMetrics {
   return {
     timeToContained: new Histogram({
       name: 'amber_case_time_to_contained_seconds',

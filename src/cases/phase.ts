@@ -11,7 +11,8 @@ export function phaseOf(conditions: Condition[] | undefined): Phase {
   if (get('EvidenceSealed')?.status === 'True') return 'Sealed';
   // Collected but not sealed (no signing key): retried, and Failed until it succeeds.
   if (get('EvidenceSealed')?.status === 'False') return 'Failed';
-  if (get('EvidenceCollected')?.status === 'False' && get('EvidenceCollected')?.reason !== 'InProgress') return 'Failed';
+  if (get('EvidenceCollected')?.status === 'False' && get('EvidenceCollected')?.reason !== 'InProgress')
+    return 'Failed';
   if (get('EvidenceCollected')) return 'Collecting';
   if (contained?.status === 'True') return 'Contained';
   return 'Pending';

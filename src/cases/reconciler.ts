@@ -2,10 +2,23 @@ import type { V1LabelSelector, V1Node, V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { ForensicCase, type ForensicCaseStatus } from '../api/forensiccase.js';
 import type { CollectionPipeline } from '../collection/pipeline.js';
-import { CASE_LABEL, FINALIZER, ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL, networkPolicyName } from '../containment/labels.js';
+import {
+  CASE_LABEL,
+  FINALIZER,
+  ORIGINAL_LABELS_ANNOTATION,
+  QUARANTINE_LABEL,
+  networkPolicyName,
+} from '../containment/labels.js';
 import { quarantinePolicy } from '../containment/network-policy.js';
 import { nodeMergePatch, nodePatch, type NodeContainment } from '../containment/node.js';
-import { heldByOtherCase, isQuarantinedBy, originalLabels, quarantineLabels, selectorKeys, selectorMatches } from '../containment/pod.js';
+import {
+  heldByOtherCase,
+  isQuarantinedBy,
+  originalLabels,
+  quarantineLabels,
+  selectorKeys,
+  selectorMatches,
+} from '../containment/pod.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import { isConflict, orNotFound } from '../runtime/errors.js';
@@ -53,7 +66,8 @@ export class CaseReconciler {
   async reconcile(name: string, log: Logger): Promise<ReconcileResult> {
     const raw = await orNotFound(this.deps.clients.getCase(name));
     if (!raw) return; // deleted: the finalizer already ran
-    const generation = z.object({ metadata: z.object({ generation: z.number().default(0) }) }).parse(raw).metadata.generation;
+    const generation = z.object({ metadata: z.object({ generation: z.number().default(0) }) }).parse(raw)
+      .metadata.generation;
     const parsed = ForensicCase.safeParse(raw);
     if (!parsed.success) {
       const status = new StatusBuilder((raw as { status?: ForensicCaseStatus }).status, generation, this.now);
@@ -69,7 +83,10 @@ export class CaseReconciler {
       await this.release(kase, status, log);
       await this.writeStatus(kase, status);
       await this.deps.clients.patchCase(name, {
-        metadata: { resourceVersion: kase.metadata.resourceVersion, finalizers: finalizers.filter((f) => f !== FINALIZER) },
+        metadata: {
+          resourceVersion: kase.metadata.resourceVersion,
+          finalizers: finalizers.filter((f) => f !== FINALIZER),
+        },
       });
       log.info('case deleted: containment released, finalizer removed');
       return;
@@ -97,7 +114,8 @@ export class CaseReconciler {
       // seen) first, and the status update it makes brings the case back here.
       const wasContained = status.isTrue('Contained');
       await this.contain(kase, status, log);
-      if (wasContained && this.deps.collection) result = await this.deps.collection.advance(kase, status, log, (s) => this.step(s, name));
+      if (wasContained && this.deps.collection)
+        result = await this.deps.collection.advance(kase, status, log, (s) => this.step(s, name));
     }
     await this.writeStatus(kase, status);
     return result;
@@ -122,12 +140,24 @@ export class CaseReconciler {
 
     const pod = await orNotFound(clients.core.readNamespacedPod({ namespace, name: podName }));
     if (!pod) {
-      if (firstPass) this.impossible(kase, status, 'PodNotFound', `pod ${namespace}/${podName} does not exist: containment is impossible`);
+      if (firstPass)
+        this.impossible(
+          kase,
+          status,
+          'PodNotFound',
+          `pod ${namespace}/${podName} does not exist: containment is impossible`,
+        );
       return;
     }
     const holder = heldByOtherCase(pod, name);
     if (holder) {
-      if (firstPass) this.impossible(kase, status, 'HeldByOtherCase', `pod ${namespace}/${podName} is already held by case ${holder}`);
+      if (firstPass)
+        this.impossible(
+          kase,
+          status,
+          'HeldByOtherCase',
+          `pod ${namespace}/${podName} is already held by case ${holder}`,
+        );
       return;
     }
     if (firstPass) status.setCondition('Contained', 'False', 'InProgress', 'containment in progress');
@@ -147,7 +177,9 @@ export class CaseReconciler {
         metadata: {
           resourceVersion: pod.metadata?.resourceVersion,
           labels: { ...nulls, ...plan.labels },
-          annotations: Object.keys(plan.removed).length ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(plan.removed) } : {},
+          annotations: Object.keys(plan.removed).length
+            ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(plan.removed) }
+            : {},
         },
       });
       await this.step('pod-labels', name);
@@ -155,19 +187,29 @@ export class CaseReconciler {
       done(
         'LabelPod',
         true,
-        detached.length ? `pod labelled and detached from its workload (removed ${detached.join(', ')})` : 'pod labelled for quarantine',
+        detached.length
+          ? `pod labelled and detached from its workload (removed ${detached.join(', ')})`
+          : 'pod labelled for quarantine',
       );
     } else {
       done('LabelPod', false, 'pod labelled for quarantine');
     }
 
-    const nodeWanted: NodeContainment = { cordon: want.cordonNode, taint: want.taintNode, label: want.labelNode };
+    const nodeWanted: NodeContainment = {
+      cordon: want.cordonNode,
+      taint: want.taintNode,
+      label: want.labelNode,
+    };
     if (nodeWanted.cordon || nodeWanted.taint || nodeWanted.label) {
       const nodeName = pod.spec?.nodeName;
       const node = nodeName ? await orNotFound(clients.core.readNode({ name: nodeName })) : undefined;
       if (!node) {
         if (firstPass && !status.status.timeline?.some((e) => e.action === 'ContainNode'))
-          status.record('ContainNode', 'Skipped', nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node');
+          status.record(
+            'ContainNode',
+            'Skipped',
+            nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node',
+          );
       } else {
         const performed = await this.holdNode(node, name, true, nodeWanted);
         await this.step('node', name);
@@ -179,9 +221,17 @@ export class CaseReconciler {
       status.setCondition('Contained', 'True', 'Contained', `pod ${namespace}/${podName} contained`);
       status.status.containedAt = status.timestamp();
       const created = kase.metadata.creationTimestamp ? Date.parse(kase.metadata.creationTimestamp) : NaN;
-      if (!Number.isNaN(created)) this.deps.metrics.timeToContained.observe(Math.max(0, (this.now().getTime() - created) / 1000));
-      const steps = (status.status.timeline ?? []).filter((e) => e.outcome === 'Succeeded').map((e) => e.action);
-      void events.emit(kase.metadata, 'Normal', 'Contained', `pod ${namespace}/${podName} contained: ${steps.join(', ')}`);
+      if (!Number.isNaN(created))
+        this.deps.metrics.timeToContained.observe(Math.max(0, (this.now().getTime() - created) / 1000));
+      const steps = (status.status.timeline ?? [])
+        .filter((e) => e.outcome === 'Succeeded')
+        .map((e) => e.action);
+      void events.emit(
+        kase.metadata,
+        'Normal',
+        'Contained',
+        `pod ${namespace}/${podName} contained: ${steps.join(', ')}`,
+      );
       log.info({ node: pod.spec?.nodeName }, 'pod contained');
     }
   }
@@ -193,11 +243,14 @@ export class CaseReconciler {
     const firstPass = !status.isTrue('Released');
     const done = (action: string, performed: boolean, message: string) => {
       if (performed) status.record(action, 'Succeeded', message);
-      else if (firstPass && !status.recorded(action)) status.record(action, 'Succeeded', `${message} (nothing left to do)`);
+      else if (firstPass && !status.recorded(action))
+        status.record(action, 'Succeeded', `${message} (nothing left to do)`);
     };
 
     const deleted = await orNotFound(
-      clients.networking.deleteNamespacedNetworkPolicy({ namespace, name: networkPolicyName(name) }).then(() => true),
+      clients.networking
+        .deleteNamespacedNetworkPolicy({ namespace, name: networkPolicyName(name) })
+        .then(() => true),
     );
     done('ReleaseNetwork', deleted === true, `NetworkPolicy ${namespace}/${networkPolicyName(name)} removed`);
 
@@ -211,7 +264,13 @@ export class CaseReconciler {
           ...(Object.keys(restore).length ? { annotations: { [ORIGINAL_LABELS_ANNOTATION]: null } } : {}),
         },
       });
-      done('ReleasePod', true, Object.keys(restore).length ? 'quarantine labels removed, original labels restored' : 'quarantine labels removed');
+      done(
+        'ReleasePod',
+        true,
+        Object.keys(restore).length
+          ? 'quarantine labels removed, original labels restored'
+          : 'quarantine labels removed',
+      );
     } else done('ReleasePod', false, 'quarantine labels removed');
 
     const nodeName = status.status.node;
@@ -237,7 +296,12 @@ export class CaseReconciler {
    * guarded by the node's resourceVersion; on a conflict, read the node again and retry here
    * rather than requeue the whole case, so a busy node does not slow containment down.
    */
-  private async holdNode(node: V1Node, caseName: string, hold: boolean, want: NodeContainment): Promise<boolean> {
+  private async holdNode(
+    node: V1Node,
+    caseName: string,
+    hold: boolean,
+    want: NodeContainment,
+  ): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       const change = nodePatch(node, caseName, hold, want);
       if (!change) return false;
@@ -283,18 +347,27 @@ export class CaseReconciler {
     }
     const services = await clients.core.listNamespacedService({ namespace });
     for (const svc of services.items) {
-      if (selectorMatches(svc.spec?.selector, labels)) for (const k of selectorKeys(svc.spec?.selector)) keys.add(k);
+      if (selectorMatches(svc.spec?.selector, labels))
+        for (const k of selectorKeys(svc.spec?.selector)) keys.add(k);
     }
     return [...keys];
   }
 
   private impossible(kase: Case, status: StatusBuilder, reason: string, message: string): void {
     status.setCondition('Contained', 'False', reason, message);
-    if (!status.status.timeline?.some((e) => e.action === 'Contain' && e.outcome === 'Failed')) status.record('Contain', 'Failed', message);
+    if (!status.status.timeline?.some((e) => e.action === 'Contain' && e.outcome === 'Failed'))
+      status.record('Contain', 'Failed', message);
     void this.deps.events.emit(kase.metadata, 'Warning', reason, message);
   }
 
-  private async refuse(name: string, status: StatusBuilder, reason: string, message: string, log: Logger, kase?: Case) {
+  private async refuse(
+    name: string,
+    status: StatusBuilder,
+    reason: string,
+    message: string,
+    log: Logger,
+    kase?: Case,
+  ) {
     const already = status.condition('Valid');
     status.setCondition('Valid', 'False', reason, message);
     if (!(already?.status === 'False' && already.reason === reason)) {
@@ -321,7 +394,11 @@ export class CaseReconciler {
 function recordPod(status: ForensicCaseStatus, pod: V1Pod): void {
   if (pod.spec?.nodeName) status.node = pod.spec.nodeName;
   if (pod.metadata?.uid) status.podUID = pod.metadata.uid;
-  const all = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? []), ...(pod.status?.ephemeralContainerStatuses ?? [])];
+  const all = [
+    ...(pod.status?.initContainerStatuses ?? []),
+    ...(pod.status?.containerStatuses ?? []),
+    ...(pod.status?.ephemeralContainerStatuses ?? []),
+  ];
   const containers = all
     .filter((c) => c.containerID)
     .map((c) => {

@@ -10,12 +10,20 @@ export interface SafetyConfig {
 }
 
 /** Why a case must not be acted on (a terminal refusal), or undefined when it may. */
-export function refusal(kase: ForensicCase, cfg: SafetyConfig): { reason: string; message: string } | undefined {
+export function refusal(
+  kase: ForensicCase,
+  cfg: SafetyConfig,
+): { reason: string; message: string } | undefined {
   const ns = kase.spec.target.namespace;
-  if (ns === cfg.operatorNamespace) return { reason: 'ProtectedNamespace', message: `namespace ${ns} is Amber's own and is never contained` };
+  if (ns === cfg.operatorNamespace)
+    return { reason: 'ProtectedNamespace', message: `namespace ${ns} is Amber's own and is never contained` };
   if (ns === 'kube-system' && !cfg.allowKubeSystem)
-    return { reason: 'ProtectedNamespace', message: 'namespace kube-system is protected (opt in with --allow-kube-system)' };
-  if (cfg.protectedNamespaces.includes(ns)) return { reason: 'ProtectedNamespace', message: `namespace ${ns} is protected by configuration` };
+    return {
+      reason: 'ProtectedNamespace',
+      message: 'namespace kube-system is protected (opt in with --allow-kube-system)',
+    };
+  if (cfg.protectedNamespaces.includes(ns))
+    return { reason: 'ProtectedNamespace', message: `namespace ${ns} is protected by configuration` };
   const store = kase.spec.evidence.store;
   if (kase.spec.collection.enabled && store.type === 's3' && !store.bucket && store.endpoint)
     return { reason: 'InvalidSpec', message: 'spec.evidence.store.bucket is required for an s3 store' };

@@ -1,6 +1,11 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Condition } from '../api/common.js';
-import { TIMELINE_LIMIT, type ConditionType, type ForensicCaseStatus, type TimelineEntry } from '../api/forensiccase.js';
+import {
+  TIMELINE_LIMIT,
+  type ConditionType,
+  type ForensicCaseStatus,
+  type TimelineEntry,
+} from '../api/forensiccase.js';
 
 /**
  * Status is built on a copy and written only when it changed. A condition keeps its
@@ -33,7 +38,8 @@ export class StatusBuilder {
       status,
       reason,
       message: message.slice(0, 32_768),
-      lastTransitionTime: existing && existing.status === status ? existing.lastTransitionTime : this.timestamp(),
+      lastTransitionTime:
+        existing && existing.status === status ? existing.lastTransitionTime : this.timestamp(),
       observedGeneration: this.generation,
     };
     if (existing) Object.assign(existing, next);
@@ -43,7 +49,12 @@ export class StatusBuilder {
   /** Appends to the bounded timeline: the oldest entries go first when it is full. */
   record(action: string, outcome: TimelineEntry['outcome'], message?: string): void {
     const timeline = (this.status.timeline ??= []);
-    timeline.push({ time: this.timestamp(), action, outcome, ...(message ? { message: message.slice(0, 1024) } : {}) });
+    timeline.push({
+      time: this.timestamp(),
+      action,
+      outcome,
+      ...(message ? { message: message.slice(0, 1024) } : {}),
+    });
     if (timeline.length > TIMELINE_LIMIT) timeline.splice(0, timeline.length - TIMELINE_LIMIT);
   }
 

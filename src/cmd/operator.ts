@@ -17,7 +17,9 @@ export function registerOperatorCommand(program: Command): void {
     .action(async (flags: Record<string, unknown>) => {
       const parsed = OperatorConfig.safeParse({ ...configFromEnv(process.env), ...defined(flags) });
       if (!parsed.success) {
-        console.error(`amber operator: invalid configuration:\n${parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n')}`);
+        console.error(
+          `amber operator: invalid configuration:\n${parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n')}`,
+        );
         process.exit(2);
       }
       const logger = createLogger({ component: 'operator' });

@@ -32,5 +32,12 @@ export function quarantinePolicy(kase: CaseRef, namespace: string): V1NetworkPol
 }
 
 export function ownerReference(kase: CaseRef) {
-  return { apiVersion: API_VERSION, kind: 'ForensicCase', name: kase.name, uid: kase.uid, controller: true, blockOwnerDeletion: false };
+  return {
+    apiVersion: API_VERSION,
+    kind: 'ForensicCase',
+    name: kase.name,
+    uid: kase.uid,
+    controller: true,
+    blockOwnerDeletion: false,
+  };
 }

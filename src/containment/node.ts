@@ -1,5 +1,10 @@
 import type { V1Node, V1Taint } from '@kubernetes/client-node';
-import { NODE_CORDONED_BY_AMBER_ANNOTATION, NODE_HOLDERS_ANNOTATION, QUARANTINE_LABEL, QUARANTINE_TAINT_KEY } from './labels.js';
+import {
+  NODE_CORDONED_BY_AMBER_ANNOTATION,
+  NODE_HOLDERS_ANNOTATION,
+  QUARANTINE_LABEL,
+  QUARANTINE_TAINT_KEY,
+} from './labels.js';
 
 export interface NodeContainment {
   cordon: boolean;
@@ -10,7 +15,14 @@ export interface NodeContainment {
 /** The cases that hold a node contained, from its annotation (sorted, unique). */
 export function holders(node: V1Node): string[] {
   const raw = node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION] ?? '';
-  return [...new Set(raw.split(',').map((s) => s.trim()).filter(Boolean))].sort();
+  return [
+    ...new Set(
+      raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ].sort();
 }
 
 export const quarantineTaint: V1Taint = { key: QUARANTINE_TAINT_KEY, value: 'true', effect: 'NoSchedule' };
@@ -21,7 +33,12 @@ export const quarantineTaint: V1Taint = { key: QUARANTINE_TAINT_KEY, value: 'tru
  * unlabelled only when the last holder lets go, and never uncordoned if someone else had
  * cordoned it before Amber did. Returns undefined when nothing changes.
  */
-export function nodePatch(node: V1Node, caseName: string, hold: boolean, want: NodeContainment): NodeChange | undefined {
+export function nodePatch(
+  node: V1Node,
+  caseName: string,
+  hold: boolean,
+  want: NodeContainment,
+): NodeChange | undefined {
   const before = holders(node);
   const after = hold ? [...new Set([...before, caseName])].sort() : before.filter((h) => h !== caseName);
   const annotations = node.metadata?.annotations ?? {};
@@ -32,7 +49,8 @@ export function nodePatch(node: V1Node, caseName: string, hold: boolean, want: N
   const cordonedByAmber = annotations[NODE_CORDONED_BY_AMBER_ANNOTATION] === 'true';
 
   const change: NodeChange = { annotations: {}, labels: {} };
-  if (after.join(',') !== before.join(',')) change.annotations[NODE_HOLDERS_ANNOTATION] = after.length ? after.join(',') : null;
+  if (after.join(',') !== before.join(','))
+    change.annotations[NODE_HOLDERS_ANNOTATION] = after.length ? after.join(',') : null;
 
   if (after.length > 0) {
     if (hold && want.cordon && !unschedulable) {
@@ -50,7 +68,10 @@ export function nodePatch(node: V1Node, caseName: string, hold: boolean, want: N
     if (QUARANTINE_LABEL in labels) change.labels[QUARANTINE_LABEL] = null;
   }
   const empty =
-    !Object.keys(change.annotations).length && !Object.keys(change.labels).length && change.unschedulable === undefined && !change.taints;
+    !Object.keys(change.annotations).length &&
+    !Object.keys(change.labels).length &&
+    change.unschedulable === undefined &&
+    !change.taints;
   return empty ? undefined : change;
 }
 
@@ -68,7 +89,11 @@ export function nodeMergePatch(node: V1Node, change: NodeChange): object {
   if (change.unschedulable !== undefined) spec.unschedulable = change.unschedulable || null;
   if (change.taints) spec.taints = change.taints;
   return {
-    metadata: { resourceVersion: node.metadata?.resourceVersion, annotations: change.annotations, labels: change.labels },
+    metadata: {
+      resourceVersion: node.metadata?.resourceVersion,
+      annotations: change.annotations,
+      labels: change.labels,
+    },
     ...(Object.keys(spec).length ? { spec } : {}),
   };
 }

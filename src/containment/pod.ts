@@ -6,7 +6,9 @@ export type Labels = Record<string, string>;
 /** Does a selector match these labels? (Service selectors are plain maps; workloads use LabelSelector.) */
 export function selectorMatches(selector: V1LabelSelector | Labels | undefined, labels: Labels): boolean {
   if (!selector) return false;
-  const { matchLabels, matchExpressions } = isLabelSelector(selector) ? selector : { matchLabels: selector, matchExpressions: [] };
+  const { matchLabels, matchExpressions } = isLabelSelector(selector)
+    ? selector
+    : { matchLabels: selector, matchExpressions: [] };
   // An empty selector selects nothing here (a Service without a selector routes nowhere).
   if (!Object.keys(matchLabels ?? {}).length && !matchExpressions?.length) return false;
   for (const [k, v] of Object.entries(matchLabels ?? {})) if (labels[k] !== v) return false;
@@ -34,14 +36,22 @@ export function selectorMatches(selector: V1LabelSelector | Labels | undefined, 
 }
 
 function isLabelSelector(s: V1LabelSelector | Labels): s is V1LabelSelector {
-  return typeof (s as V1LabelSelector).matchLabels === 'object' || Array.isArray((s as V1LabelSelector).matchExpressions);
+  return (
+    typeof (s as V1LabelSelector).matchLabels === 'object' ||
+    Array.isArray((s as V1LabelSelector).matchExpressions)
+  );
 }
 
 /** The label keys a selector relies on: removing any of them detaches the pod from it. */
 export function selectorKeys(selector: V1LabelSelector | Labels | undefined): string[] {
   if (!selector) return [];
   if (isLabelSelector(selector)) {
-    return [...Object.keys(selector.matchLabels ?? {}), ...(selector.matchExpressions ?? []).filter((e) => e.operator !== 'DoesNotExist' && e.operator !== 'NotIn').map((e) => e.key)];
+    return [
+      ...Object.keys(selector.matchLabels ?? {}),
+      ...(selector.matchExpressions ?? [])
+        .filter((e) => e.operator !== 'DoesNotExist' && e.operator !== 'NotIn')
+        .map((e) => e.key),
+    ];
   }
   return Object.keys(selector);
 }
@@ -58,7 +68,12 @@ export interface PodLabelPlan {
  * the matching Services use are taken off, so the ReplicaSet replaces the pod (it keeps
  * serving) and Services stop sending it traffic; the pod itself keeps running.
  */
-export function quarantineLabels(pod: V1Pod, caseName: string, detachKeys: string[], detach: boolean): PodLabelPlan {
+export function quarantineLabels(
+  pod: V1Pod,
+  caseName: string,
+  detachKeys: string[],
+  detach: boolean,
+): PodLabelPlan {
   const current: Labels = { ...(pod.metadata?.labels ?? {}) };
   const removed: Labels = {};
   if (detach) {
@@ -79,7 +94,9 @@ export function originalLabels(pod: V1Pod): Labels {
   try {
     const parsed: unknown = JSON.parse(raw);
     if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
-      return Object.fromEntries(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === 'string'));
+      return Object.fromEntries(
+        Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === 'string'),
+      );
     }
   } catch {
     // An annotation someone edited into garbage: nothing to restore.

@@ -1,5 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginCallback, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyPluginCallback,
+  type FastifyServerOptions,
+} from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { AcceptOutcome } from './engine.js';
 import { IntakeError } from './errors.js';
@@ -82,7 +88,10 @@ export const intakePlugin: FastifyPluginCallback<IntakeAppDeps> = (app, deps, do
   app.addHook('onResponse', (req, reply, next) => {
     const started = (req as { startedAt?: bigint }).startedAt;
     if (started !== undefined) {
-      metrics.webhookDuration.observe({ status: String(reply.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.webhookDuration.observe(
+        { status: String(reply.statusCode) },
+        Number(process.hrtime.bigint() - started) / 1e9,
+      );
     }
     if (reply.statusCode === 401) metrics.rejected.inc({ reason: 'unauthorized' });
     next();
@@ -114,12 +123,18 @@ export const intakePlugin: FastifyPluginCallback<IntakeAppDeps> = (app, deps, do
   });
 
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { code: 'not-found', message: `no route ${req.method} ${req.url.slice(0, 200)}` } });
+    void reply
+      .code(404)
+      .send({ error: { code: 'not-found', message: `no route ${req.method} ${req.url.slice(0, 200)}` } });
   });
 
   const handler = async (req: { body: unknown }) => {
     if (req.body === undefined || req.body === null) {
-      throw new IntakeError('empty-body', 400, 'the body must be a Falco event in JSON (Content-Type: application/json)');
+      throw new IntakeError(
+        'empty-body',
+        400,
+        'the body must be a Falco event in JSON (Content-Type: application/json)',
+      );
     }
     const alert = toAlert(req.body as Parameters<typeof toAlert>[0]);
     metrics.received.inc();
@@ -137,9 +152,18 @@ export const intakePlugin: FastifyPluginCallback<IntakeAppDeps> = (app, deps, do
   done();
 };
 
-export type IntakeServerOptions = Pick<FastifyServerOptions, 'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout'> & {
+export type IntakeServerOptions = Pick<
+  FastifyServerOptions,
+  'connectionTimeout' | 'keepAliveTimeout' | 'requestTimeout'
+> & {
   /** TLS, optionally mutual: Falcosidekick's MUTUALTLS client presents a certificate signed by `ca`. */
-  https?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
+  https?: {
+    key: string | Buffer;
+    cert: string | Buffer;
+    ca?: string | Buffer;
+    requestCert?: boolean;
+    rejectUnauthorized?: boolean;
+  };
 };
 
 /** The intake as a Fastify instance; tests call app.inject(), the operator calls listen(). */

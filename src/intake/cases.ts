@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import { API_VERSION } from '../api/common.js';
-import { ALERTS_KEPT, ForensicCaseSpec, type AlertRecord, type ForensicCase, type ForensicCaseStatus } from '../api/forensiccase.js';
+import {
+  ALERTS_KEPT,
+  ForensicCaseSpec,
+  type AlertRecord,
+  type ForensicCase,
+  type ForensicCaseStatus,
+} from '../api/forensiccase.js';
 import type { ResponsePolicySpec } from '../api/responsepolicy.js';
 import { rfc3339ToNs, type Alert, type AlertTarget } from './falco.js';
 
@@ -132,7 +138,11 @@ function optional<K extends string>(key: K, value: string | undefined): Partial<
   return value === undefined ? {} : ({ [key]: value } as Record<K, string>);
 }
 
-function pickTime(a: string | undefined, b: string | undefined, aWins: (x: bigint, y: bigint) => boolean): string | undefined {
+function pickTime(
+  a: string | undefined,
+  b: string | undefined,
+  aWins: (x: bigint, y: bigint) => boolean,
+): string | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
   const x = safeNs(a);
@@ -151,7 +161,10 @@ function safeNs(time: string): bigint | undefined {
   }
 }
 
-export const CASE_LABELS = { 'app.kubernetes.io/managed-by': 'amber', 'forensics.amber.io/source': 'falco' } as const;
+export const CASE_LABELS = {
+  'app.kubernetes.io/managed-by': 'amber',
+  'forensics.amber.io/source': 'falco',
+} as const;
 
 /** The ForensicCase the intake opens for an alert under a policy (validated against the CRD's schema). */
 export function buildCase(args: {

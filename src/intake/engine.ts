@@ -157,7 +157,8 @@ export class IntakeEngine {
       name,
       podKey: key,
       open,
-      fromIntake: c.metadata?.labels?.['forensics.amber.io/source'] === CASE_LABELS['forensics.amber.io/source'],
+      fromIntake:
+        c.metadata?.labels?.['forensics.amber.io/source'] === CASE_LABELS['forensics.amber.io/source'],
       policy: c.spec?.policyRef,
       node: c.status?.node ?? c.spec?.alert?.hostname,
       cordons: c.spec?.containment?.cordonNode === true || c.spec?.containment?.taintNode === true,
@@ -187,7 +188,10 @@ export class IntakeEngine {
     const policy = selectPolicy(this.policies, alert, this.limits.protectedNamespaces);
     if (!policy) {
       if (this.limits.protectedNamespaces.includes(target.namespace) && selectPolicy(this.policies, alert)) {
-        return this.notActed('protected-namespace', `namespace ${target.namespace} is protected; a policy must name it exactly`);
+        return this.notActed(
+          'protected-namespace',
+          `namespace ${target.namespace} is protected; a policy must name it exactly`,
+        );
       }
       return this.notActed('unmatched', 'no ResponsePolicy matches the alert');
     }
@@ -204,7 +208,10 @@ export class IntakeEngine {
     const name = this.nextName(target);
     if (policy.spec.dryRun) {
       const message = `dry run: would open case ${name} for pod ${podKey(target)} (rule "${alert.rule}")`;
-      this.log.info({ policy: policy.name, case: name, rule: alert.rule, pod: podKey(target) }, 'dry run: case not opened');
+      this.log.info(
+        { policy: policy.name, case: name, rule: alert.rule, pod: podKey(target) },
+        'dry run: case not opened',
+      );
       this.event({ kind: 'ResponsePolicy', name: policy.name }, 'Normal', 'DryRun', message, now);
       this.metrics.notActed.inc({ reason: 'dry-run' });
       return { outcome: 'dry-run', case: name, policy: policy.name };
@@ -214,13 +221,25 @@ export class IntakeEngine {
     const decision = checkLimits(policy, node, this.openView(), this.limits);
     if (decision.action === 'refuse') {
       this.log.warn({ policy: policy.name, pod: podKey(target), reason: decision.reason }, decision.message);
-      this.event({ kind: 'ResponsePolicy', name: policy.name }, 'Warning', 'LimitReached', `alert for ${podKey(target)} not acted on: ${decision.message}`, now);
+      this.event(
+        { kind: 'ResponsePolicy', name: policy.name },
+        'Warning',
+        'LimitReached',
+        `alert for ${podKey(target)} not acted on: ${decision.message}`,
+        now,
+      );
       return this.notActed(decision.reason, decision.message, policy.name);
     }
 
     this.reserve(name, 1);
     const degraded = decision.action === 'degrade' ? decision.message : undefined;
-    const body = buildCase({ name, alert: { ...alert, target }, policy, containment: decision.containment, degraded });
+    const body = buildCase({
+      name,
+      alert: { ...alert, target },
+      policy,
+      containment: decision.containment,
+      degraded,
+    });
     this.pending.set(name, { name, target, create: body, delta: emptyDelta() });
     this.cases.set(name, {
       name,
@@ -233,11 +252,20 @@ export class IntakeEngine {
     });
     this.openByPod.set(podKey(target), name);
     this.record(name, target, alert, policy, now);
-    this.log.info({ case: name, policy: policy.name, pod: podKey(target), rule: alert.rule, degraded }, 'opening case');
+    this.log.info(
+      { case: name, policy: policy.name, pod: podKey(target), rule: alert.rule, degraded },
+      'opening case',
+    );
     this.writeSoon();
     if (decision.action === 'degrade') {
       this.metrics.notActed.inc({ reason: decision.reason });
-      this.event({ kind: 'ResponsePolicy', name: policy.name }, 'Warning', 'NodeLimitReached', `case ${name}: ${decision.message}`, now);
+      this.event(
+        { kind: 'ResponsePolicy', name: policy.name },
+        'Warning',
+        'NodeLimitReached',
+        `case ${name}: ${decision.message}`,
+        now,
+      );
     }
     return { outcome: 'opened', case: name, policy: policy.name, ...(degraded ? { degraded } : {}) };
   }
@@ -250,14 +278,24 @@ export class IntakeEngine {
   /** Makes room for `alerts` more alerts of a case, or refuses before anything changed. */
   private reserve(caseName: string, alerts: number): void {
     if (this.queued + alerts > this.queueLimits.maxQueuedAlerts) {
-      throw new QueueFullError(`${this.queued} alerts are waiting for the API server (limit ${this.queueLimits.maxQueuedAlerts})`);
+      throw new QueueFullError(
+        `${this.queued} alerts are waiting for the API server (limit ${this.queueLimits.maxQueuedAlerts})`,
+      );
     }
     if (!this.pending.has(caseName) && this.pending.size >= this.queueLimits.maxPendingCases) {
-      throw new QueueFullError(`${this.pending.size} cases are waiting for the API server (limit ${this.queueLimits.maxPendingCases})`);
+      throw new QueueFullError(
+        `${this.pending.size} cases are waiting for the API server (limit ${this.queueLimits.maxPendingCases})`,
+      );
     }
   }
 
-  private record(caseName: string, target: AlertTarget, alert: Alert, policy: NamedPolicy, now: number): void {
+  private record(
+    caseName: string,
+    target: AlertTarget,
+    alert: Alert,
+    policy: NamedPolicy,
+    now: number,
+  ): void {
     let entry = this.pending.get(caseName);
     if (!entry) {
       entry = { name: caseName, target, delta: emptyDelta() };
@@ -294,7 +332,13 @@ export class IntakeEngine {
     return { total, byPolicy, cordonedNodes, clusterNodes: this.clusterNodes };
   }
 
-  private event(object: { kind: string; name: string }, type: 'Normal' | 'Warning', reason: string, message: string, now: number): void {
+  private event(
+    object: { kind: string; name: string },
+    type: 'Normal' | 'Warning',
+    reason: string,
+    message: string,
+    now: number,
+  ): void {
     const key = `${object.kind}/${object.name}/${reason}`;
     const last = this.eventSentAt.get(key);
     if (last !== undefined && now - last < this.eventIntervalMs) return;
@@ -335,10 +379,14 @@ export class IntakeEngine {
     while (this.pending.size > 0 && Date.now() < deadline) {
       this.retryAt = 0;
       await this.flush();
-      if (this.pending.size > 0) await new Promise((r) => setTimeout(r, Math.min(this.flushIntervalMs, Math.max(0, deadline - Date.now()))));
+      if (this.pending.size > 0)
+        await new Promise((r) =>
+          setTimeout(r, Math.min(this.flushIntervalMs, Math.max(0, deadline - Date.now()))),
+        );
     }
     await this.flushing;
-    if (this.queued > 0) this.log.error({ alerts: this.queued, cases: this.pending.size }, 'stopping with alerts not written');
+    if (this.queued > 0)
+      this.log.error({ alerts: this.queued, cases: this.pending.size }, 'stopping with alerts not written');
   }
 
   /** One pass over the waiting cases, oldest first; stops at the first failure and backs off. */
@@ -397,7 +445,10 @@ export class IntakeEngine {
       const delayMs = Math.min(this.backoff.baseMs * 2 ** this.failures, this.backoff.maxMs);
       this.failures++;
       this.retryAt = Date.now() + delayMs;
-      this.log.warn({ case: failed.name, queued: this.queued, delayMs }, 'API server writes failing, retrying later');
+      this.log.warn(
+        { case: failed.name, queued: this.queued, delayMs },
+        'API server writes failing, retrying later',
+      );
       return;
     }
     this.failures = 0;
@@ -419,7 +470,10 @@ export class IntakeEngine {
       for (let attempt = 0; attempt < MAX_CONFLICT_RETRIES; attempt++) {
         if (!entry.known) {
           const current = await this.api.getCase(entry.name);
-          entry.known = { resourceVersion: current.metadata?.resourceVersion, alerts: current.status?.alerts };
+          entry.known = {
+            resourceVersion: current.metadata?.resourceVersion,
+            alerts: current.status?.alerts,
+          };
         }
         const patch = {
           metadata: { resourceVersion: entry.known.resourceVersion },
@@ -469,13 +523,21 @@ export class IntakeEngine {
         this.observeCase(existing);
         if (isOpen(existing)) {
           entry.create = undefined;
-          entry.known = { resourceVersion: existing.metadata?.resourceVersion, alerts: existing.status?.alerts };
+          entry.known = {
+            resourceVersion: existing.metadata?.resourceVersion,
+            alerts: existing.status?.alerts,
+          };
           this.metrics.deduplicated.inc();
           return 'done';
         }
         const next = this.nextName(entry.target);
         this.pending.delete(entry.name);
-        const moved: PendingCase = { ...entry, name: next, create: { ...body, metadata: { ...body.metadata, name: next } }, known: undefined };
+        const moved: PendingCase = {
+          ...entry,
+          name: next,
+          create: { ...body, metadata: { ...body.metadata, name: next } },
+          known: undefined,
+        };
         this.pending.set(next, moved);
         this.observeCase(moved.create!);
         this.listedAt.set(next, this.listedAt.get(entry.name) ?? new Map());
@@ -495,6 +557,9 @@ export class IntakeEngine {
     this.pending.delete(entry.name);
     this.queued -= delta.count;
     this.metrics.notActed.inc({ reason }, delta.count);
-    this.log.error({ err: errorMessage(err), case: entry.name, alerts: delta.count, reason }, 'alerts could not be written');
+    this.log.error(
+      { err: errorMessage(err), case: entry.name, alerts: delta.count, reason },
+      'alerts could not be written',
+    );
   }
 }

@@ -48,7 +48,11 @@ export const FalcoEvent = z.object({
     .max(32)
     .transform((p, ctx) => {
       const known = PRIORITY_BY_NAME.get(p.toLowerCase());
-      if (!known) ctx.addIssue({ code: 'custom', message: `unknown priority "${p}", expected one of ${FALCO_PRIORITIES.join(', ')}` });
+      if (!known)
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown priority "${p}", expected one of ${FALCO_PRIORITIES.join(', ')}`,
+        });
       return known ?? 'Debug';
     }),
   rule: z.string().min(1).max(1024),
@@ -111,13 +115,19 @@ export function parseFalcoBody(body: Buffer | string): FalcoEvent {
   } catch {
     throw new IntakeError('invalid-utf8', 400, 'the body is not valid UTF-8');
   }
-  if (text.trim() === '') throw new IntakeError('empty-body', 400, 'the body is empty; send one Falco event as JSON');
+  if (text.trim() === '')
+    throw new IntakeError('empty-body', 400, 'the body is empty; send one Falco event as JSON');
   let raw: unknown;
   try {
     raw = parseJsonExact(text);
   } catch (err) {
-    if (err instanceof RangeError) throw new IntakeError('invalid-json', 400, 'the JSON body is nested too deeply');
-    throw new IntakeError('invalid-json', 400, `the body is not valid JSON: ${(err as Error).message}`.slice(0, 300));
+    if (err instanceof RangeError)
+      throw new IntakeError('invalid-json', 400, 'the JSON body is nested too deeply');
+    throw new IntakeError(
+      'invalid-json',
+      400,
+      `the body is not valid JSON: ${(err as Error).message}`.slice(0, 300),
+    );
   }
   refuseProtoKeys(raw);
   const parsed = FalcoEvent.safeParse(raw);
@@ -137,7 +147,10 @@ export function parseFalcoBody(body: Buffer | string): FalcoEvent {
  */
 function refuseProtoKeys(raw: unknown): void {
   const fields = (raw as { output_fields?: unknown } | null)?.output_fields;
-  if ((raw !== null && typeof raw === 'object' && Object.hasOwn(raw, '__proto__')) || (fields !== null && typeof fields === 'object' && Object.hasOwn(fields, '__proto__'))) {
+  if (
+    (raw !== null && typeof raw === 'object' && Object.hasOwn(raw, '__proto__')) ||
+    (fields !== null && typeof fields === 'object' && Object.hasOwn(fields, '__proto__'))
+  ) {
     throw new IntakeError('invalid-event', 422, 'the key "__proto__" is not allowed');
   }
 }
@@ -177,7 +190,8 @@ export function alertTarget(fields: Record<string, FieldValue>): { target?: Aler
     namespace = text(fields['ka.target.namespace']);
     pod = text(fields['ka.target.name']);
   }
-  if (!namespace || !pod) return { reason: 'the alert names no pod (k8s.ns.name/k8s.pod.name or ka.target.* of a pod)' };
+  if (!namespace || !pod)
+    return { reason: 'the alert names no pod (k8s.ns.name/k8s.pod.name or ka.target.* of a pod)' };
   if (!NamespaceName.safeParse(namespace).success || !ObjectName.safeParse(pod).success) {
     return { reason: `"${namespace.slice(0, 64)}/${pod.slice(0, 64)}" is not a valid namespace/pod name` };
   }

@@ -14,7 +14,13 @@ import { kubeCaseApi, type CaseApi } from './kube.js';
 import { createIntakeMetrics } from './metrics.js';
 import type { GlobalLimits, NamedPolicy } from './policy.js';
 
-export { buildIntakeApp, intakePlugin, type AlertSink, type IntakeAppDeps, type IntakeServerOptions } from './app.js';
+export {
+  buildIntakeApp,
+  intakePlugin,
+  type AlertSink,
+  type IntakeAppDeps,
+  type IntakeServerOptions,
+} from './app.js';
 export { IntakeEngine, type AcceptOutcome } from './engine.js';
 export { createIntakeMetrics, type IntakeMetrics } from './metrics.js';
 export { DEFAULT_GLOBAL_LIMITS, type GlobalLimits } from './policy.js';
@@ -96,7 +102,10 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   const nodeTimer = setInterval(() => void countNodes(), opts.nodeCountIntervalMs ?? 60_000);
   engine.start();
 
-  const app = buildIntakeApp({ sink: engine, token: opts.token, metrics, logger: log, bodyLimit: opts.bodyLimit }, { https: opts.tls });
+  const app = buildIntakeApp(
+    { sink: engine, token: opts.token, metrics, logger: log, bodyLimit: opts.bodyLimit },
+    { https: opts.tls },
+  );
   const url = await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
   log.info({ url, tls: Boolean(opts.tls) }, 'intake listening');
 
@@ -114,13 +123,20 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
 }
 
 /** The policies that validate; an invalid one is skipped with a log line saying why. */
-export function validPolicies(items: Array<{ metadata?: { name?: string }; spec?: unknown }>, log: Logger): NamedPolicy[] {
+export function validPolicies(
+  items: Array<{ metadata?: { name?: string }; spec?: unknown }>,
+  log: Logger,
+): NamedPolicy[] {
   const out: NamedPolicy[] = [];
   for (const item of items) {
     const name = item.metadata?.name;
     const spec = ResponsePolicySpec.safeParse(item.spec ?? {});
     if (name && spec.success) out.push({ name, spec: spec.data });
-    else log.warn({ policy: name, issues: spec.error?.issues.slice(0, 5) }, 'ignoring an invalid ResponsePolicy');
+    else
+      log.warn(
+        { policy: name, issues: spec.error?.issues.slice(0, 5) },
+        'ignoring an invalid ResponsePolicy',
+      );
   }
   return out;
 }

@@ -48,7 +48,8 @@ function longIntegers(text: string): Array<[number, number]> {
       }
       const token = text.slice(start, i + 1);
       // Only a well-formed integer literal is wrapped: anything else is left for JSON.parse to refuse.
-      if (integer && token.length >= 16 && INTEGER.test(token) && !Number.isSafeInteger(Number(token))) spans.push([start, i + 1]);
+      if (integer && token.length >= 16 && INTEGER.test(token) && !Number.isSafeInteger(Number(token)))
+        spans.push([start, i + 1]);
     }
   }
   return spans;
@@ -79,7 +80,13 @@ function unmark(value: unknown): unknown {
       const before = obj[key];
       const after = unmark(before);
       // defineProperty, not assignment: an own "__proto__" key must stay a plain key.
-      if (after !== before) Object.defineProperty(obj, key, { value: after, writable: true, enumerable: true, configurable: true });
+      if (after !== before)
+        Object.defineProperty(obj, key, {
+          value: after,
+          writable: true,
+          enumerable: true,
+          configurable: true,
+        });
     }
   }
   return value;

@@ -32,7 +32,13 @@ export function kubeCaseApi(kc: KubeConfig): CaseApi {
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const config = createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}) });
 
-  async function call(method: HttpMethod, path: string, body?: object, contentType = 'application/json', query?: Record<string, string>): Promise<unknown> {
+  async function call(
+    method: HttpMethod,
+    path: string,
+    body?: object,
+    contentType = 'application/json',
+    query?: Record<string, string>,
+  ): Promise<unknown> {
     const ctx = config.baseServer.makeRequestContext(path, method);
     ctx.setHeaderParam('Accept', 'application/json');
     for (const [k, v] of Object.entries(query ?? {})) ctx.setQueryParam(k, v);
@@ -55,7 +61,12 @@ export function kubeCaseApi(kc: KubeConfig): CaseApi {
     createCase: async (body) => (await call(HttpMethod.POST, CASES, body)) as CaseLike,
     getCase: async (name) => (await call(HttpMethod.GET, `${CASES}/${encodeURIComponent(name)}`)) as CaseLike,
     patchCaseStatus: async (name, patch) =>
-      (await call(HttpMethod.PATCH, `${CASES}/${encodeURIComponent(name)}/status`, patch, 'application/merge-patch+json')) as CaseLike,
+      (await call(
+        HttpMethod.PATCH,
+        `${CASES}/${encodeURIComponent(name)}/status`,
+        patch,
+        'application/merge-patch+json',
+      )) as CaseLike,
     createEvent: async (namespace, event) => {
       await call(HttpMethod.POST, `/api/v1/namespaces/${encodeURIComponent(namespace)}/events`, event);
     },

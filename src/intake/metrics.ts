@@ -14,12 +14,39 @@ export interface IntakeMetrics {
 export function createIntakeMetrics(registry: Registry): IntakeMetrics {
   const registers = [registry];
   return {
-    received: new Counter({ name: 'amber_alerts_received_total', help: 'Falco alerts that passed authentication and parsing.', registers }),
-    matched: new Counter({ name: 'amber_alerts_matched_total', help: 'Alerts matched by a ResponsePolicy, by the policy that won.', labelNames: ['policy'], registers }),
-    deduplicated: new Counter({ name: 'amber_alerts_deduplicated_total', help: 'Alerts attached to a case that was already open for their pod.', registers }),
-    rejected: new Counter({ name: 'amber_alerts_rejected_total', help: 'Webhook requests refused (4xx/503), by reason.', labelNames: ['reason'], registers }),
-    notActed: new Counter({ name: 'amber_alerts_not_acted_total', help: 'Accepted alerts that opened no case or a degraded one, by reason.', labelNames: ['reason'], registers }),
-    queueDepth: new Gauge({ name: 'amber_intake_queue_depth', help: 'Accepted alerts not yet written to the API server.', registers }),
+    received: new Counter({
+      name: 'amber_alerts_received_total',
+      help: 'Falco alerts that passed authentication and parsing.',
+      registers,
+    }),
+    matched: new Counter({
+      name: 'amber_alerts_matched_total',
+      help: 'Alerts matched by a ResponsePolicy, by the policy that won.',
+      labelNames: ['policy'],
+      registers,
+    }),
+    deduplicated: new Counter({
+      name: 'amber_alerts_deduplicated_total',
+      help: 'Alerts attached to a case that was already open for their pod.',
+      registers,
+    }),
+    rejected: new Counter({
+      name: 'amber_alerts_rejected_total',
+      help: 'Webhook requests refused (4xx/503), by reason.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    notActed: new Counter({
+      name: 'amber_alerts_not_acted_total',
+      help: 'Accepted alerts that opened no case or a degraded one, by reason.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'amber_intake_queue_depth',
+      help: 'Accepted alerts not yet written to the API server.',
+      registers,
+    }),
     webhookDuration: new Histogram({
       name: 'amber_webhook_duration_seconds',
       help: 'Time to answer a webhook request.',

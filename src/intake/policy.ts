@@ -39,7 +39,11 @@ function fieldText(v: FieldValue | undefined): string | undefined {
  * an alert without a target matches only policies that do not restrict namespaces.
  * `protectedNamespaces` are matched only by an exact (non-glob) entry in `namespaces`.
  */
-export function policyMatches(spec: ResponsePolicySpec, alert: Alert, protectedNamespaces: readonly string[] = []): boolean {
+export function policyMatches(
+  spec: ResponsePolicySpec,
+  alert: Alert,
+  protectedNamespaces: readonly string[] = [],
+): boolean {
   const m = spec.match;
   if (rank(alert.priority) < rank(m.minimumPriority)) return false;
   if (m.rules.length > 0 && !anyGlob(m.rules, alert.rule)) return false;
@@ -81,7 +85,11 @@ export function specificity(spec: ResponsePolicySpec): number {
  * most specific, then the first name in alphabetical order (so the choice never depends on the
  * order in which policies were listed).
  */
-export function selectPolicy(policies: readonly NamedPolicy[], alert: Alert, protectedNamespaces: readonly string[] = []): NamedPolicy | undefined {
+export function selectPolicy(
+  policies: readonly NamedPolicy[],
+  alert: Alert,
+  protectedNamespaces: readonly string[] = [],
+): NamedPolicy | undefined {
   let best: NamedPolicy | undefined;
   for (const p of policies) {
     if (!policyMatches(p.spec, alert, protectedNamespaces)) continue;
@@ -91,7 +99,11 @@ export function selectPolicy(policies: readonly NamedPolicy[], alert: Alert, pro
 }
 
 export function comparePolicies(a: NamedPolicy, b: NamedPolicy): number {
-  return b.spec.priority - a.spec.priority || specificity(b.spec) - specificity(a.spec) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  return (
+    b.spec.priority - a.spec.priority ||
+    specificity(b.spec) - specificity(a.spec) ||
+    (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  );
 }
 
 /** Global limits, from the operator's configuration (not from any policy). */
@@ -125,7 +137,12 @@ export interface OpenCasesView {
 
 export type LimitDecision =
   | { action: 'open'; containment: ResponsePolicySpec['containment'] }
-  | { action: 'degrade'; containment: ResponsePolicySpec['containment']; reason: 'max-cordoned-nodes'; message: string }
+  | {
+      action: 'degrade';
+      containment: ResponsePolicySpec['containment'];
+      reason: 'max-cordoned-nodes';
+      message: string;
+    }
   | { action: 'refuse'; reason: 'max-open-cases' | 'policy-max-open-cases'; message: string };
 
 /** The most nodes a percentage allows: rounded down, but one node whenever the percentage is above 0. */
@@ -149,16 +166,25 @@ export function checkLimits(
 ): LimitDecision {
   const limits = policy.spec.limits;
   if (open.total >= global.maxOpenCases) {
-    return { action: 'refuse', reason: 'max-open-cases', message: `${open.total} cases are open, the global limit is ${global.maxOpenCases}` };
+    return {
+      action: 'refuse',
+      reason: 'max-open-cases',
+      message: `${open.total} cases are open, the global limit is ${global.maxOpenCases}`,
+    };
   }
   const mine = open.byPolicy.get(policy.name) ?? 0;
   if (mine >= limits.maxOpenCases) {
-    return { action: 'refuse', reason: 'policy-max-open-cases', message: `policy ${policy.name} has ${mine} open cases, its limit is ${limits.maxOpenCases}` };
+    return {
+      action: 'refuse',
+      reason: 'policy-max-open-cases',
+      message: `policy ${policy.name} has ${mine} open cases, its limit is ${limits.maxOpenCases}`,
+    };
   }
   const containment = policy.spec.containment;
   const touchesNode = containment.cordonNode || containment.taintNode;
   // A node already cordoned by another case costs nothing more.
-  if (!touchesNode || (node !== undefined && open.cordonedNodes.has(node))) return { action: 'open', containment };
+  if (!touchesNode || (node !== undefined && open.cordonedNodes.has(node)))
+    return { action: 'open', containment };
   const allowed = Math.min(
     limits.maxCordonedNodes,
     global.maxCordonedNodes,

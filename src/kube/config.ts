@@ -20,7 +20,13 @@ export class PooledKubeConfig extends KubeConfig {
     if (!(fresh instanceof Agent)) return; // a proxy agent: leave it as it is
     const o = fresh.options;
     const key = createHash('sha256')
-      .update(JSON.stringify([o.ca, o.cert, o.key, o.pfx, o.rejectUnauthorized, o.servername].map((v) => (v === undefined ? null : String(v)))))
+      .update(
+        JSON.stringify(
+          [o.ca, o.cert, o.key, o.pfx, o.rejectUnauthorized, o.servername].map((v) =>
+            v === undefined ? null : String(v),
+          ),
+        ),
+      )
       .digest('hex');
     let agent = this.agents.get(key);
     if (!agent) {

@@ -35,7 +35,9 @@ export async function runOperator(
   const manager = new Manager({
     logger,
     exit: opts.exit,
-    leaderElection: cfg.leaderElection ? { kubeConfig: kc, namespace: cfg.namespace, name: 'amber-operator' } : undefined,
+    leaderElection: cfg.leaderElection
+      ? { kubeConfig: kc, namespace: cfg.namespace, name: 'amber-operator' }
+      : undefined,
   });
   const cases = caseController({
     kc,
@@ -43,15 +45,23 @@ export async function runOperator(
     registry,
     workers: cfg.workers,
     collection: opts.collection ?? collectionConfig(cfg),
-    safety: { operatorNamespace: cfg.namespace, allowKubeSystem: cfg.allowKubeSystem, protectedNamespaces: cfg.protectedNamespaces },
+    safety: {
+      operatorNamespace: cfg.namespace,
+      allowKubeSystem: cfg.allowKubeSystem,
+      protectedNamespaces: cfg.protectedNamespaces,
+    },
   });
   cases.informers.forEach((i) => manager.addInformer(i));
   manager.addController(cases.controller);
 
   const probes = Fastify({ logger: false });
-  probes.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  probes.get('/metrics', async (_req, reply) =>
+    reply.type(registry.contentType).send(await registry.metrics()),
+  );
   probes.get('/healthz', async () => 'ok');
-  probes.get('/readyz', async (_req, reply) => (manager.ready() ? 'ok' : reply.code(503).send('caches not synced')));
+  probes.get('/readyz', async (_req, reply) =>
+    manager.ready() ? 'ok' : reply.code(503).send('caches not synced'),
+  );
   const metricsUrl = await probes.listen({ port: cfg.metricsPort, host: '0.0.0.0' });
 
   await manager.start();
@@ -62,10 +72,16 @@ export async function runOperator(
         ? {
             cert: readFileSync(cfg.intakeTlsCert),
             key: readFileSync(cfg.intakeTlsKey),
-            ...(cfg.intakeClientCa ? { ca: readFileSync(cfg.intakeClientCa), requestCert: true, rejectUnauthorized: true } : {}),
+            ...(cfg.intakeClientCa
+              ? { ca: readFileSync(cfg.intakeClientCa), requestCert: true, rejectUnauthorized: true }
+              : {}),
           }
         : undefined;
-    const protectedNamespaces = [cfg.namespace, ...(cfg.allowKubeSystem ? [] : ['kube-system']), ...cfg.protectedNamespaces];
+    const protectedNamespaces = [
+      cfg.namespace,
+      ...(cfg.allowKubeSystem ? [] : ['kube-system']),
+      ...cfg.protectedNamespaces,
+    ];
     intake = await startIntake({
       kubeConfig: kc,
       registry,
@@ -78,7 +94,9 @@ export async function runOperator(
         protectedNamespaces,
         ...(cfg.maxOpenCases !== undefined ? { maxOpenCases: cfg.maxOpenCases } : {}),
         ...(cfg.maxCordonedNodes !== undefined ? { maxCordonedNodes: cfg.maxCordonedNodes } : {}),
-        ...(cfg.maxCordonedNodesPercent !== undefined ? { maxCordonedNodesPercent: cfg.maxCordonedNodesPercent } : {}),
+        ...(cfg.maxCordonedNodesPercent !== undefined
+          ? { maxCordonedNodesPercent: cfg.maxCordonedNodesPercent }
+          : {}),
       },
     });
   } else {

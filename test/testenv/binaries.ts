@@ -12,12 +12,15 @@ export const versions = {
 };
 
 export const cacheDir =
-  process.env.AMBER_TESTENV_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'amber-testenv');
+  process.env.AMBER_TESTENV_CACHE ??
+  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'amber-testenv');
 
 export function binary(component: keyof typeof versions, name: string = component): string {
   const path = join(cacheDir, `${component}-${versions[component]}`, name);
   if (!existsSync(path)) {
-    throw new Error(`${name} is not built (expected ${path}); run: bash scripts/testenv-build.sh ${component}`);
+    throw new Error(
+      `${name} is not built (expected ${path}); run: bash scripts/testenv-build.sh ${component}`,
+    );
   }
   return path;
 }

@@ -7,5 +7,7 @@ import { join } from 'node:path';
  */
 export default function setup(): void {
   if (process.env.AMBER_SKIP_TESTENV_BUILD) return;
-  execFileSync('bash', [join(import.meta.dirname, '..', '..', 'scripts', 'testenv-build.sh')], { stdio: 'inherit' });
+  execFileSync('bash', [join(import.meta.dirname, '..', '..', 'scripts', 'testenv-build.sh')], {
+    stdio: 'inherit',
+  });
 }

@@ -88,12 +88,18 @@ export class Cluster {
       'etcd',
       process.env.AMBER_ETCD ?? 'etcd',
       [
-        '--data-dir', data,
-        '--listen-client-urls', url,
-        '--advertise-client-urls', url,
-        '--listen-peer-urls', `http://127.0.0.1:${this.ports.etcdPeer}`,
-        '--initial-advertise-peer-urls', `http://127.0.0.1:${this.ports.etcdPeer}`,
-        '--initial-cluster', `default=http://127.0.0.1:${this.ports.etcdPeer}`,
+        '--data-dir',
+        data,
+        '--listen-client-urls',
+        url,
+        '--advertise-client-urls',
+        url,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${this.ports.etcdPeer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${this.ports.etcdPeer}`,
+        '--initial-cluster',
+        `default=http://127.0.0.1:${this.ports.etcdPeer}`,
         '--unsafe-no-fsync',
       ],
       { logFile: join(this.dir, 'etcd.log') },
@@ -155,7 +161,11 @@ export class Cluster {
       { logFile: join(this.dir, 'kube-controller-manager.log') },
     );
     this.others.push(p);
-    await p.waitUntil(async () => /Started controller|Starting controller|informers synced|Caches are synced/i.test(p.logTail(500)), 60_000);
+    await p.waitUntil(
+      async () =>
+        /Started controller|Starting controller|informers synced|Caches are synced/i.test(p.logTail(500)),
+      60_000,
+    );
   }
 
   private async startKwok(): Promise<void> {
@@ -182,7 +192,12 @@ export class Cluster {
     return new Promise((resolve) => {
       const req = request(
         `${this.server}${path}`,
-        { ca: readFileSync(this.pki.caCert), cert: readFileSync(this.admin.cert), key: readFileSync(this.admin.key), timeout: 2000 },
+        {
+          ca: readFileSync(this.pki.caCert),
+          cert: readFileSync(this.admin.cert),
+          key: readFileSync(this.admin.key),
+          timeout: 2000,
+        },
         (res) => {
           res.resume();
           resolve(res.statusCode === 200);

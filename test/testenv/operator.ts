@@ -11,7 +11,12 @@ import { OPERATOR_NAMESPACE } from './rbac.js';
  */
 export async function startCaseController(
   kc: KubeConfig,
-  opts: { afterStep?: (step: string, caseName: string) => void | Promise<void>; allowKubeSystem?: boolean; retryBaseDelayMs?: number; collection?: CollectionConfigInput } = {},
+  opts: {
+    afterStep?: (step: string, caseName: string) => void | Promise<void>;
+    allowKubeSystem?: boolean;
+    retryBaseDelayMs?: number;
+    collection?: CollectionConfigInput;
+  } = {},
 ) {
   const registry = createRegistry();
   const logger = process.env.AMBER_TEST_LOGS ? createLogger({ test: true }) : silentLogger;
@@ -19,11 +24,17 @@ export async function startCaseController(
     kc,
     logger,
     registry,
-    safety: { operatorNamespace: OPERATOR_NAMESPACE, allowKubeSystem: opts.allowKubeSystem ?? false, protectedNamespaces: [] },
+    safety: {
+      operatorNamespace: OPERATOR_NAMESPACE,
+      allowKubeSystem: opts.allowKubeSystem ?? false,
+      protectedNamespaces: [],
+    },
     afterStep: opts.afterStep,
     collection: opts.collection && { namespace: OPERATOR_NAMESPACE, ...opts.collection },
     resyncMs: 0,
-    queue: opts.retryBaseDelayMs ? { baseDelayMs: opts.retryBaseDelayMs, maxDelayMs: opts.retryBaseDelayMs } : undefined,
+    queue: opts.retryBaseDelayMs
+      ? { baseDelayMs: opts.retryBaseDelayMs, maxDelayMs: opts.retryBaseDelayMs }
+      : undefined,
   });
   for (const inf of parts.informers) inf.start();
   await Promise.all(parts.informers.map((i) => i.waitForSync()));

@@ -15,11 +15,27 @@ export class TestPki {
     this.caKey = join(dir, 'ca.key');
     this.caCert = join(dir, 'ca.crt');
     openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', this.caKey]);
-    openssl(['req', '-x509', '-new', '-key', this.caKey, '-days', '2', '-subj', '/CN=amber-test-ca', '-out', this.caCert]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      this.caKey,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=amber-test-ca',
+      '-out',
+      this.caCert,
+    ]);
   }
 
   /** Issues a certificate; `org` becomes the user's groups, `sans` makes it a serving cert. */
-  issue(name: string, subject: { cn: string; org?: string[] }, sans: string[] = []): { cert: string; key: string } {
+  issue(
+    name: string,
+    subject: { cn: string; org?: string[] },
+    sans: string[] = [],
+  ): { cert: string; key: string } {
     const key = join(this.dir, `${name}.key`);
     const csr = join(this.dir, `${name}.csr`);
     const cert = join(this.dir, `${name}.crt`);
@@ -33,7 +49,23 @@ export class TestPki {
         ? `subjectAltName=${sans.map((s) => (/^[\d.]+$/.test(s) ? `IP:${s}` : `DNS:${s}`)).join(',')}\nextendedKeyUsage=serverAuth\n`
         : 'extendedKeyUsage=clientAuth\n',
     );
-    openssl(['x509', '-req', '-in', csr, '-CA', this.caCert, '-CAkey', this.caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', cert]);
+    openssl([
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      this.caCert,
+      '-CAkey',
+      this.caKey,
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      ext,
+      '-out',
+      cert,
+    ]);
     return { cert, key };
   }
 

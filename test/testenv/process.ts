@@ -59,7 +59,8 @@ export class ManagedProcess {
   async waitUntil(ready: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (!this.running) throw new Error(`${this.name} exited (${this.exitCode}) while starting:\n${this.logTail()}`);
+      if (!this.running)
+        throw new Error(`${this.name} exited (${this.exitCode}) while starting:\n${this.logTail()}`);
       if (await ready().catch(() => false)) return;
       await sleep(100);
     }

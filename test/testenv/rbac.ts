@@ -1,4 +1,9 @@
-import { CoreV1Api, KubernetesObjectApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  KubernetesObjectApi,
+  type KubeConfig,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
@@ -14,14 +19,22 @@ export const OPERATOR_USER = 'system:serviceaccount:amber-system:amber-operator'
  */
 export async function operatorKubeConfig(cluster: Cluster): Promise<KubeConfig> {
   const admin = cluster.kubeConfig();
-  await admin.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: OPERATOR_NAMESPACE } } }).catch(ignoreExists);
+  await admin
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name: OPERATOR_NAMESPACE } } })
+    .catch(ignoreExists);
   const objects = KubernetesObjectApi.makeApiClient(admin);
-  const docs = YAML.parseAllDocuments(readFileSync(join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml'), 'utf8'));
+  const docs = YAML.parseAllDocuments(
+    readFileSync(join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml'), 'utf8'),
+  );
   for (const doc of docs) {
     const obj = doc.toJS() as KubernetesObject | null;
     if (obj) await objects.create(obj).catch(ignoreExists);
   }
-  return cluster.userKubeConfig(OPERATOR_USER, ['system:serviceaccounts', 'system:serviceaccounts:amber-system']);
+  return cluster.userKubeConfig(OPERATOR_USER, [
+    'system:serviceaccounts',
+    'system:serviceaccounts:amber-system',
+  ]);
 }
 
 function ignoreExists(err: unknown): void {

@@ -1,7 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Polls `get` until `ok` holds for its value; fails with the last value seen. */
-export async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  get: () => Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
   let lastErr: unknown;
@@ -14,5 +19,7 @@ export async function waitFor<T>(what: string, get: () => Promise<T>, ok: (v: T)
     }
     await sleep(50);
   }
-  throw new Error(`timed out waiting for ${what}; last value: ${JSON.stringify(last)?.slice(0, 2000)} ${lastErr ? `error: ${String(lastErr)}` : ''}`);
+  throw new Error(
+    `timed out waiting for ${what}; last value: ${JSON.stringify(last)?.slice(0, 2000)} ${lastErr ? `error: ${String(lastErr)}` : ''}`,
+  );
 }

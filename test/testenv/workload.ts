@@ -16,7 +16,14 @@ export class Workloads {
 
   async node(name: string): Promise<void> {
     await this.core.createNode({
-      body: { metadata: { name, annotations: { 'kwok.x-k8s.io/node': 'fake' }, labels: { 'kubernetes.io/hostname': name } }, spec: {} },
+      body: {
+        metadata: {
+          name,
+          annotations: { 'kwok.x-k8s.io/node': 'fake' },
+          labels: { 'kubernetes.io/hostname': name },
+        },
+        spec: {},
+      },
     });
   }
 
@@ -39,7 +46,13 @@ export class Workloads {
           selector: { matchLabels: { app } },
           template: {
             metadata: { labels: { app, team: 'payments' } },
-            spec: { nodeName: node, containers: [{ name: 'main', image: 'example.invalid/app:1' }, { name: 'sidecar', image: 'example.invalid/proxy:1' }] },
+            spec: {
+              nodeName: node,
+              containers: [
+                { name: 'main', image: 'example.invalid/app:1' },
+                { name: 'sidecar', image: 'example.invalid/proxy:1' },
+              ],
+            },
           },
         },
       },
@@ -51,7 +64,9 @@ export class Workloads {
     const list = await waitFor(
       `${count} running pods ${labelSelector}`,
       () => this.core.listNamespacedPod({ namespace, labelSelector }),
-      (l) => l.items.filter((p) => p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp).length === count,
+      (l) =>
+        l.items.filter((p) => p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp).length ===
+        count,
       60_000,
     );
     return list.items.filter((p) => p.status?.phase === 'Running');
@@ -67,11 +82,21 @@ export class Workloads {
   }
 
   async getCase(name: string): Promise<CaseView> {
-    return (await this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'forensiccases', name })) as CaseView;
+    return (await this.custom.getClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'forensiccases',
+      name,
+    })) as CaseView;
   }
 
   waitForPhase(name: string, phase: string, timeoutMs = 30_000): Promise<CaseView> {
-    return waitFor(`case ${name} phase ${phase}`, () => this.getCase(name), (c) => c.status?.phase === phase, timeoutMs);
+    return waitFor(
+      `case ${name} phase ${phase}`,
+      () => this.getCase(name),
+      (c) => c.status?.phase === phase,
+      timeoutMs,
+    );
   }
 
   async patchCaseSpec(name: string, spec: Record<string, unknown>): Promise<void> {
@@ -90,7 +115,13 @@ export interface CaseView {
     phase?: string;
     node?: string;
     observedGeneration?: number;
-    conditions?: Array<{ type: string; status: string; reason: string; message: string; observedGeneration?: number }>;
+    conditions?: Array<{
+      type: string;
+      status: string;
+      reason: string;
+      message: string;
+      observedGeneration?: number;
+    }>;
     timeline?: Array<{ action: string; outcome: string; message?: string }>;
     containers?: Array<{ name: string; id: string; runtime: string }>;
   };

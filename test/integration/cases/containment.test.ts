@@ -113,7 +113,8 @@ describe('containment and release against a real control plane, as the operator 
     );
     const events = await waitFor(
       'repair Event',
-      () => w.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=case-web' }),
+      () =>
+        w.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=case-web' }),
       (l) => l.items.some((e) => e.reason === 'IsolateNetwork'),
     );
     expect(events.items.find((e) => e.reason === 'IsolateNetwork')?.message).toContain('(repaired)');

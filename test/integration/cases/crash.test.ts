@@ -92,17 +92,28 @@ describe('crash in the middle of a case, restart', () => {
         if (kase === 'conflict-case' && s === 'network-policy' && !touched) {
           touched = true;
           await w.core.patchNamespacedPod(
-            { namespace: 'shop', name: podName, body: { metadata: { annotations: { 'example.com/touched': 'yes' } } } },
+            {
+              namespace: 'shop',
+              name: podName,
+              body: { metadata: { annotations: { 'example.com/touched': 'yes' } } },
+            },
             setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
           );
         }
       },
     });
     try {
-      await w.createCase('conflict-case', { target: { namespace: 'shop', pod: podName }, reason: 'conflict test' });
+      await w.createCase('conflict-case', {
+        target: { namespace: 'shop', pod: podName },
+        reason: 'conflict test',
+      });
       const kase = await w.waitForPhase('conflict-case', 'Contained');
       expect(touched).toBe(true);
-      expect((kase.status?.timeline ?? []).map((e) => e.action)).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
+      expect((kase.status?.timeline ?? []).map((e) => e.action)).toEqual([
+        'IsolateNetwork',
+        'LabelPod',
+        'ContainNode',
+      ]);
       const metrics = await op.registry.getSingleMetricAsString('amber_reconcile_total');
       expect(metrics).toMatch(/result="conflict"[^\n]* [1-9]/);
       expect(metrics).not.toMatch(/result="error"/);

@@ -46,7 +46,12 @@ describe('inline collection: contained -> collected -> sealed', () => {
   const caseSpec = (pod: string) => ({
     target: { namespace: 'shop', pod },
     reason: 'test: file dropped in /tmp',
-    alert: { rule: 'Drop and execute new binary in container', priority: 'Critical', time: '2026-11-23T03:39:44.834631763Z', source: 'syscall' },
+    alert: {
+      rule: 'Drop and execute new binary in container',
+      priority: 'Critical',
+      time: '2026-11-23T03:39:44.834631763Z',
+      source: 'syscall',
+    },
     evidence: {
       store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' },
       retention: { mode: 'GOVERNANCE', days: 1 },
@@ -161,8 +166,13 @@ describe('inline collection: contained -> collected -> sealed', () => {
     expect(JSON.parse(diff).changes).toEqual(
       expect.arrayContaining([expect.objectContaining({ path: '/tmp/implant.sh', kind: 'A' })]),
     );
-    const alerts = JSON.parse(await readText(s, 'case-inline', 'orchestrator/alerts.json')) as { triggering: { rule: string; time: string } };
-    expect(alerts.triggering).toMatchObject({ rule: 'Drop and execute new binary in container', time: '2026-11-23T03:39:44.834631763Z' });
+    const alerts = JSON.parse(await readText(s, 'case-inline', 'orchestrator/alerts.json')) as {
+      triggering: { rule: string; time: string };
+    };
+    expect(alerts.triggering).toMatchObject({
+      rule: 'Drop and execute new binary in container',
+      time: '2026-11-23T03:39:44.834631763Z',
+    });
     const podYaml = await readText(s, 'case-inline', 'orchestrator/pod.yaml');
     expect(podYaml).toContain(`runc://${c.id}`);
     expect(podYaml).toContain('forensics.amber.io/quarantined'); // as read at collection time, after containment

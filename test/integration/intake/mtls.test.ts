@@ -34,7 +34,15 @@ describe('intake with mutual TLS', () => {
         metrics: createIntakeMetrics(createRegistry()),
         logger: silentLogger,
       },
-      { https: { key: readFileSync(server.key), cert: readFileSync(server.cert), ca: readFileSync(pki.caCert), requestCert: true, rejectUnauthorized: true } },
+      {
+        https: {
+          key: readFileSync(server.key),
+          cert: readFileSync(server.cert),
+          ca: readFileSync(pki.caCert),
+          requestCert: true,
+          rejectUnauthorized: true,
+        },
+      },
     );
     url = await app.listen({ port: 0, host: '127.0.0.1' });
   });
@@ -43,16 +51,31 @@ describe('intake with mutual TLS', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const event = readFileSync(join(import.meta.dirname, '..', '..', 'fixtures', 'falco', 'syscall-terminal-shell.json'), 'utf8');
+  const event = readFileSync(
+    join(import.meta.dirname, '..', '..', 'fixtures', 'falco', 'syscall-terminal-shell.json'),
+    'utf8',
+  );
 
   it('accepts a client certificate signed by the CA, with the token', async () => {
-    const res = await postLikeFalcosidekick(url, event, { Authorization: `Bearer ${token}` }, { ca: readFileSync(pki.caCert), cert: readFileSync(client.cert), key: readFileSync(client.key) });
+    const res = await postLikeFalcosidekick(
+      url,
+      event,
+      { Authorization: `Bearer ${token}` },
+      { ca: readFileSync(pki.caCert), cert: readFileSync(client.cert), key: readFileSync(client.key) },
+    );
     expect(res.status).toBe(202);
     expect(accepted.map((a) => a.rule)).toEqual(['Terminal shell in container']);
   });
 
   it('refuses the TLS handshake without a client certificate, and nothing is accepted', async () => {
-    await expect(postLikeFalcosidekick(url, event, { Authorization: `Bearer ${token}` }, { ca: readFileSync(pki.caCert) })).rejects.toThrow();
+    await expect(
+      postLikeFalcosidekick(
+        url,
+        event,
+        { Authorization: `Bearer ${token}` },
+        { ca: readFileSync(pki.caCert) },
+      ),
+    ).rejects.toThrow();
     expect(accepted).toHaveLength(1);
   });
 
@@ -60,13 +83,23 @@ describe('intake with mutual TLS', () => {
     const other = new TestPki(mkdtempSync(join(dir, 'other-')));
     const rogue = other.issue('rogue', { cn: 'falcosidekick' });
     await expect(
-      postLikeFalcosidekick(url, event, { Authorization: `Bearer ${token}` }, { ca: readFileSync(pki.caCert), cert: readFileSync(rogue.cert), key: readFileSync(rogue.key) }),
+      postLikeFalcosidekick(
+        url,
+        event,
+        { Authorization: `Bearer ${token}` },
+        { ca: readFileSync(pki.caCert), cert: readFileSync(rogue.cert), key: readFileSync(rogue.key) },
+      ),
     ).rejects.toThrow();
     expect(accepted).toHaveLength(1);
   });
 
   it('still wants the token over mutual TLS', async () => {
-    const res = await postLikeFalcosidekick(url, event, {}, { ca: readFileSync(pki.caCert), cert: readFileSync(client.cert), key: readFileSync(client.key) });
+    const res = await postLikeFalcosidekick(
+      url,
+      event,
+      {},
+      { ca: readFileSync(pki.caCert), cert: readFileSync(client.cert), key: readFileSync(client.key) },
+    );
     expect(res.status).toBe(401);
     expect(accepted).toHaveLength(1);
   });

@@ -19,8 +19,12 @@ import { Workloads } from '../../testenv/workload.js';
  * leader reconciles; when it stops, the other takes over.
  */
 const token = randomBytes(16).toString('hex');
-const fixture = readFileSync(join(import.meta.dirname, '..', '..', 'fixtures', 'falco', 'syscall-terminal-shell.json'), 'utf8');
-const alertFor = (pod: string) => fixture.replaceAll('"default"', '"shop"').replaceAll('"alpine"', `"${pod}"`);
+const fixture = readFileSync(
+  join(import.meta.dirname, '..', '..', 'fixtures', 'falco', 'syscall-terminal-shell.json'),
+  'utf8',
+);
+const alertFor = (pod: string) =>
+  fixture.replaceAll('"default"', '"shop"').replaceAll('"alpine"', `"${pod}"`);
 
 async function reconciles(op: RunningOperator): Promise<number> {
   const text = await (await fetch(`${op.metricsUrl.replace('0.0.0.0', '127.0.0.1')}/metrics`)).text();
@@ -48,13 +52,25 @@ describe('two operator replicas', () => {
       group: 'forensics.amber.io',
       version: 'v1alpha1',
       plural: 'responsepolicies',
-      body: { apiVersion: 'forensics.amber.io/v1alpha1', kind: 'ResponsePolicy', metadata: { name: 'shells' }, spec: { collection: { enabled: false } } },
+      body: {
+        apiVersion: 'forensics.amber.io/v1alpha1',
+        kind: 'ResponsePolicy',
+        metadata: { name: 'shells' },
+        spec: { collection: { enabled: false } },
+      },
     });
     const kubeconfig = join(cluster.dir, 'operator.kubeconfig');
     writeFileSync(kubeconfig, (await operatorKubeConfig(cluster)).exportConfig());
     const start = async () =>
       runOperator(
-        OperatorConfig.parse({ kubeconfig, namespace: OPERATOR_NAMESPACE, metricsPort: await freePort(), intakePort: await freePort(), intakeToken: token, collectionMode: 'off' }),
+        OperatorConfig.parse({
+          kubeconfig,
+          namespace: OPERATOR_NAMESPACE,
+          metricsPort: await freePort(),
+          intakePort: await freePort(),
+          intakeToken: token,
+          collectionMode: 'off',
+        }),
         silentLogger,
         { exit: () => {} },
       );
@@ -68,13 +84,22 @@ describe('two operator replicas', () => {
   });
 
   it('is ready on both, acts on one, and the other takes over when the leader stops', async () => {
-    for (const op of [a, b]) expect((await fetch(`${op.metricsUrl.replace('0.0.0.0', '127.0.0.1')}/readyz`)).status).toBe(200);
-    await waitFor('a leader', async () => [a.manager.isLeader(), b.manager.isLeader()], (l) => l.filter(Boolean).length === 1);
+    for (const op of [a, b])
+      expect((await fetch(`${op.metricsUrl.replace('0.0.0.0', '127.0.0.1')}/readyz`)).status).toBe(200);
+    await waitFor(
+      'a leader',
+      async () => [a.manager.isLeader(), b.manager.isLeader()],
+      (l) => l.filter(Boolean).length === 1,
+    );
     const [leader, follower] = a.manager.isLeader() ? [a, b] : [b, a];
 
     // The follower's webhook takes the alert; the leader contains.
     const pods = await w.runningPods('shop', 'app=web', 2);
-    const res = await postLikeFalcosidekick(follower.intake!.url.replace('0.0.0.0', '127.0.0.1'), alertFor(pods[0]!.metadata!.name!), { Authorization: `Bearer ${token}` });
+    const res = await postLikeFalcosidekick(
+      follower.intake!.url.replace('0.0.0.0', '127.0.0.1'),
+      alertFor(pods[0]!.metadata!.name!),
+      { Authorization: `Bearer ${token}` },
+    );
     expect(res.status).toBe(202);
     const first = (JSON.parse(res.body) as { case: string }).case;
     await w.waitForPhase(first, 'Contained');
@@ -84,9 +109,20 @@ describe('two operator replicas', () => {
 
     // A graceful stop releases the lease: the follower leads at once and contains the next pod.
     await leader.stop();
-    await waitFor('takeover', async () => follower.manager.isLeader(), (l) => l, 20_000);
-    const [next] = (await w.runningPods('shop', 'app=web', 2)).filter((p) => !p.metadata?.labels?.['forensics.amber.io/case']);
-    const res2 = await postLikeFalcosidekick(follower.intake!.url.replace('0.0.0.0', '127.0.0.1'), alertFor(next!.metadata!.name!), { Authorization: `Bearer ${token}` });
+    await waitFor(
+      'takeover',
+      async () => follower.manager.isLeader(),
+      (l) => l,
+      20_000,
+    );
+    const [next] = (await w.runningPods('shop', 'app=web', 2)).filter(
+      (p) => !p.metadata?.labels?.['forensics.amber.io/case'],
+    );
+    const res2 = await postLikeFalcosidekick(
+      follower.intake!.url.replace('0.0.0.0', '127.0.0.1'),
+      alertFor(next!.metadata!.name!),
+      { Authorization: `Bearer ${token}` },
+    );
     await w.waitForPhase((JSON.parse(res2.body) as { case: string }).case, 'Contained');
     expect(await reconciles(follower)).toBeGreaterThan(0);
   });

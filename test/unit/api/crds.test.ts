@@ -14,7 +14,13 @@ describe('CRDs in crds/', () => {
 describe('toStructural', () => {
   it('turns nullable into nullable: true and drops what Kubernetes rejects', () => {
     const schema = toStructural(
-      z.object({ n: z.number().int().nullable().optional(), m: z.record(z.string(), z.string()), k: z.literal('x') }).strict(),
+      z
+        .object({
+          n: z.number().int().nullable().optional(),
+          m: z.record(z.string(), z.string()),
+          k: z.literal('x'),
+        })
+        .strict(),
     );
     expect(schema).toEqual({
       type: 'object',

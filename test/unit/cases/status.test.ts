@@ -11,7 +11,11 @@ describe('StatusBuilder', () => {
     first.setCondition('Contained', 'True', 'Contained', 'ok');
     const second = new StatusBuilder(first.finish(), 2, clock('2026-01-01T00:05:00Z'));
     second.setCondition('Contained', 'True', 'Contained', 'still ok');
-    expect(second.condition('Contained')).toMatchObject({ lastTransitionTime: '2026-01-01T00:00:00.000Z', observedGeneration: 2, message: 'still ok' });
+    expect(second.condition('Contained')).toMatchObject({
+      lastTransitionTime: '2026-01-01T00:00:00.000Z',
+      observedGeneration: 2,
+      message: 'still ok',
+    });
     second.setCondition('Contained', 'False', 'PodNotFound', 'gone');
     expect(second.condition('Contained')?.lastTransitionTime).toBe('2026-01-01T00:05:00.000Z');
   });
@@ -37,7 +41,13 @@ describe('StatusBuilder', () => {
 });
 
 describe('phaseOf', () => {
-  const c = (type: string, status: 'True' | 'False', reason = 'R') => ({ type, status, reason, message: '', lastTransitionTime: '' });
+  const c = (type: string, status: 'True' | 'False', reason = 'R') => ({
+    type,
+    status,
+    reason,
+    message: '',
+    lastTransitionTime: '',
+  });
   it.each([
     [[], 'Pending'],
     [[c('Valid', 'False')], 'Invalid'],

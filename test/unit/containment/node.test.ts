@@ -1,11 +1,20 @@
 import type { V1Node } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { NODE_CORDONED_BY_AMBER_ANNOTATION, NODE_HOLDERS_ANNOTATION, QUARANTINE_LABEL, QUARANTINE_TAINT_KEY } from '../../../src/containment/labels.js';
+import {
+  NODE_CORDONED_BY_AMBER_ANNOTATION,
+  NODE_HOLDERS_ANNOTATION,
+  QUARANTINE_LABEL,
+  QUARANTINE_TAINT_KEY,
+} from '../../../src/containment/labels.js';
 import { holders, nodeMergePatch, nodePatch } from '../../../src/containment/node.js';
 
 const all = { cordon: true, taint: true, label: true };
 
-function node(annotations: Record<string, string> = {}, spec: V1Node['spec'] = {}, labels: Record<string, string> = {}): V1Node {
+function node(
+  annotations: Record<string, string> = {},
+  spec: V1Node['spec'] = {},
+  labels: Record<string, string> = {},
+): V1Node {
   return { metadata: { name: 'n1', resourceVersion: '7', annotations, labels }, spec };
 }
 
@@ -23,7 +32,11 @@ function apply(n: V1Node, change: NonNullable<ReturnType<typeof nodePatch>>): V1
   }
   return {
     metadata: { ...n.metadata, annotations, labels },
-    spec: { ...n.spec, ...(change.unschedulable !== undefined ? { unschedulable: change.unschedulable } : {}), ...(change.taints ? { taints: change.taints } : {}) },
+    spec: {
+      ...n.spec,
+      ...(change.unschedulable !== undefined ? { unschedulable: change.unschedulable } : {}),
+      ...(change.taints ? { taints: change.taints } : {}),
+    },
   };
 }
 
@@ -85,6 +98,9 @@ describe('node containment', () => {
 
   it('guards the merge patch with the node resourceVersion', () => {
     const n = node();
-    expect(nodeMergePatch(n, nodePatch(n, 'c', true, all)!)).toMatchObject({ metadata: { resourceVersion: '7' }, spec: { unschedulable: true } });
+    expect(nodeMergePatch(n, nodePatch(n, 'c', true, all)!)).toMatchObject({
+      metadata: { resourceVersion: '7' },
+      spec: { unschedulable: true },
+    });
   });
 });

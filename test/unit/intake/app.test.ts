@@ -13,15 +13,27 @@ import { MemoryCaseApi } from './memory-api.js';
 const TOKEN = 'test-token-0123456789abcdef';
 const auth = { authorization: `Bearer ${TOKEN}` };
 const json = { 'content-type': 'application/json' };
-const fixture = (name: string) => readFileSync(join(import.meta.dirname, '..', '..', 'fixtures', 'falco', name));
+const fixture = (name: string) =>
+  readFileSync(join(import.meta.dirname, '..', '..', 'fixtures', 'falco', name));
 
 function setup() {
   const api = new MemoryCaseApi();
   const registry = createRegistry();
   const metrics = createIntakeMetrics(registry);
-  const engine = new IntakeEngine({ api, logger: silentLogger, metrics, limits: { maxCordonedNodesPercent: 100 } });
+  const engine = new IntakeEngine({
+    api,
+    logger: silentLogger,
+    metrics,
+    limits: { maxCordonedNodesPercent: 100 },
+  });
   engine.setPolicies([{ name: 'all', spec: ResponsePolicySpec.parse({}) }]);
-  const app = buildIntakeApp({ sink: engine, token: TOKEN, metrics, logger: silentLogger, bodyLimit: 64 * 1024 });
+  const app = buildIntakeApp({
+    sink: engine,
+    token: TOKEN,
+    metrics,
+    logger: silentLogger,
+    bodyLimit: 64 * 1024,
+  });
   return { api, engine, app, registry };
 }
 
@@ -30,8 +42,19 @@ describe('intake webhook', () => {
   afterAll(() => app.close());
 
   it('answers 401 without a valid token and changes nothing', async () => {
-    for (const authorization of [undefined, 'Bearer wrong', `Basic ${TOKEN}`, `Bearer ${TOKEN}x`, 'Bearer ']) {
-      const res = await app.inject({ method: 'POST', url: '/', headers: { ...json, ...(authorization ? { authorization } : {}) }, payload: fixture('syscall-terminal-shell.json') });
+    for (const authorization of [
+      undefined,
+      'Bearer wrong',
+      `Basic ${TOKEN}`,
+      `Bearer ${TOKEN}x`,
+      'Bearer ',
+    ]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/',
+        headers: { ...json, ...(authorization ? { authorization } : {}) },
+        payload: fixture('syscall-terminal-shell.json'),
+      });
       expect(res.statusCode).toBe(401);
       expect(res.json()).toEqual({ error: { code: 'unauthorized', message: expect.any(String) } });
     }
@@ -41,19 +64,44 @@ describe('intake webhook', () => {
   });
 
   it('accepts a real Falco event the way Falcosidekick posts it, on / and /falco', async () => {
-    const headers = { ...auth, 'content-type': 'application/json; charset=utf-8', 'user-agent': 'Falcosidekick' };
-    const res = await app.inject({ method: 'POST', url: '/', headers, payload: fixture('syscall-read-sensitive-file.json') });
+    const headers = {
+      ...auth,
+      'content-type': 'application/json; charset=utf-8',
+      'user-agent': 'Falcosidekick',
+    };
+    const res = await app.inject({
+      method: 'POST',
+      url: '/',
+      headers,
+      payload: fixture('syscall-read-sensitive-file.json'),
+    });
     expect(res.statusCode).toBe(202);
     expect(res.json()).toMatchObject({ accepted: true, outcome: 'opened', policy: 'all' });
-    const again = await app.inject({ method: 'POST', url: '/falco', headers, payload: fixture('syscall-read-sensitive-file.json') });
+    const again = await app.inject({
+      method: 'POST',
+      url: '/falco',
+      headers,
+      payload: fixture('syscall-read-sensitive-file.json'),
+    });
     expect(again.json()).toMatchObject({ outcome: 'attached' });
-    const audit = await app.inject({ method: 'POST', url: '/', headers, payload: fixture('k8saudit-disallowed-user.json') });
+    const audit = await app.inject({
+      method: 'POST',
+      url: '/',
+      headers,
+      payload: fixture('k8saudit-disallowed-user.json'),
+    });
     expect(audit.json()).toMatchObject({ outcome: 'not-acted', reason: 'no-target' });
   });
 
   it.each([
     ['wrong content type', { ...auth, 'content-type': 'text/plain' }, '{}', 415, 'unsupported-media-type'],
-    ['form content type', { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, 'a=b', 415, 'unsupported-media-type'],
+    [
+      'form content type',
+      { ...auth, 'content-type': 'application/x-www-form-urlencoded' },
+      'a=b',
+      415,
+      'unsupported-media-type',
+    ],
     ['too large', { ...auth, ...json }, `{"rule":"${'x'.repeat(70_000)}"}`, 413, 'body-too-large'],
     ['empty body', { ...auth, ...json }, '', 400, 'empty-body'],
     ['not JSON', { ...auth, ...json }, '{', 400, 'invalid-json'],
@@ -96,9 +144,16 @@ describe('fuzz: hostile bodies never crash, never 5xx, never open a case', () =>
   afterAll(() => app.close());
 
   const send = async (payload: string | Buffer, contentType = 'application/json') => {
-    const res = await app.inject({ method: 'POST', url: '/', headers: { ...auth, 'content-type': contentType }, payload });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/',
+      headers: { ...auth, 'content-type': contentType },
+      payload,
+    });
     count++;
-    expect(res.statusCode, `${res.statusCode} for ${String(payload).slice(0, 200)}`).toBeGreaterThanOrEqual(400);
+    expect(res.statusCode, `${res.statusCode} for ${String(payload).slice(0, 200)}`).toBeGreaterThanOrEqual(
+      400,
+    );
     expect(res.statusCode).toBeLessThan(500);
     expect(res.json().error.code).toEqual(expect.any(String));
   };
@@ -118,7 +173,10 @@ describe('fuzz: hostile bodies never crash, never 5xx, never open a case', () =>
       `{"rule":"${'A'.repeat(60_000)}"}`,
       '{"__proto__":{"polluted":true},"rule":"r"}',
       '{"constructor":{"prototype":{"polluted":true}}}',
-      JSON.stringify({ ...valid, output_fields: { __proto__: { polluted: 1 } } }).replace('"output_fields":{}', '"output_fields":{"__proto__":{"x":1}}'),
+      JSON.stringify({ ...valid, output_fields: { __proto__: { polluted: 1 } } }).replace(
+        '"output_fields":{}',
+        '"output_fields":{"__proto__":{"x":1}}',
+      ),
       Buffer.from([0xc3, 0x28, 0xa0, 0xa1]),
       Buffer.concat([Buffer.from('{"rule":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]),
       '\u0000\u0001\u0002',
@@ -134,15 +192,29 @@ describe('fuzz: hostile bodies never crash, never 5xx, never open a case', () =>
       JSON.stringify({ ...valid, tags: 'container' }),
       JSON.stringify({ ...valid, tags: [1, 2] }),
       JSON.stringify({ ...valid, hostname: 42 }),
-      JSON.stringify({ ...valid, output_fields: Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`f${i}`, i])) }),
+      JSON.stringify({
+        ...valid,
+        output_fields: Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`f${i}`, i])),
+      }),
       '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":1e400}}',
       '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":NaN}}',
       '{"rule":"r" "priority":"Critical"}',
       "{'rule':'r'}",
     ];
     for (const body of hostile) await send(body);
-    for (const ct of ['text/plain', 'application/xml', 'multipart/form-data; boundary=x', 'application/jsonx', 'json']) {
-      const res = await app.inject({ method: 'POST', url: '/', headers: { ...auth, 'content-type': ct }, payload: fixture('syscall-terminal-shell.json') });
+    for (const ct of [
+      'text/plain',
+      'application/xml',
+      'multipart/form-data; boundary=x',
+      'application/jsonx',
+      'json',
+    ]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/',
+        headers: { ...auth, 'content-type': ct },
+        payload: fixture('syscall-terminal-shell.json'),
+      });
       count++;
       expect(res.statusCode).toBe(415);
     }
@@ -150,16 +222,30 @@ describe('fuzz: hostile bodies never crash, never 5xx, never open a case', () =>
   });
 
   it('generated bodies: arbitrary JSON, mutated events, random bytes', async () => {
-    const valid = JSON.parse(fixture('syscall-read-sensitive-file.json').toString()) as Record<string, unknown>;
+    const valid = JSON.parse(fixture('syscall-read-sensitive-file.json').toString()) as Record<
+      string,
+      unknown
+    >;
     const keys = Object.keys(valid);
     // Each mutation gives one key a value of the wrong type, so that every body is malformed.
     const mutated = fc
-      .record({ key: fc.constantFrom(...keys), value: fc.anything({ withObjectString: true, withNullPrototype: true, withBigInt: false, maxDepth: 4 }) })
+      .record({
+        key: fc.constantFrom(...keys),
+        value: fc.anything({
+          withObjectString: true,
+          withNullPrototype: true,
+          withBigInt: false,
+          maxDepth: 4,
+        }),
+      })
       .map(({ key, value }) => ({ key, body: JSON.stringify({ ...valid, [key]: value }) }))
       // Judge the value as it is sent (JSON turns a Map into {} and drops undefined).
       .filter(({ key, body }) => isWrongFor(key, (JSON.parse(body) as Record<string, unknown>)[key]))
       .map(({ body }) => body);
-    const arbitraryJson = fc.jsonValue({ maxDepth: 6 }).filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'rule' in v)).map((v) => JSON.stringify(v));
+    const arbitraryJson = fc
+      .jsonValue({ maxDepth: 6 })
+      .filter((v) => !(typeof v === 'object' && v !== null && !Array.isArray(v) && 'rule' in v))
+      .map((v) => JSON.stringify(v));
     const bytes = fc.uint8Array({ maxLength: 512 }).map((b) => Buffer.from(b));
     const strings = fc.string({ unit: 'binary', maxLength: 300 });
     await fc.assert(

@@ -40,9 +40,18 @@ function setup(opts: { queue?: object; limits?: object; policy?: object } = {}) 
     limits: { maxOpenCases: 100, maxCordonedNodes: 100, maxCordonedNodesPercent: 100, ...opts.limits },
     backoff: { baseMs: 0, maxMs: 0 },
   });
-  engine.setPolicies([{ name: 'shells', spec: ResponsePolicySpec.parse({ limits: { maxOpenCases: 100, maxCordonedNodes: 100, maxCordonedNodesPercent: 100 }, ...opts.policy }) }]);
+  engine.setPolicies([
+    {
+      name: 'shells',
+      spec: ResponsePolicySpec.parse({
+        limits: { maxOpenCases: 100, maxCordonedNodes: 100, maxCordonedNodesPercent: 100 },
+        ...opts.policy,
+      }),
+    },
+  ]);
   engine.setClusterNodes(1000);
-  const metric = async (name: string) => (await registry.getSingleMetricAsString(name)).split('\n').filter((l) => !l.startsWith('#'));
+  const metric = async (name: string) =>
+    (await registry.getSingleMetricAsString(name)).split('\n').filter((l) => !l.startsWith('#'));
   return { api, engine, metric };
 }
 
@@ -50,8 +59,14 @@ describe('IntakeEngine dedup and coalescing', () => {
   it('opens one case per pod and folds a flood into one create and one patch', async () => {
     const { api, engine, metric } = setup();
     const first = engine.accept(alert('web-1'));
-    expect(first).toMatchObject({ outcome: 'opened', case: caseNameFor({ namespace: 'shop', pod: 'web-1' }) });
-    for (let i = 0; i < 9_999; i++) expect(engine.accept(alert('web-1', i % 3 ? 'Terminal shell in container' : `rule-${i % 7}`)).outcome).toBe('attached');
+    expect(first).toMatchObject({
+      outcome: 'opened',
+      case: caseNameFor({ namespace: 'shop', pod: 'web-1' }),
+    });
+    for (let i = 0; i < 9_999; i++)
+      expect(
+        engine.accept(alert('web-1', i % 3 ? 'Terminal shell in container' : `rule-${i % 7}`)).outcome,
+      ).toBe('attached');
     expect(engine.queueDepth).toBe(10_000);
     await engine.flush();
     expect(api.calls).toEqual({ create: 1, get: 0, patch: 1 });
@@ -60,7 +75,9 @@ describe('IntakeEngine dedup and coalescing', () => {
     const alerts = c.status!.alerts!;
     expect(alerts.count).toBe(10_000);
     expect(alerts.recent.length).toBeLessThanOrEqual(ALERTS_KEPT);
-    expect(new Set(alerts.rules)).toEqual(new Set(['Terminal shell in container', ...Array.from({ length: 7 }, (_, i) => `rule-${i}`)]));
+    expect(new Set(alerts.rules)).toEqual(
+      new Set(['Terminal shell in container', ...Array.from({ length: 7 }, (_, i) => `rule-${i}`)]),
+    );
     expect(alerts.firstSeen! < alerts.lastSeen!).toBe(true);
     expect(alerts.count).toBe(alerts.recent.length + alerts.dropped);
     expect(await metric('amber_alerts_deduplicated_total')).toEqual(['amber_alerts_deduplicated_total 9999']);
@@ -94,15 +111,24 @@ describe('IntakeEngine dedup and coalescing', () => {
     const { api, engine } = setup();
     const target = { namespace: 'shop', pod: 'web-4' };
     // A case that exists on the server but not yet in the engine's view (a restart).
-    api.cases.set(caseNameFor(target), { metadata: { name: caseNameFor(target), resourceVersion: '1' }, spec: { target, release: true } });
+    api.cases.set(caseNameFor(target), {
+      metadata: { name: caseNameFor(target), resourceVersion: '1' },
+      spec: { target, release: true },
+    });
     engine.accept(alert('web-4'));
     await engine.flush(); // 409, read: released, move to -2
     await engine.flush();
     expect(api.cases.get(caseNameFor(target, 2))?.status?.alerts?.count).toBe(1);
-    expect(engine.accept(alert('web-4'))).toMatchObject({ outcome: 'attached', case: caseNameFor(target, 2) });
+    expect(engine.accept(alert('web-4'))).toMatchObject({
+      outcome: 'attached',
+      case: caseNameFor(target, 2),
+    });
 
     const other = { namespace: 'shop', pod: 'web-5' };
-    api.cases.set(caseNameFor(other), { metadata: { name: caseNameFor(other), resourceVersion: '1' }, spec: { target: other } });
+    api.cases.set(caseNameFor(other), {
+      metadata: { name: caseNameFor(other), resourceVersion: '1' },
+      spec: { target: other },
+    });
     engine.accept(alert('web-5'));
     await engine.flush();
     expect(api.cases.size).toBe(3);
@@ -140,7 +166,10 @@ describe('IntakeEngine decisions', () => {
   it('records dry runs and unmatched or targetless alerts without writing', async () => {
     const { api, engine, metric } = setup({ policy: { dryRun: true } });
     expect(engine.accept(alert('x'))).toMatchObject({ outcome: 'dry-run', policy: 'shells' });
-    expect(engine.accept(alert('x', 'r', { target: undefined, noTargetReason: 'none' }))).toMatchObject({ outcome: 'not-acted', reason: 'no-target' });
+    expect(engine.accept(alert('x', 'r', { target: undefined, noTargetReason: 'none' }))).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'no-target',
+    });
     engine.setPolicies([]);
     expect(engine.accept(alert('x'))).toMatchObject({ outcome: 'not-acted', reason: 'unmatched' });
     await engine.flush();
@@ -171,7 +200,14 @@ describe('IntakeEngine decisions', () => {
     const byPod = new Map([...api.cases.values()].map((c) => [c.spec?.target?.pod, c]));
     expect(byPod.size).toBe(3);
     expect(byPod.get('p1')?.spec?.containment).toMatchObject({ cordonNode: true, taintNode: true });
-    expect(byPod.get('p2')?.spec?.containment).toMatchObject({ cordonNode: false, taintNode: false, isolateNetwork: true });
-    expect(api.events.map((e) => (e as { reason: string }).reason).sort()).toEqual(['LimitReached', 'NodeLimitReached']);
+    expect(byPod.get('p2')?.spec?.containment).toMatchObject({
+      cordonNode: false,
+      taintNode: false,
+      isolateNetwork: true,
+    });
+    expect(api.events.map((e) => (e as { reason: string }).reason).sort()).toEqual([
+      'LimitReached',
+      'NodeLimitReached',
+    ]);
   });
 });

@@ -28,8 +28,12 @@ describe('parseFalcoBody on real Falco events', () => {
     const event = parseFalcoBody(fixture('syscall-terminal-shell.json'));
     expect(event.output_fields['evt.time']).toBe(1610667584834631763n);
     // A plain JSON.parse would have rounded it.
-    expect(BigInt(JSON.parse(fixture('syscall-terminal-shell.json').toString()).output_fields['evt.time'])).not.toBe(1610667584834631763n);
-    expect(parseFalcoBody(fixture('syscall-read-sensitive-file.json')).output_fields['evt.time']).toBe(1763990531153390386n);
+    expect(
+      BigInt(JSON.parse(fixture('syscall-terminal-shell.json').toString()).output_fields['evt.time']),
+    ).not.toBe(1610667584834631763n);
+    expect(parseFalcoBody(fixture('syscall-read-sensitive-file.json')).output_fields['evt.time']).toBe(
+      1763990531153390386n,
+    );
     // Small numbers stay numbers.
     expect(event.output_fields['proc.tty']).toBe(34817);
     expect(event.output_fields['user.loginuid']).toBe(-1);
@@ -82,7 +86,13 @@ describe('parseFalcoBody on real Falco events', () => {
 });
 
 describe('parseFalcoBody on bad input', () => {
-  const ok = { output: 'x', priority: 'Warning', rule: 'r', time: '2024-01-01T00:00:00.123456789Z', output_fields: {} };
+  const ok = {
+    output: 'x',
+    priority: 'Warning',
+    rule: 'r',
+    time: '2024-01-01T00:00:00.123456789Z',
+    output_fields: {},
+  };
   it.each([
     ['not JSON', '{"rule":', 400, 'invalid-json'],
     ['an array', '[1,2]', 422, 'invalid-event'],
@@ -93,8 +103,18 @@ describe('parseFalcoBody on bad input', () => {
     ['impossible date', JSON.stringify({ ...ok, time: '2024-13-45T00:00:00Z' }), 422, 'invalid-event'],
     ['object field value', JSON.stringify({ ...ok, output_fields: { a: { b: 1 } } }), 422, 'invalid-event'],
     ['deep nesting', '['.repeat(100_000) + ']'.repeat(100_000), 422, 'invalid-event'],
-    ['an infinite number', '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":1e400}}', 422, 'invalid-event'],
-    ['a broken long integer', '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":--12345678901234567890}}', 400, 'invalid-json'],
+    [
+      'an infinite number',
+      '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":1e400}}',
+      422,
+      'invalid-event',
+    ],
+    [
+      'a broken long integer',
+      '{"rule":"r","priority":"Critical","time":"2024-01-01T00:00:00Z","output_fields":{"a":--12345678901234567890}}',
+      400,
+      'invalid-json',
+    ],
   ])('refuses %s', (_name, body, status, code) => {
     const err = rejects(body);
     expect(err.statusCode).toBe(status);
@@ -103,7 +123,9 @@ describe('parseFalcoBody on bad input', () => {
   });
 
   it('says which field is wrong', () => {
-    expect(rejects(JSON.stringify({ ...ok, time: 'yesterday' })).message).toMatch(/time: must be an RFC 3339 time/);
+    expect(rejects(JSON.stringify({ ...ok, time: 'yesterday' })).message).toMatch(
+      /time: must be an RFC 3339 time/,
+    );
   });
 
   it('refuses invalid UTF-8', () => {
@@ -112,10 +134,14 @@ describe('parseFalcoBody on bad input', () => {
   });
 
   it('refuses __proto__ keys, and pollutes nothing', () => {
-    const err = rejects(`{"rule":"r","priority":"Debug","time":"2024-01-01T00:00:00Z","output_fields":{"__proto__":{"x":1}}}`);
+    const err = rejects(
+      `{"rule":"r","priority":"Debug","time":"2024-01-01T00:00:00Z","output_fields":{"__proto__":{"x":1}}}`,
+    );
     expect(err).toMatchObject({ statusCode: 422, message: expect.stringMatching(/__proto__/) });
     expect(({} as Record<string, unknown>).x).toBeUndefined();
-    const event = parseFalcoBody(`{"rule":"r","priority":"Debug","time":"2024-01-01T00:00:00Z","output_fields":{"constructor":"y"}}`);
+    const event = parseFalcoBody(
+      `{"rule":"r","priority":"Debug","time":"2024-01-01T00:00:00Z","output_fields":{"constructor":"y"}}`,
+    );
     expect(event.output_fields.constructor).toBe('y');
     expect(Object.getPrototypeOf(event.output_fields)).toBe(Object.prototype);
   });

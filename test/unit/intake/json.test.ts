@@ -13,16 +13,30 @@ const bigish = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.integer(),
 );
-const tricky = fc.oneof(fc.string(), fc.constantFrom('12345678901234567890', '"1e99"', '\\"', 'a":1234567890123456789,"b', '\u0000'));
+const tricky = fc.oneof(
+  fc.string(),
+  fc.constantFrom('12345678901234567890', '"1e99"', '\\"', 'a":1234567890123456789,"b', '\u0000'),
+);
 const value = fc.letrec((tie) => ({
-  v: fc.oneof({ maxDepth: 4 }, bigish, tricky, fc.boolean(), fc.constant(null), fc.array(tie('v'), { maxLength: 4 }), fc.dictionary(tricky, tie('v'), { maxKeys: 4 })),
+  v: fc.oneof(
+    { maxDepth: 4 },
+    bigish,
+    tricky,
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(tie('v'), { maxLength: 4 }),
+    fc.dictionary(tricky, tie('v'), { maxKeys: 4 }),
+  ),
 })).v;
 
-const toJson = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `@@${x}@@` : x)).replace(/"@@(-?\d+)@@"/g, '$1');
+const toJson = (v: unknown) =>
+  JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `@@${x}@@` : x)).replace(/"@@(-?\d+)@@"/g, '$1');
 
 describe('parseJsonExact', () => {
   it('keeps int64 nanoseconds exact', () => {
-    const out = parseJsonExact('{"evt.time":1763990531153390386,"small":12,"f":1.5,"s":"1763990531153390386"}');
+    const out = parseJsonExact(
+      '{"evt.time":1763990531153390386,"small":12,"f":1.5,"s":"1763990531153390386"}',
+    );
     expect(out).toEqual({ 'evt.time': 1763990531153390386n, small: 12, f: 1.5, s: '1763990531153390386' });
   });
 
@@ -37,13 +51,21 @@ describe('parseJsonExact', () => {
   });
 
   it('refuses what JSON.parse refuses, even around long integers', () => {
-    for (const bad of ['{"a":--12345678901234567890}', '{"a":012345678901234567890}', '{"a" 12345678901234567890}', '[12345678901234567890"x"]', '{"a":12345678901234567890x}']) {
+    for (const bad of [
+      '{"a":--12345678901234567890}',
+      '{"a":012345678901234567890}',
+      '{"a" 12345678901234567890}',
+      '[12345678901234567890"x"]',
+      '{"a":12345678901234567890x}',
+    ]) {
       expect(() => parseJsonExact(bad), bad).toThrow(SyntaxError);
     }
   });
 
   it('leaves a client string that looks like a marker alone', () => {
-    const out = parseJsonExact('{"a":"\\u0000deadbeef:12345678901234567890","b":12345678901234567890}') as Record<string, unknown>;
+    const out = parseJsonExact(
+      '{"a":"\\u0000deadbeef:12345678901234567890","b":12345678901234567890}',
+    ) as Record<string, unknown>;
     expect(out.a).toBe('\u0000deadbeef:12345678901234567890');
     expect(out.b).toBe(12345678901234567890n);
   });

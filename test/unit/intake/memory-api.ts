@@ -23,7 +23,8 @@ export class MemoryCaseApi implements CaseApi {
     this.check();
     this.calls.create++;
     const c = structuredClone(body) as CaseLike & { metadata: { name: string; resourceVersion: string } };
-    if (this.cases.has(c.metadata.name)) throw new ApiException(409, 'AlreadyExists', { message: 'already exists' }, {});
+    if (this.cases.has(c.metadata.name))
+      throw new ApiException(409, 'AlreadyExists', { message: 'already exists' }, {});
     c.metadata.resourceVersion = String(this.rv++);
     this.cases.set(c.metadata.name, c);
     return structuredClone(c);
@@ -37,13 +38,17 @@ export class MemoryCaseApi implements CaseApi {
     return structuredClone(c);
   }
 
-  async patchCaseStatus(name: string, patch: { metadata?: { resourceVersion?: string }; status?: object }): Promise<CaseLike> {
+  async patchCaseStatus(
+    name: string,
+    patch: { metadata?: { resourceVersion?: string }; status?: object },
+  ): Promise<CaseLike> {
     this.check();
     this.calls.patch++;
     const c = this.cases.get(name);
     if (!c) throw new ApiException(404, 'NotFound', { message: 'not found' }, {});
     const want = patch.metadata?.resourceVersion;
-    if (want !== undefined && want !== c.metadata.resourceVersion) throw new ApiException(409, 'Conflict', { message: 'conflict' }, {});
+    if (want !== undefined && want !== c.metadata.resourceVersion)
+      throw new ApiException(409, 'Conflict', { message: 'conflict' }, {});
     c.status = { ...c.status, ...structuredClone(patch.status) };
     c.metadata.resourceVersion = String(this.rv++);
     return structuredClone(c);

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ResponsePolicySpec } from '../../../src/api/responsepolicy.js';
 import type { Alert } from '../../../src/intake/falco.js';
-import { checkLimits, nodesAllowedByPercent, policyMatches, selectPolicy, type NamedPolicy } from '../../../src/intake/policy.js';
+import {
+  checkLimits,
+  nodesAllowedByPercent,
+  policyMatches,
+  selectPolicy,
+  type NamedPolicy,
+} from '../../../src/intake/policy.js';
 
 const alert = (over: Partial<Alert> = {}): Alert => ({
   rule: 'Terminal shell in container',
@@ -10,12 +16,20 @@ const alert = (over: Partial<Alert> = {}): Alert => ({
   timeNs: 0n,
   source: 'syscall',
   tags: ['container', 'shell', 'mitre_execution'],
-  fields: { 'container.image.repository': 'docker.io/library/nginx', 'proc.aname[2]': 'runc', 'proc.tty': 34816, 'x.null': null },
+  fields: {
+    'container.image.repository': 'docker.io/library/nginx',
+    'proc.aname[2]': 'runc',
+    'proc.tty': 34816,
+    'x.null': null,
+  },
   target: { namespace: 'shop', pod: 'web-1' },
   ...over,
 });
 const spec = (match: object = {}, rest: object = {}) => ResponsePolicySpec.parse({ match, ...rest });
-const policy = (name: string, match: object = {}, rest: object = {}): NamedPolicy => ({ name, spec: spec(match, rest) });
+const policy = (name: string, match: object = {}, rest: object = {}): NamedPolicy => ({
+  name,
+  spec: spec(match, rest),
+});
 
 describe('policyMatches', () => {
   it.each([
@@ -38,7 +52,12 @@ describe('policyMatches', () => {
     ['exclude wins over include', { namespaces: ['*'], excludeNamespaces: ['sho?'] }, {}, false],
     ['namespaces restricted, no target', { namespaces: ['*'] }, { target: undefined }, false],
     ['no restriction, no target', {}, { target: undefined }, true],
-    ['output field glob', { outputFields: { 'container.image.repository': ['docker.io/library/*'] } }, {}, true],
+    [
+      'output field glob',
+      { outputFields: { 'container.image.repository': ['docker.io/library/*'] } },
+      {},
+      true,
+    ],
     ['bracket output field', { outputFields: { 'proc.aname[2]': ['runc', 'containerd-shim'] } }, {}, true],
     ['number output field as text', { outputFields: { 'proc.tty': ['34816'] } }, {}, true],
     ['output field mismatch', { outputFields: { 'container.image.repository': ['quay.io/*'] } }, {}, false],
@@ -75,34 +94,76 @@ describe('selectPolicy', () => {
 });
 
 describe('checkLimits', () => {
-  const global = { maxOpenCases: 5, maxCordonedNodes: 3, maxCordonedNodesPercent: 100, protectedNamespaces: [] };
-  const view = (over: object = {}) => ({ total: 0, byPolicy: new Map<string, number>(), cordonedNodes: new Set<string>(), clusterNodes: 10, ...over });
-  const p = policy('p', {}, { limits: { maxOpenCases: 2, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 } });
+  const global = {
+    maxOpenCases: 5,
+    maxCordonedNodes: 3,
+    maxCordonedNodesPercent: 100,
+    protectedNamespaces: [],
+  };
+  const view = (over: object = {}) => ({
+    total: 0,
+    byPolicy: new Map<string, number>(),
+    cordonedNodes: new Set<string>(),
+    clusterNodes: 10,
+    ...over,
+  });
+  const p = policy(
+    'p',
+    {},
+    { limits: { maxOpenCases: 2, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 } },
+  );
 
   it('opens with the policy containment under every limit', () => {
-    expect(checkLimits(p, 'n1', view(), global)).toMatchObject({ action: 'open', containment: { cordonNode: true, taintNode: true } });
+    expect(checkLimits(p, 'n1', view(), global)).toMatchObject({
+      action: 'open',
+      containment: { cordonNode: true, taintNode: true },
+    });
   });
   it('refuses past the global open-case limit', () => {
-    expect(checkLimits(p, 'n1', view({ total: 5 }), global)).toMatchObject({ action: 'refuse', reason: 'max-open-cases' });
+    expect(checkLimits(p, 'n1', view({ total: 5 }), global)).toMatchObject({
+      action: 'refuse',
+      reason: 'max-open-cases',
+    });
   });
   it('refuses past the policy open-case limit', () => {
-    expect(checkLimits(p, 'n1', view({ byPolicy: new Map([['p', 2]]) }), global)).toMatchObject({ action: 'refuse', reason: 'policy-max-open-cases' });
+    expect(checkLimits(p, 'n1', view({ byPolicy: new Map([['p', 2]]) }), global)).toMatchObject({
+      action: 'refuse',
+      reason: 'policy-max-open-cases',
+    });
   });
   it('degrades (no cordon, no taint) past the node limit', () => {
     const d = checkLimits(p, 'n2', view({ cordonedNodes: new Set(['n1']) }), global);
-    expect(d).toMatchObject({ action: 'degrade', reason: 'max-cordoned-nodes', containment: { cordonNode: false, taintNode: false, isolateNetwork: true } });
+    expect(d).toMatchObject({
+      action: 'degrade',
+      reason: 'max-cordoned-nodes',
+      containment: { cordonNode: false, taintNode: false, isolateNetwork: true },
+    });
   });
   it('does not count a node that is already cordoned', () => {
     expect(checkLimits(p, 'n1', view({ cordonedNodes: new Set(['n1']) }), global).action).toBe('open');
   });
   it('applies the percentage of cluster nodes', () => {
-    const pct = policy('q', {}, { limits: { maxOpenCases: 10, maxCordonedNodes: 10, maxCordonedNodesPercent: 20 } });
-    expect(checkLimits(pct, 'n3', view({ cordonedNodes: new Set(['n1']), clusterNodes: 10 }), global).action).toBe('open');
-    expect(checkLimits(pct, 'n3', view({ cordonedNodes: new Set(['n1', 'n2']), clusterNodes: 10 }), global).action).toBe('degrade');
+    const pct = policy(
+      'q',
+      {},
+      { limits: { maxOpenCases: 10, maxCordonedNodes: 10, maxCordonedNodesPercent: 20 } },
+    );
+    expect(
+      checkLimits(pct, 'n3', view({ cordonedNodes: new Set(['n1']), clusterNodes: 10 }), global).action,
+    ).toBe('open');
+    expect(
+      checkLimits(pct, 'n3', view({ cordonedNodes: new Set(['n1', 'n2']), clusterNodes: 10 }), global).action,
+    ).toBe('degrade');
   });
   it('opens normally when the policy does not cordon or taint', () => {
-    const soft = policy('s', {}, { containment: { cordonNode: false, taintNode: false }, limits: { maxCordonedNodes: 0 } });
-    expect(checkLimits(soft, 'n9', view({ cordonedNodes: new Set(['n1', 'n2', 'n3']) }), global).action).toBe('open');
+    const soft = policy(
+      's',
+      {},
+      { containment: { cordonNode: false, taintNode: false }, limits: { maxCordonedNodes: 0 } },
+    );
+    expect(checkLimits(soft, 'n9', view({ cordonedNodes: new Set(['n1', 'n2', 'n3']) }), global).action).toBe(
+      'open',
+    );
   });
   it.each([
     [0, 10, 0],
@@ -110,5 +171,7 @@ describe('checkLimits', () => {
     [10, 3, 1],
     [50, 10, 5],
     [20, undefined, 1],
-  ])('%i%% of %s nodes allows %i', (pct, nodes, allowed) => expect(nodesAllowedByPercent(pct, nodes)).toBe(allowed));
+  ])('%i%% of %s nodes allows %i', (pct, nodes, allowed) =>
+    expect(nodesAllowedByPercent(pct, nodes)).toBe(allowed),
+  );
 });
