@@ -62,6 +62,20 @@ try {
   pods.start();
   await pods.waitForSync();
 
+  // When each case appeared on the API server, to split the latency into intake and controller.
+  const opened = new Map<string, number>();
+  const cases = new Informer(apiListWatch(admin, `/apis/${API_VERSION}/forensiccases`), {
+    logger: silentLogger,
+  });
+  cases.addHandler({
+    onAdd: (c) => {
+      const pod = (c as { spec?: { target?: { pod?: string } } }).spec?.target?.pod;
+      if (pod && !opened.has(pod)) opened.set(pod, performance.now());
+    },
+  });
+  cases.start();
+  await cases.waitForSync();
+
   const kubeconfig = join(cluster.dir, 'operator.kubeconfig');
   writeFileSync(kubeconfig, (await operatorKubeConfig(cluster)).exportConfig());
   const token = randomBytes(16).toString('hex');
@@ -88,9 +102,11 @@ try {
   const podNames = (await w.core.listNamespacedPod({ namespace: 'shop' })).items.map(
     (p) => p.metadata!.name!,
   );
+  const sent = new Map<string, number>();
   async function alert(pod: string): Promise<number> {
     const done = new Promise<void>((resolve) => waiters.set(pod, resolve));
     const start = performance.now();
+    sent.set(pod, start);
     const res = await postLikeFalcosidekick(
       url,
       fixture.replaceAll('"default"', '"shop"').replaceAll('"alpine"', `"${pod}"`),
@@ -107,9 +123,23 @@ try {
   const many = await Promise.all(Array.from({ length: burst }, (_, i) => alert(podNames[sequential + i]!)));
   console.log(summary('alert -> pod isolated, 1 alert at a time', one));
   console.log(summary(`alert -> pod isolated, ${burst} pods alerted at once`, many));
+  const burstPods = podNames.slice(sequential, sequential + burst);
+  console.log(
+    summary(
+      `  of which alert -> case on the API server`,
+      burstPods.map((p) => opened.get(p)! - sent.get(p)!),
+    ),
+  );
+  console.log(
+    summary(
+      `  of which case on the API server -> pod isolated`,
+      burstPods.map((p) => isolated.get(p)! - opened.get(p)!),
+    ),
+  );
   console.log(`${burst} pods alerted at once: all isolated after ${(performance.now() - t0).toFixed(0)} ms`);
   await operator.stop();
   await pods.stop();
+  await cases.stop();
 } finally {
   await cluster.stop();
 }

@@ -1,3 +1,4 @@
+import { FINALIZER } from '../containment/labels.js';
 import { createHash } from 'node:crypto';
 import { API_VERSION } from '../api/common.js';
 import {
@@ -199,6 +200,9 @@ export function buildCase(args: {
     metadata: {
       name,
       labels: { ...CASE_LABELS },
+      // Born with the release finalizer: the case controller need not add it (one write less
+      // between the alert and the isolated pod).
+      finalizers: [FINALIZER],
       ...(degraded ? { annotations: { 'forensics.amber.io/degraded': degraded.slice(0, 1024) } } : {}),
     },
     spec,

@@ -425,22 +425,12 @@ export class IntakeEngine {
    * order); after a failure no further case is started, and the pass backs off.
    */
   private async flushPass(): Promise<void> {
-    let failed: PendingCase | undefined;
-    await Promise.all(
-      [...this.pending.values()].map((entry) =>
-        this.writers(async () => {
-          if (failed || this.pending.get(entry.name) !== entry) return;
-          let ok: boolean;
-          try {
-            ok = await this.flushEntry(entry);
-          } catch (err) {
-            this.log.warn({ err: errorMessage(err), case: entry.name }, 'write failed');
-            ok = false;
-          }
-          if (!ok) failed ??= entry;
-        }),
-      ),
+    // New cases first, all of them, then the alert counts: containment waits on the creates.
+    let failed = await this.writeEach(
+      [...this.pending.values()].filter((e) => e.create),
+      true,
     );
+    if (!failed) failed = await this.writeEach([...this.pending.values()], false);
     if (failed) {
       const delayMs = Math.min(this.backoff.baseMs * 2 ** this.failures, this.backoff.maxMs);
       this.failures++;
@@ -454,12 +444,34 @@ export class IntakeEngine {
     this.failures = 0;
   }
 
+  /** Writes entries, several at once; the first that fails is returned and no further one starts. */
+  private async writeEach(entries: PendingCase[], createOnly: boolean): Promise<PendingCase | undefined> {
+    let failed: PendingCase | undefined;
+    await Promise.all(
+      entries.map((entry) =>
+        this.writers(async () => {
+          if (failed || this.pending.get(entry.name) !== entry) return;
+          let ok: boolean;
+          try {
+            ok = await this.flushEntry(entry, createOnly);
+          } catch (err) {
+            this.log.warn({ err: errorMessage(err), case: entry.name }, 'write failed');
+            ok = false;
+          }
+          if (!ok) failed ??= entry;
+        }),
+      ),
+    );
+    return failed;
+  }
+
   /** True when the entry is done or made progress; false on a failure worth retrying later. */
-  private async flushEntry(entry: PendingCase): Promise<boolean> {
+  private async flushEntry(entry: PendingCase, createOnly = false): Promise<boolean> {
     if (entry.create) {
       const created = await this.tryCreate(entry);
       if (created !== 'done') return created === 'moved';
     }
+    if (createOnly) return true;
     if (entry.delta.count === 0) {
       this.pending.delete(entry.name);
       return true;
