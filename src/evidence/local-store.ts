@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
 import { silentLogger } from '../observability/logger.js';
 import { DigestingStream, sha256OfStream, toReadable } from './hashing.js';
-import { storeMetrics, type StoreMetrics } from './metrics.js';
+import { recordedPut, storeMetrics, type StoreMetrics } from './metrics.js';
 import {
   bookkeepingDir,
   digestRecordSchema,
@@ -63,45 +63,31 @@ export class LocalEvidenceStore implements EvidenceStore {
     const path = this.artifactPath(caseId, name);
     const uri = pathToFileURL(path).href;
     const source = toReadable(body);
-    const endTimer = this.metrics.putSeconds.startTimer({ store: 'local' });
-    try {
-      // Fail before streaming a large body into a file that cannot be published anyway.
-      if (await exists(path)) throw new ArtifactExistsError(uri);
-      const digester = new DigestingStream();
-      await this.writeOnce(caseId, path, uri, source, digester);
-      const record: DigestRecord = {
-        sha256: digester.sha256,
-        size: digester.bytes,
-        storedAt: new Date().toISOString(),
-        ...(meta && { metadata: meta }),
-      };
-      // The artifact first, its digest record second: a crash in between leaves an artifact
-      // whose digest list() recomputes, never a record pointing at nothing.
-      const recordPath = this.digestRecordPath(caseId, name);
-      await this.writeOnce(
-        caseId,
-        recordPath,
-        pathToFileURL(recordPath).href,
-        toReadable(JSON.stringify(record)),
-      );
-      this.metrics.artifacts.inc({ store: 'local', result: 'stored' });
-      this.metrics.bytes.inc({ store: 'local' }, record.size);
-      this.logger.info(
-        { caseId, artifact: name, size: record.size, sha256: record.sha256 },
-        'artifact stored',
-      );
-      return { name, uri, size: record.size, sha256: record.sha256, ...(meta && { metadata: meta }) };
-    } catch (err) {
-      // Whatever was not read of the body is abandoned: release it (an open file, a pipe).
-      source.destroy();
-      this.metrics.artifacts.inc({
-        store: 'local',
-        result: err instanceof ArtifactExistsError ? 'exists' : 'error',
-      });
-      throw err;
-    } finally {
-      endTimer();
-    }
+    return recordedPut(
+      { metrics: this.metrics, logger: this.logger, store: 'local', caseId, source },
+      async () => {
+        // Fail before streaming a large body into a file that cannot be published anyway.
+        if (await exists(path)) throw new ArtifactExistsError(uri);
+        const digester = new DigestingStream();
+        await this.writeOnce(caseId, path, uri, source, digester);
+        const record: DigestRecord = {
+          sha256: digester.sha256,
+          size: digester.bytes,
+          storedAt: new Date().toISOString(),
+          ...(meta && { metadata: meta }),
+        };
+        // The artifact first, its digest record second: a crash in between leaves an artifact
+        // whose digest list() recomputes, never a record pointing at nothing.
+        const recordPath = this.digestRecordPath(caseId, name);
+        await this.writeOnce(
+          caseId,
+          recordPath,
+          pathToFileURL(recordPath).href,
+          toReadable(JSON.stringify(record)),
+        );
+        return { name, uri, size: record.size, sha256: record.sha256, ...(meta && { metadata: meta }) };
+      },
+    );
   }
 
   async get(caseId: string, name: string): Promise<Readable> {

@@ -1,4 +1,7 @@
+import type { Readable } from 'node:stream';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Logger } from '../observability/logger.js';
+import { ArtifactExistsError, type StoredArtifact } from './store.js';
 
 /** Evidence store metrics, shared by every store registered on the same Registry. */
 export interface StoreMetrics {
@@ -37,4 +40,38 @@ export function storeMetrics(registry: Registry): StoreMetrics {
         registers: [registry],
       }),
   };
+}
+
+/**
+ * The bookkeeping every store's put shares: time it, count the result and the bytes, log what
+ * was stored, and on failure release what was not read of the body (an open file, a pipe).
+ */
+export async function recordedPut(
+  ctx: { metrics: StoreMetrics; logger: Logger; store: 's3' | 'local'; caseId: string; source: Readable },
+  write: () => Promise<StoredArtifact>,
+): Promise<StoredArtifact> {
+  const { metrics, store } = ctx;
+  const endTimer = metrics.putSeconds.startTimer({ store });
+  try {
+    const stored = await write();
+    metrics.artifacts.inc({ store, result: 'stored' });
+    metrics.bytes.inc({ store }, stored.size);
+    ctx.logger.info(
+      {
+        caseId: ctx.caseId,
+        artifact: stored.name,
+        size: stored.size,
+        sha256: stored.sha256,
+        ...(stored.retainUntil && { retainUntil: stored.retainUntil }),
+      },
+      'artifact stored',
+    );
+    return stored;
+  } catch (err) {
+    ctx.source.destroy();
+    metrics.artifacts.inc({ store, result: err instanceof ArtifactExistsError ? 'exists' : 'error' });
+    throw err;
+  } finally {
+    endTimer();
+  }
 }

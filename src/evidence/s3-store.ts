@@ -19,7 +19,7 @@ import { z } from 'zod';
 import type { Logger } from '../observability/logger.js';
 import { silentLogger } from '../observability/logger.js';
 import { DigestingStream, sha256OfStream, toReadable } from './hashing.js';
-import { storeMetrics, type StoreMetrics } from './metrics.js';
+import { recordedPut, storeMetrics, type StoreMetrics } from './metrics.js';
 import {
   bookkeepingDir,
   digestRecordSchema,
@@ -183,95 +183,75 @@ export class S3EvidenceStore implements EvidenceStore {
     const key = this.key(caseId, name);
     const uri = `s3://${this.bucket}/${key}`;
     const source = toReadable(body);
-    const endTimer = this.metrics.putSeconds.startTimer({ store: 's3' });
-    try {
-      // If-None-Match protects against races; this HEAD just avoids streaming gigabytes to a refusal.
-      if (await this.head(key)) throw new ArtifactExistsError(uri);
-      const until = retainUntil(retention.period);
-      const lock = {
-        ObjectLockMode: retention.mode,
-        ObjectLockRetainUntilDate: until,
-        ...(retention.legalHold && { ObjectLockLegalHoldStatus: 'ON' as const }),
-      };
-      // A token of this put, so a retried CompleteMultipartUpload that finds "our" object
-      // (the first attempt committed, its answer was lost) is told apart from someone else's.
-      const putId = randomUUID();
-      const digester = new DigestingStream();
-      // Errors reach Upload through `digester`, which pipeline() destroys with the cause.
-      const hashed = pipeline(source, digester, () => undefined);
-      const upload = new Upload({
-        client: this.client,
-        partSize: this.partSize,
-        queueSize: this.queueSize,
-        leavePartsOnError: false,
-        params: {
-          Bucket: this.bucket,
-          Key: key,
-          Body: hashed,
-          ContentType: meta?.contentType ?? 'application/octet-stream',
-          ChecksumAlgorithm: 'SHA256',
-          IfNoneMatch: '*',
-          Metadata: { ...userMetadata(meta), 'amber-put-id': putId },
-          ...lock,
-        },
-      });
-      let versionId: string | undefined;
-      let storeChecksum: string | undefined;
-      try {
-        const result = await upload.done();
-        versionId = result.VersionId;
-        storeChecksum = result.ChecksumSHA256;
-      } catch (err) {
-        if (!isPreconditionFailed(err)) throw err;
-        const existing = await this.head(key);
-        if (existing?.Metadata?.['amber-put-id'] !== putId) throw new ArtifactExistsError(uri);
-        versionId = existing.VersionId;
-        storeChecksum = existing.ChecksumSHA256;
-      }
-      const record: DigestRecord = {
-        sha256: digester.sha256,
-        size: digester.bytes,
-        storedAt: new Date().toISOString(),
-        ...(meta && { metadata: meta }),
-        ...(versionId && { versionId }),
-        ...(storeChecksum && { storeChecksumSha256: storeChecksum }),
-      };
-      checkSinglePartChecksum(uri, record);
-      await this.putDigestRecord(caseId, name, record, lock);
-      this.metrics.artifacts.inc({ store: 's3', result: 'stored' });
-      this.metrics.bytes.inc({ store: 's3' }, record.size);
-      this.logger.info(
-        {
-          caseId,
-          artifact: name,
+    return recordedPut(
+      { metrics: this.metrics, logger: this.logger, store: 's3', caseId, source },
+      async () => {
+        // If-None-Match protects against races; this HEAD just avoids streaming gigabytes to a refusal.
+        if (await this.head(key)) throw new ArtifactExistsError(uri);
+        const until = retainUntil(retention.period);
+        const lock = {
+          ObjectLockMode: retention.mode,
+          ObjectLockRetainUntilDate: until,
+          ...(retention.legalHold && { ObjectLockLegalHoldStatus: 'ON' as const }),
+        };
+        // A token of this put, so a retried CompleteMultipartUpload that finds "our" object
+        // (the first attempt committed, its answer was lost) is told apart from someone else's.
+        const putId = randomUUID();
+        const digester = new DigestingStream();
+        // Errors reach Upload through `digester`, which pipeline() destroys with the cause.
+        const hashed = pipeline(source, digester, () => undefined);
+        const upload = new Upload({
+          client: this.client,
+          partSize: this.partSize,
+          queueSize: this.queueSize,
+          leavePartsOnError: false,
+          params: {
+            Bucket: this.bucket,
+            Key: key,
+            Body: hashed,
+            ContentType: meta?.contentType ?? 'application/octet-stream',
+            ChecksumAlgorithm: 'SHA256',
+            IfNoneMatch: '*',
+            Metadata: { ...userMetadata(meta), 'amber-put-id': putId },
+            ...lock,
+          },
+        });
+        let versionId: string | undefined;
+        let storeChecksum: string | undefined;
+        try {
+          const result = await upload.done();
+          versionId = result.VersionId;
+          storeChecksum = result.ChecksumSHA256;
+        } catch (err) {
+          if (!isPreconditionFailed(err)) throw err;
+          const existing = await this.head(key);
+          if (existing?.Metadata?.['amber-put-id'] !== putId) throw new ArtifactExistsError(uri);
+          versionId = existing.VersionId;
+          storeChecksum = existing.ChecksumSHA256;
+        }
+        const record: DigestRecord = {
+          sha256: digester.sha256,
+          size: digester.bytes,
+          storedAt: new Date().toISOString(),
+          ...(meta && { metadata: meta }),
+          ...(versionId && { versionId }),
+          ...(storeChecksum && { storeChecksumSha256: storeChecksum }),
+        };
+        checkSinglePartChecksum(uri, record);
+        await this.putDigestRecord(caseId, name, record, lock);
+        return {
+          name,
+          uri,
           size: record.size,
           sha256: record.sha256,
           retainUntil: until.toISOString(),
-        },
-        'artifact stored',
-      );
-      return {
-        name,
-        uri,
-        size: record.size,
-        sha256: record.sha256,
-        retainUntil: until.toISOString(),
-        retentionMode: retention.mode,
-        legalHold: retention.legalHold,
-        ...(versionId && { versionId }),
-        ...(meta && { metadata: meta }),
-      };
-    } catch (err) {
-      // Whatever was not read of the body is abandoned: release it (an open file, a pipe).
-      source.destroy();
-      this.metrics.artifacts.inc({
-        store: 's3',
-        result: err instanceof ArtifactExistsError ? 'exists' : 'error',
-      });
-      throw err;
-    } finally {
-      endTimer();
-    }
+          retentionMode: retention.mode,
+          legalHold: retention.legalHold,
+          ...(versionId && { versionId }),
+          ...(meta && { metadata: meta }),
+        };
+      },
+    );
   }
 
   async get(caseId: string, name: string): Promise<Readable> {
