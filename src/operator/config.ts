@@ -28,6 +28,8 @@ export const OperatorConfig = z.object({
   s3Endpoint: z.url().optional(),
   s3PathStyle: z.stringbool().optional(),
   signingKeySecret: z.string().min(1).optional(),
+  /** Secret the collection Jobs take S3 credentials from; `none` for workload identity (IRSA). */
+  s3CredentialsSecret: z.string().min(1).optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
@@ -53,6 +55,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     s3Endpoint: pick('S3_ENDPOINT'),
     s3PathStyle: pick('S3_PATH_STYLE'),
     signingKeySecret: pick('SIGNING_KEY_SECRET'),
+    s3CredentialsSecret: pick('S3_CREDENTIALS_SECRET'),
     localEvidenceDir: pick('LOCAL_EVIDENCE_DIR'),
   };
 }
@@ -65,6 +68,9 @@ export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | u
     namespace: cfg.namespace,
     ...(cfg.collectorImage ? { image: cfg.collectorImage } : {}),
     ...(cfg.signingKeySecret ? { signingKeySecret: { name: cfg.signingKeySecret } } : {}),
+    ...(cfg.s3CredentialsSecret
+      ? { s3CredentialsSecret: cfg.s3CredentialsSecret === 'none' ? null : cfg.s3CredentialsSecret }
+      : {}),
     evidence: {
       bucket: cfg.s3Bucket,
       endpoint: cfg.s3Endpoint,
