@@ -4,7 +4,7 @@
 // Falcosidekick posts them. Run: npx tsx bench/alert-to-isolated.ts [sequential=20] [burst=100]
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { API_VERSION } from '../src/api/common.js';
 import { CASE_LABEL } from '../src/containment/labels.js';
@@ -15,7 +15,7 @@ import { Informer, apiListWatch } from '../src/runtime/informer.js';
 import { postLikeFalcosidekick } from '../test/testenv/falcosidekick.js';
 import { startCluster } from '../test/testenv/kube.js';
 import { freePort } from '../test/testenv/ports.js';
-import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../test/testenv/rbac.js';
+import { OPERATOR_NAMESPACE, operatorKubeconfigFile } from '../test/testenv/rbac.js';
 import { benchWorkload } from './cluster.js';
 import { summary } from './stats.js';
 
@@ -76,8 +76,7 @@ try {
   cases.start();
   await cases.waitForSync();
 
-  const kubeconfig = join(cluster.dir, 'operator.kubeconfig');
-  writeFileSync(kubeconfig, (await operatorKubeConfig(cluster)).exportConfig());
+  const kubeconfig = await operatorKubeconfigFile(cluster);
   const token = randomBytes(16).toString('hex');
   const logger = createLogger({ component: 'operator' });
   logger.level = process.env.AMBER_LOG_LEVEL ?? 'error';
@@ -95,7 +94,7 @@ try {
     }),
     logger,
   );
-  const url = operator.intake!.url.replace('0.0.0.0', '127.0.0.1');
+  const url = operator.intake!.url;
   // Wait for leadership: a follower's alerts would wait for the leader's reconcile anyway.
   while (!operator.manager.isLeader()) await new Promise((r) => setTimeout(r, 50));
 

@@ -170,7 +170,7 @@ try {
     .replaceAll('"alpine"', '"web-0"')
     .replaceAll('5892b41bcf46', suspect.id.slice(0, 12));
   const started = Date.now();
-  const res = await postLikeFalcosidekick(operator.intake!.url.replace('0.0.0.0', '127.0.0.1'), event, {
+  const res = await postLikeFalcosidekick(operator.intake!.url, event, {
     Authorization: `Bearer ${token}`,
   });
   console.log(`  webhook answered ${res.status} ${res.body}`);

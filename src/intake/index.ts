@@ -1,3 +1,4 @@
+import { dialable } from '../observability/metrics.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -106,7 +107,7 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
     { sink: engine, token: opts.token, metrics, logger: log, bodyLimit: opts.bodyLimit },
     { https: opts.tls },
   );
-  const url = await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' });
+  const url = dialable(await app.listen({ port: opts.port, host: opts.host ?? '0.0.0.0' }));
   log.info({ url, tls: Boolean(opts.tls) }, 'intake listening');
 
   return {

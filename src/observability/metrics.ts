@@ -9,3 +9,8 @@ export function createRegistry(withDefaults = false): Registry {
   if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'amber_process_' });
   return registry;
 }
+
+/** A listen URL a local client can dial: the wildcard bind address (0.0.0.0) is not one. */
+export function dialable(url: string): string {
+  return url.replace('//0.0.0.0:', '//127.0.0.1:');
+}

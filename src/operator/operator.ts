@@ -4,7 +4,7 @@ import { caseController } from '../cases/controller.js';
 import { loadKubeConfig } from '../kube/config.js';
 import { startIntake, type RunningIntake } from '../intake/index.js';
 import type { Logger } from '../observability/logger.js';
-import { createRegistry } from '../observability/metrics.js';
+import { createRegistry, dialable } from '../observability/metrics.js';
 import { Manager } from '../runtime/manager.js';
 import { collectionConfig, type OperatorConfig } from './config.js';
 import type { CollectionConfigInput } from '../collection/config.js';
@@ -62,7 +62,7 @@ export async function runOperator(
   probes.get('/readyz', async (_req, reply) =>
     manager.ready() ? 'ok' : reply.code(503).send('caches not synced'),
   );
-  const metricsUrl = await probes.listen({ port: cfg.metricsPort, host: '0.0.0.0' });
+  const metricsUrl = dialable(await probes.listen({ port: cfg.metricsPort, host: '0.0.0.0' }));
 
   await manager.start();
   let intake: RunningIntake | undefined;

@@ -4,7 +4,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import type { Cluster } from './kube.js';
@@ -39,4 +39,11 @@ export async function operatorKubeConfig(cluster: Cluster): Promise<KubeConfig> 
 
 function ignoreExists(err: unknown): void {
   if ((err as { code?: number }).code !== 409) throw err;
+}
+
+/** The same, written to a kubeconfig file in the cluster's directory (for `amber operator`). */
+export async function operatorKubeconfigFile(cluster: Cluster): Promise<string> {
+  const path = join(cluster.dir, 'operator.kubeconfig');
+  writeFileSync(path, (await operatorKubeConfig(cluster)).exportConfig());
+  return path;
 }

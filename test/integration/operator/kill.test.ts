@@ -1,5 +1,4 @@
 import { NetworkingV1Api } from '@kubernetes/client-node';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +7,7 @@ import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { freePort } from '../../testenv/ports.js';
 import { ManagedProcess } from '../../testenv/process.js';
-import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
+import { OPERATOR_NAMESPACE, operatorKubeconfigFile } from '../../testenv/rbac.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads } from '../../testenv/workload.js';
 
@@ -30,8 +29,7 @@ describe('amber operator killed mid-work and restarted', () => {
     await w.node('node-k');
     await w.namespace('shop');
     await w.replicaSet('shop', 'api', 'node-k', cases);
-    kubeconfig = join(cluster.dir, 'operator.kubeconfig');
-    writeFileSync(kubeconfig, (await operatorKubeConfig(cluster)).exportConfig());
+    kubeconfig = await operatorKubeconfigFile(cluster);
   });
   afterAll(async () => cluster?.stop());
 

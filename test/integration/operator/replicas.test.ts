@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/observability/logger.js';
@@ -9,7 +9,7 @@ import { installCrds } from '../../testenv/crds.js';
 import { postLikeFalcosidekick } from '../../testenv/falcosidekick.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { freePort } from '../../testenv/ports.js';
-import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
+import { OPERATOR_NAMESPACE, operatorKubeconfigFile } from '../../testenv/rbac.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads } from '../../testenv/workload.js';
 
@@ -27,7 +27,7 @@ const alertFor = (pod: string) =>
   fixture.replaceAll('"default"', '"shop"').replaceAll('"alpine"', `"${pod}"`);
 
 async function reconciles(op: RunningOperator): Promise<number> {
-  const text = await (await fetch(`${op.metricsUrl.replace('0.0.0.0', '127.0.0.1')}/metrics`)).text();
+  const text = await (await fetch(`${op.metricsUrl}/metrics`)).text();
   return text
     .split('\n')
     .filter((l) => l.startsWith('amber_reconcile_total{controller="forensiccase"'))
@@ -59,8 +59,7 @@ describe('two operator replicas', () => {
         spec: { collection: { enabled: false } },
       },
     });
-    const kubeconfig = join(cluster.dir, 'operator.kubeconfig');
-    writeFileSync(kubeconfig, (await operatorKubeConfig(cluster)).exportConfig());
+    const kubeconfig = await operatorKubeconfigFile(cluster);
     const start = async () =>
       runOperator(
         OperatorConfig.parse({
@@ -84,8 +83,7 @@ describe('two operator replicas', () => {
   });
 
   it('is ready on both, acts on one, and the other takes over when the leader stops', async () => {
-    for (const op of [a, b])
-      expect((await fetch(`${op.metricsUrl.replace('0.0.0.0', '127.0.0.1')}/readyz`)).status).toBe(200);
+    for (const op of [a, b]) expect((await fetch(`${op.metricsUrl}/readyz`)).status).toBe(200);
     await waitFor(
       'a leader',
       async () => [a.manager.isLeader(), b.manager.isLeader()],
@@ -95,11 +93,9 @@ describe('two operator replicas', () => {
 
     // The follower's webhook takes the alert; the leader contains.
     const pods = await w.runningPods('shop', 'app=web', 2);
-    const res = await postLikeFalcosidekick(
-      follower.intake!.url.replace('0.0.0.0', '127.0.0.1'),
-      alertFor(pods[0]!.metadata!.name!),
-      { Authorization: `Bearer ${token}` },
-    );
+    const res = await postLikeFalcosidekick(follower.intake!.url, alertFor(pods[0]!.metadata!.name!), {
+      Authorization: `Bearer ${token}`,
+    });
     expect(res.status).toBe(202);
     const first = (JSON.parse(res.body) as { case: string }).case;
     await w.waitForPhase(first, 'Contained');
@@ -118,11 +114,9 @@ describe('two operator replicas', () => {
     const [next] = (await w.runningPods('shop', 'app=web', 2)).filter(
       (p) => !p.metadata?.labels?.['forensics.amber.io/case'],
     );
-    const res2 = await postLikeFalcosidekick(
-      follower.intake!.url.replace('0.0.0.0', '127.0.0.1'),
-      alertFor(next!.metadata!.name!),
-      { Authorization: `Bearer ${token}` },
-    );
+    const res2 = await postLikeFalcosidekick(follower.intake!.url, alertFor(next!.metadata!.name!), {
+      Authorization: `Bearer ${token}`,
+    });
     await w.waitForPhase((JSON.parse(res2.body) as { case: string }).case, 'Contained');
     expect(await reconciles(follower)).toBeGreaterThan(0);
   });
