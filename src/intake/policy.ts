@@ -1,6 +1,6 @@
-import picomatch from 'picomatch';
 import { FALCO_PRIORITIES, type FalcoPriority, type ResponsePolicySpec } from '../api/responsepolicy.js';
 import type { Alert, FieldValue } from './falco.js';
+import { matches } from './wildcard.js';
 
 /**
  * Pure decisions of the intake: does a policy match an alert, which policy wins, and what may be
@@ -14,20 +14,8 @@ export interface NamedPolicy {
 
 const rank = (p: FalcoPriority): number => FALCO_PRIORITIES.indexOf(p);
 
-/** Compiled globs are cached: policies are few, alerts are many. */
-const matchers = new Map<string, picomatch.Matcher>();
-function globMatch(pattern: string, value: string): boolean {
-  let m = matchers.get(pattern);
-  if (!m) {
-    // dot: rule names and values may contain dots; nothing here is a path.
-    m = picomatch(pattern, { dot: true, nobrace: false });
-    if (matchers.size > 10_000) matchers.clear();
-    matchers.set(pattern, m);
-  }
-  return m(value);
-}
-
-const anyGlob = (patterns: string[], value: string) => patterns.some((p) => globMatch(p, value));
+/** Wildcards (`*`, `?`), linear in the value, over at most MATCH_CAP characters (wildcard.ts, ADR 0011). */
+const anyGlob = (patterns: string[], value: string) => patterns.some((p) => matches(p, value));
 
 function fieldText(v: FieldValue | undefined): string | undefined {
   if (v === undefined || v === null) return undefined;
