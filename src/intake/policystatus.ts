@@ -15,7 +15,7 @@ export const IN_FORCE = 'InForce';
 export interface PolicyItem {
   metadata?: { name?: string; generation?: number; resourceVersion?: string };
   spec?: unknown;
-  status?: { observedGeneration?: number; conditions?: Condition[] };
+  status?: { observedGeneration?: number; conditions?: readonly Condition[] };
 }
 
 export interface PolicyEvaluation {
