@@ -180,20 +180,24 @@ function shiftAndFind(s: string, from: number, limit: number, m: ShiftAnd): numb
   }
   const state = new Uint32Array(words);
   const topWord = words - 1;
-  // Bits move up one place per step: words above `active` are still zero and are skipped.
+  // Bits move up one place per step, so only the words up to one above the highest non-zero
+  // word can change: the rest are skipped (a value that breaks the segment early stays cheap).
   let active = 0;
-  for (let i = from, steps = 0; i < limit; steps++) {
+  for (let i = from; i < limit;) {
     const cp = s.codePointAt(i)!;
     i += cp > 0xffff ? 2 : 1;
     const mask = (cp < 128 ? ascii[cp] : other.get(cp)) ?? any;
-    if (active < topWord && steps >= (active + 1) * 32) active++;
     let carry = 1;
+    let highest = 0;
     for (let w = 0; w <= active; w++) {
       const v = state[w]!;
-      state[w] = ((v << 1) | carry) & mask[w]!;
+      const next = ((v << 1) | carry) & mask[w]!;
+      state[w] = next;
+      if (next !== 0) highest = w;
       carry = v >>> 31;
     }
     if (state[topWord]! & topBit) return i;
+    active = Math.min(highest + 1, topWord);
   }
   return -1;
 }

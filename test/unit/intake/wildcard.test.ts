@@ -139,6 +139,30 @@ describe('property: agrees with a regex reference', () => {
     );
   });
 
+  it('on segments longer than one machine word (33 to 100 code points, several words of automaton)', () => {
+    const longSegment = fc
+      .array(fc.constantFrom('a', 'a', 'b', '?', '😀'), { minLength: 33, maxLength: 100 })
+      .map((a) => a.join(''));
+    const text = fc
+      .array(fc.constantFrom('a', 'a', 'a', 'b', '😀'), { maxLength: 260 })
+      .map((a) => a.join(''));
+    fc.assert(
+      fc.property(longSegment, text, fc.constantFrom('*%*', 'a*%*b', '*%*a*', '*%'), (seg, v, shape) => {
+        const p = shape.replace('%', seg);
+        return wildcardMatch(compileWildcard(p), v) === reference(p, v);
+      }),
+      { numRuns: 3_000 },
+    );
+    // And one that must match: the segment with its `?` filled in, inside a longer text.
+    fc.assert(
+      fc.property(longSegment, text, text, (seg, before, after) => {
+        const v = before + seg.replaceAll('?', 'b') + after;
+        return wildcardMatch(compileWildcard(`*${seg}*`), v);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
   it('on values built to contain the pattern', () => {
     // Replace each wildcard by random text so that a match exists, then check both agree (true).
     const filled = fc.tuple(pattern, fc.array(value, { minLength: 12, maxLength: 12 })).map(([p, fills]) => {
