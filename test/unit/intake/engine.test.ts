@@ -231,6 +231,26 @@ describe('IntakeEngine decisions', () => {
     ]);
   });
 
+  it("protects Falco's and Falcosidekick's namespaces by default", () => {
+    const api = new MemoryCaseApi();
+    const engine = new IntakeEngine({
+      api,
+      logger: silentLogger,
+      metrics: createIntakeMetrics(createRegistry()),
+    });
+    engine.setPolicies([{ name: 'all', spec: ResponsePolicySpec.parse({ match: { auditTargets: true } }) }]);
+    for (const namespace of ['falco', 'falcosidekick', 'kube-system'])
+      expect(
+        engine.accept(alert('x', undefined, { target: { namespace, pod: 'falco-abcde' } })),
+      ).toMatchObject({
+        outcome: 'not-acted',
+        reason: 'protected-namespace',
+      });
+    expect(engine.accept(alert('x', undefined, { target: { namespace: 'shop', pod: 'x' } })).outcome).toBe(
+      'opened',
+    );
+  });
+
   it('never acts in a protected namespace unless a policy names it', () => {
     const { engine } = setup({ limits: { protectedNamespaces: ['kube-system'] } });
     const a = alert('coredns', undefined, { target: { namespace: 'kube-system', pod: 'coredns' } });

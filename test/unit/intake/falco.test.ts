@@ -104,6 +104,24 @@ describe('parseFalcoBody on real Falco events', () => {
     expect(toAlert(parseFalcoBody(body)).target).toBeUndefined();
   });
 
+  it('treats any target read from ka.target.* as the object of an audited request, whatever the source', () => {
+    const body = JSON.stringify({
+      rule: 'r',
+      priority: 'Warning',
+      time: '2024-01-01T00:00:00Z',
+      source: 'k8saudit-eks',
+      output_fields: {
+        'ka.target.resource': 'pods',
+        'ka.target.namespace': 'shop',
+        'ka.target.name': 'web-0',
+      },
+    });
+    expect(toAlert(parseFalcoBody(body))).toMatchObject({
+      target: { namespace: 'shop', pod: 'web-0' },
+      auditRequest: { responseCode: undefined },
+    });
+  });
+
   it.each([
     ['"200"', '200', 200],
     ['a number', 403, 403],
