@@ -162,6 +162,14 @@ describe('intake against a real kube-apiserver', () => {
     expect(await outcome(nginx('k8saudit-disallowed-user-denied.json'))).toMatchObject({
       reason: 'audit-request-not-succeeded',
     });
+    // The attack of issue 10: get Falco itself contained with a request naming its pod. Refused:
+    // nothing; even allowed, Falco's namespace is protected by default.
+    expect(
+      await outcome(aimAtPod(fixture('k8saudit-disallowed-user-denied.json'), 'falco', 'falco-x7k2p')),
+    ).toMatchObject({ reason: 'audit-request-not-succeeded' });
+    expect(
+      await outcome(aimAtPod(fixture('k8saudit-disallowed-user.json'), 'falco', 'falco-x7k2p')),
+    ).toMatchObject({ outcome: 'not-acted', reason: 'protected-namespace' });
     // About another object (a nodepool): no target.
     expect(await outcome(fixture('k8saudit-disallowed-user.json'))).toMatchObject({
       outcome: 'not-acted',
@@ -177,7 +185,7 @@ describe('intake against a real kube-apiserver', () => {
       (await listCases()).find((c) => c.spec.target.pod.startsWith('nginx'))?.status?.alerts?.count,
     ).toBe(1);
     expect(await registry.metrics()).toMatch(
-      /amber_alerts_not_acted_total\{reason="audit-request-not-succeeded"\} 3/,
+      /amber_alerts_not_acted_total\{reason="audit-request-not-succeeded"\} 4/,
     );
   });
 
