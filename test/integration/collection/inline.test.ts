@@ -243,6 +243,11 @@ describe('inline collection: contained -> collected -> sealed', () => {
       afterStep: (step, caseName) => {
         if (caseName !== 'case-crash') return;
         if (step === 'seal' || crashed) {
+          if (!crashed) {
+            // What made the old version of this test flaky, made certain: an event about the
+            // case arrives while the pass runs, so the queue runs the case again at once.
+            doomed.controller.enqueue(caseName);
+          }
           // A dead process takes no further step either.
           crashed = true;
           apiLine.cut();
@@ -251,6 +256,10 @@ describe('inline collection: contained -> collected -> sealed', () => {
         }
       },
     });
+    const failedPasses = async () =>
+      (await (doomed.registry.getSingleMetric('amber_reconcile_total') as Counter).get()).values
+        .filter((v) => v.labels.result === 'error')
+        .reduce((n, v) => n + v.value, 0);
     await w.createCase('case-crash', caseSpec('victim-crash', { endpointFromOperator: true }));
     await waitFor(
       'crash at seal',
@@ -258,6 +267,8 @@ describe('inline collection: contained -> collected -> sealed', () => {
       (x) => x,
       90_000,
     );
+    // The crashed pass and the one the event brought back have both ended, in failure.
+    await waitFor('the pass after the crash', failedPasses, (n) => n >= 2);
     await doomed.stop();
     await Promise.all([apiLine.close(), s3Line.close()]);
     const afterCrash = await w.getCase('case-crash');
