@@ -1,24 +1,32 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { describeProcesses, groupMembers } from './procs.js';
 
 /**
  * A program the test environment started. Its output goes to a log file (shown when it fails
  * to start), and it is killed when the test process exits, even after a failed test.
+ *
+ * Each program runs in a process group of its own and every signal goes to the whole group: a
+ * wrapper (npx, a shell) that starts the real program cannot take a "kill" for it and leave the
+ * program running. stop() and kill() return only once no process of the group is left.
  */
 export class ManagedProcess {
   private exited: Promise<number | null>;
   private exitCode: number | null | undefined;
+  /** The child's PID, which is also its process group ID. */
+  readonly pid: number;
 
   private constructor(
     readonly name: string,
     readonly child: ChildProcess,
     readonly logFile: string,
   ) {
+    if (child.pid === undefined) throw new Error(`${name} did not start`);
+    this.pid = child.pid;
     this.exited = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
         this.exitCode = code ?? (signal ? -1 : null);
-        live.delete(this);
         resolve(code);
       }),
     );
@@ -36,7 +44,8 @@ export class ManagedProcess {
       env: { ...process.env, ...opts.env },
       cwd: opts.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
-      detached: false,
+      // Its own session and process group, whose ID is the child's PID.
+      detached: true,
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
@@ -67,27 +76,67 @@ export class ManagedProcess {
     throw new Error(`${this.name} not ready after ${timeoutMs} ms:\n${this.logTail()}`);
   }
 
+  /**
+   * Sends `signal` to the program's group, SIGKILL after `graceMs`; then SIGKILL to whatever
+   * of the group outlived its leader. Resolves once every process of the group is gone.
+   */
   async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
-    if (!this.running) return;
-    this.child.kill(signal);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+    if (this.running) {
+      signalGroup(this.pid, signal);
+      const timer = setTimeout(() => signalGroup(this.pid, 'SIGKILL'), graceMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    signalGroup(this.pid, 'SIGKILL');
+    await groupGone(this.name, this.pid);
+    live.delete(this);
   }
 
-  /** Simulates a crash: no chance to clean up. */
+  /** Simulates a crash: SIGKILL to every process of the group, no chance to clean up. */
   async kill(): Promise<void> {
     await this.stop('SIGKILL', 0);
   }
 }
 
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+/**
+ * Waits until no live process is left in the group. A SIGKILLed process is gone within
+ * milliseconds; the deadline only turns a process that cannot die (stuck in the kernel) into
+ * a loud failure instead of a hang.
+ */
+async function groupGone(name: string, pgid: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return; // ESRCH: not even a zombie left
+    }
+    const left = groupMembers(pgid); // zombies have exited: they do not count
+    if (left.length === 0) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `${name}: processes of group ${pgid} still running after SIGKILL:\n${describeProcesses(left)}`,
+      );
+    await sleep(20);
+  }
+}
+
 const live = new Set<ManagedProcess>();
-process.once('exit', () => {
-  for (const p of live) p.child.kill('SIGKILL');
-});
+const killAll = (): void => {
+  for (const p of live) signalGroup(p.pid, 'SIGKILL');
+};
+process.once('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
-    for (const p of live) p.child.kill('SIGKILL');
+    killAll();
     process.exit(130);
   });
 }

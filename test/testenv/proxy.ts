@@ -4,13 +4,16 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { freePort } from './ports.js';
 
 /**
- * A TCP pass-through on 127.0.0.1 in front of the API server (TLS goes through untouched), that
- * a test can cut: cut() drops every open connection and refuses new ones until restore(). It
- * makes one client lose the API server while others (and the server) carry on.
+ * A TCP pass-through on 127.0.0.1 in front of a server (the API server: TLS goes through
+ * untouched; MinIO), that a test can cut: cut() drops every open connection and refuses new
+ * ones until restore(). It makes one client lose the server while others (and the server)
+ * carry on.
  */
 export class CuttableProxy {
   private readonly sockets = new Set<Socket>();
   private cutOff = false;
+  /** Connections refused while cut: a client's attempts to reconnect, counted. */
+  refused = 0;
 
   private readonly server: Server;
 
@@ -19,7 +22,10 @@ export class CuttableProxy {
     targetPort: number,
   ) {
     this.server = createServer((client) => {
-      if (this.cutOff) return client.destroy();
+      if (this.cutOff) {
+        this.refused++;
+        return client.destroy();
+      }
       const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
       for (const s of [client, upstream]) {
         this.sockets.add(s);

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeCapabilities } from '../../src/collector/procfs.js';
+import { RUN_ENV } from './procs.js';
 import { baseLayer } from './rootfs.js';
 
 export interface ContainerOptions {
@@ -187,6 +188,9 @@ function runtimeSpec(bundle: string, opts: ContainerOptions): Record<string, unk
   spec.process.terminal = false;
   spec.process.args = opts.command;
   spec.process.env.push(...(opts.env ?? []));
+  // The container's processes do not inherit this process's environment: tag them for the
+  // suite's leftover check (global-setup.ts) like every other program it starts.
+  if (process.env[RUN_ENV]) spec.process.env.push(`${RUN_ENV}=${process.env[RUN_ENV]}`);
   spec.root.readonly = false;
   spec.hostname = 'amber-test';
   if (opts.allCapabilities) {

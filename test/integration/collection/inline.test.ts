@@ -1,4 +1,4 @@
-import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import type { Counter } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
@@ -10,6 +10,7 @@ import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
 import { startCaseController } from '../../testenv/operator.js';
+import { CuttableProxy, throughProxy } from '../../testenv/proxy.js';
 import { operatorKubeConfig } from '../../testenv/rbac.js';
 import { startContainer, type TestContainer } from '../../testenv/runc.js';
 import { waitFor } from '../../testenv/wait.js';
@@ -43,7 +44,8 @@ describe('inline collection: contained -> collected -> sealed', () => {
       prefix: 'amber',
       registry: createRegistry(),
     });
-  const caseSpec = (pod: string) => ({
+  /** endpointFromOperator: the case names no S3 endpoint; each operator's default applies. */
+  const caseSpec = (pod: string, opts: { endpointFromOperator?: boolean } = {}) => ({
     target: { namespace: 'shop', pod },
     reason: 'test: file dropped in /tmp',
     alert: {
@@ -53,17 +55,32 @@ describe('inline collection: contained -> collected -> sealed', () => {
       source: 'syscall',
     },
     evidence: {
-      store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' },
+      store: {
+        type: 's3',
+        bucket: minio.bucket,
+        prefix: 'amber/',
+        ...(!opts.endpointFromOperator && { endpoint: minio.endpoint }),
+      },
       retention: { mode: 'GOVERNANCE', days: 1 },
     },
   });
-  const startOperator = async (afterStep?: (s: string) => void) =>
-    startCaseController(await operatorKubeConfig(cluster), {
-      afterStep,
-      retryBaseDelayMs: afterStep ? 600_000 : undefined,
+  const startOperator = async (
+    opts: {
+      afterStep?: (step: string, caseName: string) => void;
+      kc?: KubeConfig;
+      /** The operator's default S3 endpoint, for cases that name none. */
+      s3Endpoint?: string;
+    } = {},
+  ) =>
+    startCaseController(opts.kc ?? (await operatorKubeConfig(cluster)), {
+      afterStep: opts.afterStep,
+      retryBaseDelayMs: opts.afterStep ? 600_000 : undefined,
       collection: {
         mode: 'inline',
-        evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
+        evidence: {
+          credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+          ...(opts.s3Endpoint && { endpoint: opts.s3Endpoint }),
+        },
         // The sandbox hides PID 1's namespaces: this test process stands for the host.
         inline: { hostReferencePid: process.pid, runtimeRoots: { runc: c.stateRoot } },
       },
@@ -209,39 +226,85 @@ describe('inline collection: contained -> collected -> sealed', () => {
     expect(((await w.getCase('case-inline')) as SealedView).status?.phase).toBe('Sealed');
   });
 
-  it('a crash between the manifest upload and the status write: the next operator finishes with the same manifest', async () => {
+  it('a crash between the manifest upload and the status write: the next operator finishes with the same manifest, exactly once', async () => {
     await operator.stop();
+    // The doomed operator reaches the API server and the store through proxies; at the crash
+    // point both are cut, so nothing it still had queued or in flight (a watch event that
+    // enqueues the case again, a retry) can reach the world: it can neither seal nor write.
+    // The case names no endpoint, so each operator reaches the store its own way.
+    const [apiLine, s3Line] = await Promise.all([
+      CuttableProxy.start(Number(new URL(cluster.server).port)),
+      CuttableProxy.start(Number(new URL(minio.endpoint).port)),
+    ]);
     let crashed = false;
-    const doomed = await startOperator((step) => {
-      if (step === 'seal' && !crashed) {
-        crashed = true;
-        throw new Error('simulated crash after the manifest upload');
-      }
+    const doomed = await startOperator({
+      kc: throughProxy(await operatorKubeConfig(cluster), apiLine),
+      s3Endpoint: `http://127.0.0.1:${s3Line.port}`,
+      afterStep: (step, caseName) => {
+        if (caseName !== 'case-crash') return;
+        if (step === 'seal' || crashed) {
+          if (!crashed) {
+            // What made the old version of this test flaky, made certain: an event about the
+            // case arrives while the pass runs, so the queue runs the case again at once.
+            doomed.controller.enqueue(caseName);
+          }
+          // A dead process takes no further step either.
+          crashed = true;
+          apiLine.cut();
+          s3Line.cut();
+          throw new Error(`simulated crash after ${step}`);
+        }
+      },
     });
-    await w.createCase('case-crash', caseSpec('victim-crash'));
+    const failedPasses = async () =>
+      (await (doomed.registry.getSingleMetric('amber_reconcile_total') as Counter).get()).values
+        .filter((v) => v.labels.result === 'error')
+        .reduce((n, v) => n + v.value, 0);
+    await w.createCase('case-crash', caseSpec('victim-crash', { endpointFromOperator: true }));
     await waitFor(
       'crash at seal',
       async () => crashed,
       (x) => x,
       90_000,
     );
+    // The crashed pass and the one the event brought back have both ended, in failure.
+    await waitFor('the pass after the crash', failedPasses, (n) => n >= 2);
     await doomed.stop();
+    await Promise.all([apiLine.close(), s3Line.close()]);
     const afterCrash = await w.getCase('case-crash');
     expect(afterCrash.status?.phase).not.toBe('Sealed');
-    const manifestVersions = () =>
-      objectVersions(minio.client(), minio.bucket, `amber/case-crash/${MANIFEST_NAME}`);
-    const first = await manifestVersions();
-    expect(first).toHaveLength(1);
+    expect(afterCrash.status?.conditions?.find((x) => x.type === 'EvidenceSealed')?.status).not.toBe('True');
+    const everything = () => objectVersions(minio.client(), minio.bucket, 'amber/case-crash/');
+    const stored = await everything();
+    expect(stored.filter((v) => v.startsWith(`amber/case-crash/${MANIFEST_NAME}@`))).toHaveLength(1);
 
-    operator = await startOperator();
+    operator = await startOperator({ s3Endpoint: minio.endpoint });
     const kase = (await w.waitForPhase('case-crash', 'Sealed', 90_000)) as SealedView;
-    expect(await manifestVersions()).toEqual(first);
+    // Exactly once: no object written again (not the manifest, not an artifact), ...
+    expect(await everything()).toEqual(stored);
     const manifest = (await store().list('case-crash')).find((a) => a.name === MANIFEST_NAME);
     expect(kase.status?.manifest?.sha256).toBe(manifest?.sha256);
     expect(kase.status?.conditions?.find((x) => x.type === 'EvidenceSealed')?.message).toMatch(
       /sealed by an earlier pass/,
     );
-    expect((kase.status?.timeline ?? []).filter((e) => e.action === 'SealEvidence')).toHaveLength(1);
+    // ... no step recorded twice, ...
+    const actions = (kase.status?.timeline ?? []).map((e) => e.action);
+    expect(actions).toEqual([...new Set(actions)]);
+    expect(actions).toEqual(
+      expect.arrayContaining(['CollectOrchestrator', 'CollectEvidence', 'SealEvidence']),
+    );
+    // ... and what the crashed operator sealed verifies as this case's evidence.
+    const report = await verifyCase(store().caseLocation('case-crash'), {
+      publicKeyPem,
+      s3: {
+        endpoint: minio.endpoint,
+        region: minio.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+      },
+    });
+    expect(report.ok).toBe(true);
+    expect(report.manifest.case).toMatchObject({ id: 'case-crash', pod: 'victim-crash' });
   });
 });
 

@@ -1,15 +1,18 @@
 import { NetworkingV1Api } from '@kubernetes/client-node';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { freePort } from '../../testenv/ports.js';
 import { ManagedProcess } from '../../testenv/process.js';
+import { processInfo, processesWithEnv } from '../../testenv/procs.js';
 import { OPERATOR_NAMESPACE, operatorKubeconfigFile } from '../../testenv/rbac.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads } from '../../testenv/workload.js';
+
+const INSTANCE_ENV = 'AMBER_TEST_OPERATOR_INSTANCE';
 
 /**
  * `amber operator` as a real process, killed with SIGKILL while it works through a batch of
@@ -20,6 +23,8 @@ describe('amber operator killed mid-work and restarted', () => {
   let w: Workloads;
   let kubeconfig: string;
   const cases = 12;
+  const repo = join(import.meta.dirname, '..', '..', '..');
+  let running: { op: ManagedProcess; instance: string } | undefined;
 
   beforeAll(async () => {
     cluster = await startCluster({ controllerManager: true, kwok: true });
@@ -31,15 +36,25 @@ describe('amber operator killed mid-work and restarted', () => {
     await w.replicaSet('shop', 'api', 'node-k', cases);
     kubeconfig = await operatorKubeconfigFile(cluster);
   });
-  afterAll(async () => cluster?.stop());
+  afterAll(async () => {
+    await running?.op.stop();
+    await cluster?.stop();
+  });
 
-  async function startOperator(run: number): Promise<ManagedProcess> {
-    const p = ManagedProcess.start(
+  /**
+   * node itself runs the operator (tsx as a loader, no npx or tsx wrapper process in between),
+   * so the PID the test holds is the operator's. Its environment carries an ID of its own, by
+   * which the test finds every process of this instance, whatever its parent became.
+   */
+  async function startOperator(run: number): Promise<{ op: ManagedProcess; instance: string }> {
+    const instance = randomUUID();
+    const op = ManagedProcess.start(
       `amber-operator-${run}`,
-      'npx',
+      process.execPath,
       [
+        '--import',
         'tsx',
-        join(import.meta.dirname, '..', '..', '..', 'src', 'cmd', 'amber.ts'),
+        join(repo, 'src', 'cmd', 'amber.ts'),
         'operator',
         '--kubeconfig',
         kubeconfig,
@@ -48,17 +63,33 @@ describe('amber operator killed mid-work and restarted', () => {
         String(await freePort()),
       ],
       {
+        cwd: repo,
         logFile: join(cluster.dir, `operator-${run}.log`),
-        env: { AMBER_COLLECTION_MODE: 'off', AMBER_NAMESPACE: OPERATOR_NAMESPACE },
+        env: {
+          AMBER_COLLECTION_MODE: 'off',
+          AMBER_NAMESPACE: OPERATOR_NAMESPACE,
+          [INSTANCE_ENV]: instance,
+        },
       },
     );
-    await p.waitUntil(async () => p.logTail(50).includes('operator started'), 60_000);
-    return p;
+    await op.waitUntil(async () => op.logTail(50).includes('operator started'), 60_000);
+    const operatorProcess = processesWithEnv(INSTANCE_ENV, instance).find((p) =>
+      p.args.includes('amber.ts operator'),
+    );
+    expect(operatorProcess?.pid, 'the process the test holds is the operator').toBe(op.pid);
+    return { op, instance };
+  }
+
+  /** SIGKILL, then proof that no process of that operator instance is left to keep working. */
+  async function crash(target: { op: ManagedProcess; instance: string }): Promise<void> {
+    await target.op.kill();
+    expect(processesWithEnv(INSTANCE_ENV, target.instance)).toEqual([]);
+    expect(processInfo(target.op.pid)).toBeUndefined();
   }
 
   it('ends every case contained exactly once', async () => {
     const pods = await w.runningPods('shop', 'app=api', cases);
-    let op = await startOperator(1);
+    running = await startOperator(1);
     await Promise.all(
       pods.map((p, i) =>
         w.createCase(`kill-${i}`, {
@@ -67,42 +98,40 @@ describe('amber operator killed mid-work and restarted', () => {
         }),
       ),
     );
-    // Kill it as soon as some, not all, cases are contained; then again on the next run.
+    // Kill it as soon as it has made progress, then the next one as soon as it has made more
+    // (or there is nothing left to do).
+    let labelled = 0;
     for (let run = 2; run <= 3; run++) {
+      const before = labelled;
       await waitFor(
-        'some progress',
+        'progress',
         async () =>
           (await w.core.listNamespacedPod({ namespace: 'shop', labelSelector: CASE_LABEL })).items.length,
-        (n) => n > 0,
+        (n) => n > before || n === cases,
         30_000,
       );
-      await op.kill();
-      const labelled = (await w.core.listNamespacedPod({ namespace: 'shop', labelSelector: CASE_LABEL }))
-        .items.length;
+      await crash(running);
+      labelled = (await w.core.listNamespacedPod({ namespace: 'shop', labelSelector: CASE_LABEL })).items
+        .length;
       console.log(`run ${run - 1} killed with ${labelled} of ${cases} pods labelled`);
-      await sleep(200);
-      op = await startOperator(run);
+      running = await startOperator(run);
     }
-    try {
-      for (let i = 0; i < cases; i++) {
-        const kase = await w.waitForPhase(`kill-${i}`, 'Contained', 60_000);
-        expect(
-          (kase.status?.timeline ?? []).map((e) => e.action),
-          `kill-${i}`,
-        ).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
-      }
-      const policies = await cluster
-        .kubeConfig()
-        .makeApiClient(NetworkingV1Api)
-        .listNamespacedNetworkPolicy({ namespace: 'shop' });
-      expect(policies.items).toHaveLength(cases);
-      const holders =
-        (await w.core.readNode({ name: 'node-k' })).metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(
-          ',',
-        ) ?? [];
-      expect(holders.sort()).toEqual(Array.from({ length: cases }, (_, i) => `kill-${i}`).sort());
-    } finally {
-      await op.stop();
+    for (let i = 0; i < cases; i++) {
+      const kase = await w.waitForPhase(`kill-${i}`, 'Contained', 60_000);
+      expect(
+        (kase.status?.timeline ?? []).map((e) => e.action),
+        `kill-${i}`,
+      ).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
     }
+    const policies = await cluster
+      .kubeConfig()
+      .makeApiClient(NetworkingV1Api)
+      .listNamespacedNetworkPolicy({ namespace: 'shop' });
+    expect(policies.items).toHaveLength(cases);
+    const holders =
+      (await w.core.readNode({ name: 'node-k' })).metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(
+        ',',
+      ) ?? [];
+    expect(holders.sort()).toEqual(Array.from({ length: cases }, (_, i) => `kill-${i}`).sort());
   });
 });

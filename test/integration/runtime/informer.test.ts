@@ -119,7 +119,10 @@ describe('Informer against a real API server', () => {
       await write('change', { v: '2' });
       await core.deleteNamespacedConfigMap({ name: 'remove', namespace: ns });
       await core.createNamespacedConfigMap({ namespace: ns, body: cm('new', { v: '1' }) });
-      await new Promise((r) => setTimeout(r, 300)); // let it fail to reconnect a few times
+      // It has tried to reconnect, and been refused, more than once before the line comes back.
+      await vi.waitFor(() => expect(proxy.refused).toBeGreaterThanOrEqual(2), {
+        timeout: 10_000,
+      });
       proxy.restore();
 
       await vi.waitFor(
