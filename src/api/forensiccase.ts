@@ -144,5 +144,11 @@ export const CONDITION_TYPES = [
   'EvidenceCollected',
   'EvidenceSealed',
   'Released',
+  /** Whether the deny-all NetworkPolicy can isolate the pod (False for a hostNetwork pod). */
+  'NetworkIsolated',
+  /** Whether the case holds its pod's node, or why not (node limit, node gone, not scheduled). */
+  'NodeHeld',
+  /** The pod named by spec.target is no longer the one the case pinned (a new UID, or gone). */
+  'PodReplaced',
 ] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
