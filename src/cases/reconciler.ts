@@ -134,7 +134,8 @@ export class CaseReconciler {
       const world = await this.gather(kase, status.status, slots);
       await this.apply(kase, status, plan(kase, status.status, world), log);
       let result: ReconcileResult = undefined;
-      if (wasContained && this.deps.collection)
+      // Never under the decision lock: the NodeHeld condition it writes brings the case back.
+      if (wasContained && this.deps.collection && !slots)
         result = await this.deps.collection.advance(kase, status, log, (s) =>
           this.step(s, kase.metadata.name),
         );
