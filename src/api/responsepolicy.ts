@@ -32,7 +32,7 @@ const glob = z.string().min(1).max(1024);
 
 export const AlertMatch = z
   .object({
-    /** Rule names; globs (picomatch). Empty: any rule. */
+    /** Rule names; wildcards (`*` any text, `?` one character; ADR 0011). Empty: any rule. */
     rules: z.array(glob).max(256).default([]),
     /** The lowest Falco priority that matches. */
     minimumPriority: FalcoPriority.default('Debug'),
@@ -42,15 +42,24 @@ export const AlertMatch = z
     tagsAnyOf: z.array(z.string().min(1).max(256)).max(64).default([]),
     /** Event sources, e.g. syscall, k8s_audit. Empty: any source. */
     sources: z.array(z.string().min(1).max(64)).max(16).default([]),
-    /** Namespaces of the target pod; globs. Empty: any (protected namespaces still need an exact entry). */
+    /** Namespaces of the target pod; wildcards. Empty: any (protected namespaces still need an exact entry). */
     namespaces: z.array(glob).max(256).default([]),
-    /** Namespaces never matched, even when `namespaces` includes them; globs. */
+    /** Namespaces never matched, even when `namespaces` includes them; wildcards. */
     excludeNamespaces: z.array(glob).max(256).default([]),
     /**
      * Output-field matchers: field name (e.g. `container.image.repository`, `proc.aname[2]`) to
-     * globs; the field's value, as text, must match one of them. Every listed field must match.
+     * wildcards; the field's value, as text, must match one of them. Every listed field must
+     * match. `*` matches any text, `/` and spaces included; at most the first 65,536 characters
+     * of a value are read, and a longer value matches any pattern with a `*` whose start fits.
      */
     outputFields: z.record(z.string().min(1).max(256), z.array(glob).min(1).max(64)).default({}),
+    /**
+     * k8s_audit alerts name the object of an API request, whether or not the API server allowed
+     * it. When true, such an alert may act on the pod its request targeted, and only if the
+     * request succeeded (`ka.response.code` 2xx, or 101 for exec/attach); when false (the
+     * default) audit alerts about a pod open no case.
+     */
+    auditTargets: z.boolean().default(false),
   })
   .describe('Which Falco alerts the policy applies to; every criterion given must hold.');
 export type AlertMatch = z.infer<typeof AlertMatch>;

@@ -1,11 +1,19 @@
 import type { ForensicCase } from '../api/forensiccase.js';
 
+/**
+ * Protected unless configured otherwise: the namespaces Falco's and Falcosidekick's Helm charts
+ * are installed in by their documentation (`falcosidekick` is a subchart of `falco`, or its own
+ * release). An attacker who could get the detector or its forwarder contained would blind the
+ * responder (e.g. with a refused API request that names a Falco pod, ADR 0011).
+ */
+export const DEFAULT_PROTECTED_NAMESPACES: readonly string[] = ['falco', 'falcosidekick'];
+
 export interface SafetyConfig {
   /** Amber's own namespace: never contained, so an attacker cannot blind the responder. */
   operatorNamespace: string;
   /** kube-system is protected unless an administrator opts in. */
   allowKubeSystem: boolean;
-  /** Further namespaces no case may touch. */
+  /** Further namespaces no case may touch (the operator's default: DEFAULT_PROTECTED_NAMESPACES). */
   protectedNamespaces: string[];
 }
 

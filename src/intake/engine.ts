@@ -22,8 +22,8 @@ import type { CaseApi } from './kube.js';
 import type { IntakeMetrics } from './metrics.js';
 import {
   checkLimits,
+  decideMatch,
   DEFAULT_GLOBAL_LIMITS,
-  selectPolicy,
   type GlobalLimits,
   type NamedPolicy,
   type OpenCasesView,
@@ -181,16 +181,13 @@ export class IntakeEngine {
   accept(alert: Alert, now = Date.now()): AcceptOutcome {
     if (!alert.target) return this.notActed('no-target', alert.noTargetReason ?? 'no target');
     const target = alert.target;
-    const policy = selectPolicy(this.policies, alert, this.limits.protectedNamespaces);
-    if (!policy) {
-      if (this.limits.protectedNamespaces.includes(target.namespace) && selectPolicy(this.policies, alert)) {
-        return this.notActed(
-          'protected-namespace',
-          `namespace ${target.namespace} is protected; a policy must name it exactly`,
-        );
-      }
-      return this.notActed('unmatched', 'no ResponsePolicy matches the alert');
+    const matched = decideMatch(this.policies, alert, this.limits.protectedNamespaces);
+    if (!matched.policy) {
+      if (matched.reason.startsWith('audit-'))
+        this.log.debug({ rule: alert.rule, pod: podKey(target), reason: matched.reason }, matched.message);
+      return this.notActed(matched.reason, matched.message);
     }
+    const policy = matched.policy;
     this.metrics.matched.inc({ policy: policy.name });
 
     const openCase = this.openByPod.get(podKey(target));

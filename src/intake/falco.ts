@@ -11,7 +11,12 @@ import { parseJsonExact } from './json.js';
  * nanosecond timestamps above 2^53, which are kept exact as bigint.
  */
 
-/** Output-field values: Falco renders <NA> fields as null and integer fields as int64. */
+/**
+ * Output-field values: Falco renders <NA> fields as null and integer fields as int64. Strings
+ * have no length limit of their own (the body limit bounds them): refusing an alert because the
+ * attacker made its command line long would let the attacker silence it. Matching reads at most
+ * MATCH_CAP characters of a value (wildcard.ts).
+ */
 export const FieldValue = z.custom<string | number | bigint | boolean | null>(
   // One typeof test instead of a five-way union: this runs for every field of every alert.
   (v) =>
@@ -19,8 +24,8 @@ export const FieldValue = z.custom<string | number | bigint | boolean | null>(
     (typeof v === 'number' && Number.isFinite(v)) ||
     typeof v === 'bigint' ||
     typeof v === 'boolean' ||
-    (typeof v === 'string' && v.length <= 65_536),
-  { message: 'must be a string (at most 65536 characters), a finite number, a boolean or null' },
+    typeof v === 'string',
+  { message: 'must be a string, a finite number, a boolean or null' },
 );
 export type FieldValue = z.infer<typeof FieldValue>;
 
@@ -33,7 +38,7 @@ const PRIORITY_BY_NAME = new Map<string, FalcoPriority>([
 /** RFC 3339 with optional fraction (Falco sends nanoseconds) and Z or a numeric offset. */
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$/;
 
-const optionalText = (max: number) =>
+const optionalText = (max = Infinity) =>
   z
     .string()
     .max(max)
@@ -42,7 +47,8 @@ const optionalText = (max: number) =>
 
 export const FalcoEvent = z.object({
   uuid: optionalText(64),
-  output: optionalText(65_536),
+  // Unbounded for the same reason as field values; it is stored truncated.
+  output: optionalText(),
   priority: z
     .string()
     .max(32)
@@ -99,7 +105,21 @@ export interface Alert {
   target?: AlertTarget;
   /** Why there is no target, when there is none. */
   noTargetReason?: string;
+  /**
+   * Set when the target is the object of an audited API request (a k8s_audit alert), which
+   * Falco names whether or not the API server allowed the request.
+   */
+  auditRequest?: AuditRequest;
 }
+
+/** The audited request behind a k8s_audit alert's target. */
+export interface AuditRequest {
+  /** The API server's response code (`ka.response.code`), when the rule's output carries it. */
+  responseCode?: number;
+}
+
+/** Event sources of Kubernetes audit alerts: Falco's k8saudit plugins (EKS, GKE, AKS, …) say `k8s_audit`. */
+export const AUDIT_SOURCES: readonly string[] = ['k8s_audit', 'k8saudit'];
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -182,31 +202,45 @@ function text(v: FieldValue | undefined): string | undefined {
 /**
  * The pod an alert is about. Syscall rules carry k8s.ns.name / k8s.pod.name; k8s_audit rules
  * name the object acted on in ka.target.*, which is a pod only when ka.target.resource is pods.
+ * An audit alert's target is only ever read from ka.target.*, and is marked as such.
  */
-export function alertTarget(fields: Record<string, FieldValue>): { target?: AlertTarget; reason?: string } {
-  let namespace = text(fields['k8s.ns.name']);
-  let pod = text(fields['k8s.pod.name']);
+export function alertTarget(
+  fields: Record<string, FieldValue>,
+  source = 'syscall',
+): { target?: AlertTarget; reason?: string; fromAuditRequest?: boolean } {
+  const audit = AUDIT_SOURCES.includes(source);
+  let namespace = audit ? undefined : text(fields['k8s.ns.name']);
+  let pod = audit ? undefined : text(fields['k8s.pod.name']);
+  let fromAuditRequest = false;
   if (!namespace && !pod && text(fields['ka.target.resource']) === 'pods') {
     namespace = text(fields['ka.target.namespace']);
     pod = text(fields['ka.target.name']);
+    fromAuditRequest = true;
   }
   if (!namespace || !pod)
     return { reason: 'the alert names no pod (k8s.ns.name/k8s.pod.name or ka.target.* of a pod)' };
   if (!NamespaceName.safeParse(namespace).success || !ObjectName.safeParse(pod).success) {
     return { reason: `"${namespace.slice(0, 64)}/${pod.slice(0, 64)}" is not a valid namespace/pod name` };
   }
-  return { target: { namespace, pod } };
+  return { target: { namespace, pod }, fromAuditRequest };
+}
+
+/** `ka.response.code`: a string ("403") from Falco's k8saudit plugin, a number from some others. */
+export function responseCode(v: FieldValue | undefined): number | undefined {
+  const n = typeof v === 'string' && /^[1-5][0-9]{2}$/.test(v) ? Number(v) : v;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 100 && n <= 599 ? n : undefined;
 }
 
 export function toAlert(event: FalcoEvent): Alert {
-  const { target, reason } = alertTarget(event.output_fields);
+  // Falcosidekick fills an empty source with `syscalls`; Falco itself says `syscall`.
+  const source = event.source ?? 'syscall';
+  const { target, reason, fromAuditRequest } = alertTarget(event.output_fields, source);
   return {
     rule: event.rule,
     priority: event.priority,
     time: event.time,
     timeNs: rfc3339ToNs(event.time),
-    // Falcosidekick fills an empty source with `syscalls`; Falco itself says `syscall`.
-    source: event.source ?? 'syscall',
+    source,
     tags: event.tags,
     hostname: event.hostname,
     uuid: event.uuid,
@@ -214,5 +248,8 @@ export function toAlert(event: FalcoEvent): Alert {
     fields: event.output_fields,
     target,
     noTargetReason: reason,
+    ...(fromAuditRequest
+      ? { auditRequest: { responseCode: responseCode(event.output_fields['ka.response.code']) } }
+      : {}),
   };
 }

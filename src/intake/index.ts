@@ -4,16 +4,17 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { GROUP, VERSION } from '../api/common.js';
 import { FORENSIC_CASE } from '../api/forensiccase.js';
-import { RESPONSE_POLICY, ResponsePolicySpec } from '../api/responsepolicy.js';
+import { RESPONSE_POLICY } from '../api/responsepolicy.js';
 import type { Logger } from '../observability/logger.js';
-import { errorMessage } from '../runtime/errors.js';
+import { errorMessage, isConflict, isNotFound } from '../runtime/errors.js';
 import { apiListWatch, Informer } from '../runtime/informer.js';
 import { buildIntakeApp, type IntakeServerOptions } from './app.js';
 import type { CaseLike } from './cases.js';
 import { IntakeEngine, type QueueLimits } from './engine.js';
-import { kubeCaseApi, type CaseApi } from './kube.js';
+import { kubeCaseApi, type CaseApi, type PolicyStatusApi } from './kube.js';
 import { createIntakeMetrics } from './metrics.js';
 import type { GlobalLimits, NamedPolicy } from './policy.js';
+import { desiredStatus, evaluatePolicy, type PolicyEvaluation, type PolicyItem } from './policystatus.js';
 
 export {
   buildIntakeApp,
@@ -45,6 +46,8 @@ export interface StartIntakeOptions {
   nodeCountIntervalMs?: number;
   /** For tests: the API client to write through (default: the kubeConfig's). */
   api?: CaseApi;
+  /** For tests: where ResponsePolicy statuses are written (default: the kubeConfig's API server). */
+  policyStatusApi?: PolicyStatusApi;
 }
 
 export interface RunningIntake {
@@ -56,8 +59,8 @@ export interface RunningIntake {
 }
 
 /**
- * The intake as the operator runs it: informers for ResponsePolicies and ForensicCases, the
- * engine that writes cases, and the webhook listening on host:port. close() stops listening,
+ * The intake as the operator runs it: informers for ResponsePolicies (whose InForce condition it
+ * writes) and ForensicCases, the engine that writes cases, and the webhook listening on host:port. close() stops listening,
  * writes what is waiting (a few seconds at most) and stops the informers.
  */
 export async function startIntake(opts: StartIntakeOptions): Promise<RunningIntake> {
@@ -74,11 +77,20 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
     eventNamespace: opts.eventNamespace,
   });
 
-  const policies = new Informer<{ metadata?: { name?: string }; spec?: unknown }>(
+  const policies = new Informer<PolicyItem & { metadata: { name: string } }>(
     apiListWatch(opts.kubeConfig, `/apis/${GROUP}/${VERSION}/${RESPONSE_POLICY.plural}`),
     { logger: log.child({ informer: 'responsepolicies' }) },
   );
-  const refreshPolicies = () => engine.setPolicies(validPolicies(policies.list(), log));
+  const writeStatus = policyStatusWriter(opts.policyStatusApi ?? kubeCaseApi(opts.kubeConfig), log);
+  const refreshPolicies = () => {
+    const inForce: NamedPolicy[] = [];
+    for (const item of policies.list()) {
+      const evaluation = evaluatePolicy(item);
+      if (evaluation.policy) inForce.push(evaluation.policy);
+      writeStatus(item, evaluation);
+    }
+    engine.setPolicies(inForce);
+  };
   policies.addHandler({ onAdd: refreshPolicies, onUpdate: refreshPolicies, onDelete: refreshPolicies });
 
   const cases = new Informer<CaseLike & { metadata: { name: string } }>(
@@ -123,21 +135,35 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   };
 }
 
-/** The policies that validate; an invalid one is skipped with a log line saying why. */
-export function validPolicies(
-  items: Array<{ metadata?: { name?: string }; spec?: unknown }>,
+/**
+ * Writes a policy's InForce condition when it differs from what the object says. Idempotent, so
+ * every replica may run it: they compute the same status from the same object, and a write
+ * that loses a race (409) is dropped; the object's next update is evaluated again. A failed
+ * write is retried at the informer's next resync.
+ */
+function policyStatusWriter(
+  api: PolicyStatusApi,
   log: Logger,
-): NamedPolicy[] {
-  const out: NamedPolicy[] = [];
-  for (const item of items) {
+): (item: PolicyItem, evaluation: PolicyEvaluation) => void {
+  const inFlight = new Set<string>();
+  return (item, evaluation) => {
     const name = item.metadata?.name;
-    const spec = ResponsePolicySpec.safeParse(item.spec ?? {});
-    if (name && spec.success) out.push({ name, spec: spec.data });
-    else
-      log.warn(
-        { policy: name, issues: spec.error?.issues.slice(0, 5) },
-        'ignoring an invalid ResponsePolicy',
-      );
-  }
-  return out;
+    const resourceVersion = item.metadata?.resourceVersion;
+    if (!name) return;
+    const status = desiredStatus(item, evaluation, new Date());
+    if (!status) return;
+    const key = `${name}@${resourceVersion}`;
+    if (inFlight.has(key)) return;
+    inFlight.add(key);
+    const { reason, message } = evaluation.condition;
+    if (!evaluation.policy) log.warn({ policy: name, reason, message }, 'ResponsePolicy not in force');
+    else log.info({ policy: name, reason }, 'ResponsePolicy in force');
+    api
+      .patchPolicyStatus(name, { metadata: { resourceVersion }, status })
+      .catch((err: unknown) => {
+        if (!isConflict(err) && !isNotFound(err))
+          log.warn({ err: errorMessage(err), policy: name }, 'could not write the ResponsePolicy status');
+      })
+      .finally(() => inFlight.delete(key));
+  };
 }

@@ -7,6 +7,7 @@ import {
 } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../api/common.js';
 import { FORENSIC_CASE } from '../api/forensiccase.js';
+import { RESPONSE_POLICY } from '../api/responsepolicy.js';
 import type { CaseLike } from './cases.js';
 
 /**
@@ -24,10 +25,17 @@ export interface CaseApi {
   countNodes(): Promise<number>;
 }
 
+/** The ResponsePolicy status writes (the InForce condition). */
+export interface PolicyStatusApi {
+  /** JSON merge patch of the status subresource; a resourceVersion in the body makes it conditional. */
+  patchPolicyStatus(name: string, patch: object): Promise<void>;
+}
+
 const CASES = `/apis/${GROUP}/${VERSION}/${FORENSIC_CASE.plural}`;
+const POLICIES = `/apis/${GROUP}/${VERSION}/${RESPONSE_POLICY.plural}`;
 const TIMEOUT_MS = 10_000;
 
-export function kubeCaseApi(kc: KubeConfig): CaseApi {
+export function kubeCaseApi(kc: KubeConfig): CaseApi & PolicyStatusApi {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const config = createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}) });
@@ -58,6 +66,14 @@ export function kubeCaseApi(kc: KubeConfig): CaseApi {
   }
 
   return {
+    patchPolicyStatus: async (name, patch) => {
+      await call(
+        HttpMethod.PATCH,
+        `${POLICIES}/${encodeURIComponent(name)}/status`,
+        patch,
+        'application/merge-patch+json',
+      );
+    },
     createCase: async (body) => (await call(HttpMethod.POST, CASES, body)) as CaseLike,
     getCase: async (name) => (await call(HttpMethod.GET, `${CASES}/${encodeURIComponent(name)}`)) as CaseLike,
     patchCaseStatus: async (name, patch) =>

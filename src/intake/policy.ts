@@ -1,6 +1,7 @@
-import picomatch from 'picomatch';
+import { DEFAULT_PROTECTED_NAMESPACES } from '../cases/safety.js';
 import { FALCO_PRIORITIES, type FalcoPriority, type ResponsePolicySpec } from '../api/responsepolicy.js';
 import type { Alert, FieldValue } from './falco.js';
+import { matches } from './wildcard.js';
 
 /**
  * Pure decisions of the intake: does a policy match an alert, which policy wins, and what may be
@@ -14,20 +15,8 @@ export interface NamedPolicy {
 
 const rank = (p: FalcoPriority): number => FALCO_PRIORITIES.indexOf(p);
 
-/** Compiled globs are cached: policies are few, alerts are many. */
-const matchers = new Map<string, picomatch.Matcher>();
-function globMatch(pattern: string, value: string): boolean {
-  let m = matchers.get(pattern);
-  if (!m) {
-    // dot: rule names and values may contain dots; nothing here is a path.
-    m = picomatch(pattern, { dot: true, nobrace: false });
-    if (matchers.size > 10_000) matchers.clear();
-    matchers.set(pattern, m);
-  }
-  return m(value);
-}
-
-const anyGlob = (patterns: string[], value: string) => patterns.some((p) => globMatch(p, value));
+/** Wildcards (`*`, `?`), linear in the value, over at most MATCH_CAP characters (wildcard.ts, ADR 0011). */
+const anyGlob = (patterns: string[], value: string) => patterns.some((p) => matches(p, value));
 
 function fieldText(v: FieldValue | undefined): string | undefined {
   if (v === undefined || v === null) return undefined;
@@ -37,7 +26,8 @@ function fieldText(v: FieldValue | undefined): string | undefined {
 /**
  * Whether a policy's match criteria hold for an alert. Namespaces apply to the alert's target;
  * an alert without a target matches only policies that do not restrict namespaces.
- * `protectedNamespaces` are matched only by an exact (non-glob) entry in `namespaces`.
+ * `protectedNamespaces` are matched only by an exact (non-glob) entry in `namespaces`. An alert
+ * whose target is the object of an audited request matches only policies with `auditTargets`.
  */
 export function policyMatches(
   spec: ResponsePolicySpec,
@@ -45,6 +35,7 @@ export function policyMatches(
   protectedNamespaces: readonly string[] = [],
 ): boolean {
   const m = spec.match;
+  if (alert.auditRequest && !m.auditTargets) return false;
   if (rank(alert.priority) < rank(m.minimumPriority)) return false;
   if (m.rules.length > 0 && !anyGlob(m.rules, alert.rule)) return false;
   if (m.sources.length > 0 && !m.sources.includes(alert.source)) return false;
@@ -98,6 +89,64 @@ export function selectPolicy(
   return best;
 }
 
+/** Response codes of an audited request that did what it asked: 2xx, and 101 (exec/attach upgrades). */
+export function requestSucceeded(code: number | undefined): boolean {
+  return code !== undefined && ((code >= 200 && code < 300) || code === 101);
+}
+
+export type MatchDecision =
+  | { policy: NamedPolicy }
+  | {
+      policy?: undefined;
+      reason:
+        'unmatched' | 'protected-namespace' | 'audit-request-not-succeeded' | 'audit-target-not-opted-in';
+      message: string;
+    };
+
+/**
+ * The policy that acts on an alert with a target, or why none does. A k8s_audit alert about a
+ * denied request says nothing about its target pod (an attacker can name any pod in a refused
+ * request), so it is never acted on, whatever the policies say (ADR 0011).
+ */
+export function decideMatch(
+  policies: readonly NamedPolicy[],
+  alert: Alert,
+  protectedNamespaces: readonly string[] = [],
+): MatchDecision {
+  const audit = alert.auditRequest;
+  if (audit && !requestSucceeded(audit.responseCode)) {
+    return {
+      reason: 'audit-request-not-succeeded',
+      message:
+        audit.responseCode === undefined
+          ? 'the audited request carries no response code (ka.response.code), so it may have been refused'
+          : `the audited request was answered ${audit.responseCode}, so it did not act on its target`,
+    };
+  }
+  const policy = selectPolicy(policies, alert, protectedNamespaces);
+  if (policy) return { policy };
+  const ns = alert.target?.namespace;
+  if (ns !== undefined && protectedNamespaces.includes(ns) && selectPolicy(policies, alert)) {
+    return {
+      reason: 'protected-namespace',
+      message: `namespace ${ns} is protected; a policy must name it exactly`,
+    };
+  }
+  if (audit) {
+    const optedIn = policies.map((p) => ({
+      ...p,
+      spec: { ...p.spec, match: { ...p.spec.match, auditTargets: true } },
+    }));
+    if (selectPolicy(optedIn, alert, protectedNamespaces))
+      return {
+        reason: 'audit-target-not-opted-in',
+        message:
+          'the alert names the target of an audited request; no matching policy sets match.auditTargets',
+      };
+  }
+  return { reason: 'unmatched', message: 'no ResponsePolicy matches the alert' };
+}
+
 export function comparePolicies(a: NamedPolicy, b: NamedPolicy): number {
   return (
     b.spec.priority - a.spec.priority ||
@@ -112,7 +161,7 @@ export interface GlobalLimits {
   maxOpenCases: number;
   maxCordonedNodes: number;
   maxCordonedNodesPercent: number;
-  /** Namespaces never acted on unless a policy names them exactly (Amber's own, kube-system). */
+  /** Namespaces never acted on unless a policy names them exactly (Amber's own, kube-system, Falco's). */
   protectedNamespaces: string[];
 }
 
@@ -120,7 +169,7 @@ export const DEFAULT_GLOBAL_LIMITS: GlobalLimits = {
   maxOpenCases: 50,
   maxCordonedNodes: 3,
   maxCordonedNodesPercent: 20,
-  protectedNamespaces: ['kube-system'],
+  protectedNamespaces: ['kube-system', ...DEFAULT_PROTECTED_NAMESPACES],
 };
 
 /** What the limits need to know of the cases that are open right now. */

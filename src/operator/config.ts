@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_PROTECTED_NAMESPACES } from '../cases/safety.js';
 import type { CollectionConfigInput } from '../collection/config.js';
 
 /** Operator configuration: flags, then AMBER_* environment variables, then defaults. */
@@ -15,7 +16,11 @@ export const OperatorConfig = z.object({
   intakeClientCa: z.string().optional(),
   leaderElection: z.boolean().default(true),
   allowKubeSystem: z.boolean().default(false),
-  protectedNamespaces: z.array(z.string()).default([]),
+  /**
+   * Namespaces never acted on, besides Amber's own and kube-system. Setting it replaces the
+   * default (Falco's and Falcosidekick's); `none` protects no further namespace.
+   */
+  protectedNamespaces: z.array(z.string().min(1)).default([...DEFAULT_PROTECTED_NAMESPACES]),
   workers: z.coerce.number().int().min(1).max(64).default(16),
   /** Global blast-radius limits (each ResponsePolicy has its own too): open cases, by the intake; */
   maxOpenCases: z.coerce.number().int().min(0).optional(),
@@ -46,7 +51,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     intakeTlsCert: pick('INTAKE_TLS_CERT'),
     intakeTlsKey: pick('INTAKE_TLS_KEY'),
     intakeClientCa: pick('INTAKE_CLIENT_CA'),
-    protectedNamespaces: pick('PROTECTED_NAMESPACES')?.split(',').filter(Boolean),
+    protectedNamespaces: namespaceList(pick('PROTECTED_NAMESPACES')),
     maxOpenCases: pick('MAX_OPEN_CASES'),
     maxCordonedNodes: pick('MAX_CORDONED_NODES'),
     maxCordonedNodesPercent: pick('MAX_CORDONED_NODES_PERCENT'),
@@ -59,6 +64,16 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     s3CredentialsSecret: pick('S3_CREDENTIALS_SECRET'),
     localEvidenceDir: pick('LOCAL_EVIDENCE_DIR'),
   };
+}
+
+/** A comma-separated list; `none` is the empty list (an empty variable means "not set"). */
+function namespaceList(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (value.trim() === 'none') return [];
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** The collection pipeline's settings, from the operator's flat configuration. */

@@ -15,6 +15,7 @@ import { postLikeFalcosidekick } from '../../testenv/falcosidekick.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { freePort } from '../../testenv/ports.js';
 import { operatorKubeConfig } from '../../testenv/rbac.js';
+import { aimAtPod } from '../../unit/intake/audit-fixtures.js';
 
 /**
  * End to end against a real kube-apiserver: real Falco events posted over real HTTP, in the shape
@@ -70,7 +71,7 @@ beforeAll(async () => {
       kind: RESPONSE_POLICY.kind,
       metadata: { name: 'contain-shells' },
       spec: {
-        match: { minimumPriority: 'Notice' },
+        match: { minimumPriority: 'Notice', auditTargets: true },
         limits: { maxOpenCases: 3, maxCordonedNodes: 1, maxCordonedNodesPercent: 100 },
       },
     },
@@ -141,11 +142,36 @@ describe('intake against a real kube-apiserver', () => {
     });
   });
 
-  it('opens a case from a k8s_audit alert about a pod, and ignores one about another object', async () => {
-    expect(JSON.parse((await post(fixture('k8saudit-attach-exec-pod.json'))).body)).toMatchObject({
-      outcome: 'opened',
+  it('acts on a k8s_audit target only when the audited request succeeded', async () => {
+    const outcome = async (body: string) => JSON.parse((await post(body)).body) as Record<string, unknown>;
+    const nginx = (f: string) => aimAtPod(fixture(f), 'hello-app', 'nginx-676b6c5bbc-4xc6t');
+    // The API server refused it (403): Falco still names the pod. Answered, counted, no case.
+    expect(await outcome(nginx('k8saudit-disallowed-user-denied.json'))).toMatchObject({
+      accepted: true,
+      outcome: 'not-acted',
+      reason: 'audit-request-not-succeeded',
     });
-    expect(JSON.parse((await post(fixture('k8saudit-disallowed-user.json'))).body)).toMatchObject({
+    // The stock Attach/Exec rule does not output ka.response.code: it may have been refused.
+    expect(await outcome(fixture('k8saudit-attach-exec-pod.json'))).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'audit-request-not-succeeded',
+    });
+    // Allowed (200), and the policy opts in to audit targets: a case.
+    expect(await outcome(nginx('k8saudit-disallowed-user.json'))).toMatchObject({ outcome: 'opened' });
+    // A refused request naming the pod now is not recorded on its case either.
+    expect(await outcome(nginx('k8saudit-disallowed-user-denied.json'))).toMatchObject({
+      reason: 'audit-request-not-succeeded',
+    });
+    // The attack of issue 10: get Falco itself contained with a request naming its pod. Refused:
+    // nothing; even allowed, Falco's namespace is protected by default.
+    expect(
+      await outcome(aimAtPod(fixture('k8saudit-disallowed-user-denied.json'), 'falco', 'falco-x7k2p')),
+    ).toMatchObject({ reason: 'audit-request-not-succeeded' });
+    expect(
+      await outcome(aimAtPod(fixture('k8saudit-disallowed-user.json'), 'falco', 'falco-x7k2p')),
+    ).toMatchObject({ outcome: 'not-acted', reason: 'protected-namespace' });
+    // About another object (a nodepool): no target.
+    expect(await outcome(fixture('k8saudit-disallowed-user.json'))).toMatchObject({
       outcome: 'not-acted',
       reason: 'no-target',
     });
@@ -155,6 +181,13 @@ describe('intake against a real kube-apiserver', () => {
     // the case reconciler decides from the nodes Amber holds, not from the alerts' hostnames.
     const audit = cases.find((c) => c.spec.target.pod.startsWith('nginx'))!;
     expect(audit.spec.containment.cordonNode).toBe(true);
+    await sleep(300);
+    expect(
+      (await listCases()).find((c) => c.spec.target.pod.startsWith('nginx'))?.status?.alerts?.count,
+    ).toBe(1);
+    expect(await registry.metrics()).toMatch(
+      /amber_alerts_not_acted_total\{reason="audit-request-not-succeeded"\} 4/,
+    );
   });
 
   it('holds the policy open-case limit', async () => {
@@ -186,5 +219,81 @@ describe('intake against a real kube-apiserver', () => {
       60_000,
     );
     expect(after.find((c) => c.metadata.name === name)!.status!.alerts!.count).toBe(before + 10);
+  });
+});
+
+describe('ResponsePolicy status, written by the intake as the operator', () => {
+  type Policy = {
+    metadata: { name: string; generation: number; resourceVersion: string };
+    spec: Record<string, unknown>;
+    status?: {
+      observedGeneration?: number;
+      conditions?: Array<{
+        type: string;
+        status: string;
+        reason: string;
+        message: string;
+        observedGeneration?: number;
+      }>;
+    };
+  };
+  const policyApi = { group: GROUP, version: VERSION, plural: RESPONSE_POLICY.plural };
+  const getPolicy = async (name: string) =>
+    (await objects.getClusterCustomObject({ ...policyApi, name })) as Policy;
+  const inForce = (p: Policy) => p.status?.conditions?.find((c) => c.type === 'InForce');
+
+  it('says a valid policy is in force', async () => {
+    const p = await eventually(
+      () => getPolicy('contain-shells'),
+      (p) => inForce(p)?.status === 'True',
+    );
+    expect(inForce(p)).toMatchObject({
+      status: 'True',
+      reason: 'Valid',
+      observedGeneration: p.metadata.generation,
+    });
+    expect(p.status?.observedGeneration).toBe(p.metadata.generation);
+  });
+
+  it('says why a policy the API server accepted is not in force, and acts on it once fixed', async () => {
+    // The CRD schema has no URL format; the operator's validation has: the API server stores it.
+    await objects.createClusterCustomObject({
+      ...policyApi,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: RESPONSE_POLICY.kind,
+        metadata: { name: 'broken' },
+        spec: {
+          priority: 100,
+          match: { rules: ['Read sensitive*'] },
+          evidence: { store: { endpoint: 'not a url' } },
+        },
+      },
+    });
+    const broken = await eventually(
+      () => getPolicy('broken'),
+      (p) => inForce(p) !== undefined,
+    );
+    expect(inForce(broken)).toMatchObject({
+      status: 'False',
+      reason: 'InvalidSpec',
+      observedGeneration: 1,
+      message: expect.stringMatching(/not in force: the spec is invalid:[\s\S]*evidence\.store\.endpoint/),
+    });
+    expect(intake.engine.policyNames()).not.toContain('broken');
+
+    broken.spec.evidence = { store: { endpoint: 'https://s3.example' } };
+    await objects.replaceClusterCustomObject({ ...policyApi, name: 'broken', body: broken });
+    const fixed = await eventually(
+      () => getPolicy('broken'),
+      (p) => inForce(p)?.status === 'True',
+    );
+    expect(inForce(fixed)).toMatchObject({ status: 'True', reason: 'Valid', observedGeneration: 2 });
+    expect(fixed.status?.observedGeneration).toBe(2);
+    await eventually(
+      async () => intake.engine.policyNames(),
+      (n) => n.includes('broken'),
+    );
+    expect(intake.engine.policyNames()).toContain('broken');
   });
 });

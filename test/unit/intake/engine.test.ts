@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createRegistry } from '../../../src/observability/metrics.js';
 import { silentLogger } from '../../../src/observability/logger.js';
@@ -6,9 +8,12 @@ import { ALERTS_KEPT } from '../../../src/api/forensiccase.js';
 import { caseNameFor } from '../../../src/intake/cases.js';
 import { IntakeEngine } from '../../../src/intake/engine.js';
 import { QueueFullError } from '../../../src/intake/errors.js';
-import type { Alert } from '../../../src/intake/falco.js';
+import { parseFalcoBody, toAlert, type Alert } from '../../../src/intake/falco.js';
 import { createIntakeMetrics } from '../../../src/intake/metrics.js';
+import { aimAtPod } from './audit-fixtures.js';
 import { MemoryCaseApi } from './memory-api.js';
+
+const fixtures = join(import.meta.dirname, '..', '..', 'fixtures', 'falco');
 
 let seq = 0;
 const alert = (pod: string, rule = 'Terminal shell in container', over: Partial<Alert> = {}): Alert => {
@@ -180,6 +185,70 @@ describe('IntakeEngine decisions', () => {
       'amber_alerts_not_acted_total{reason="no-target"} 1',
       'amber_alerts_not_acted_total{reason="unmatched"} 1',
     ]);
+  });
+
+  it('acts on the target of an audited request only when it succeeded and a policy opts in', async () => {
+    // Real Falco events (test/fixtures/falco), aimed at the pod shop/web-0.
+    const read = (f: string) => toAlert(parseFalcoBody(aimAtPod(readFileSync(join(fixtures, f)))));
+    const denied = read('k8saudit-disallowed-user-denied.json');
+    const allowed = read('k8saudit-disallowed-user.json');
+
+    const { api, engine, metric } = setup();
+    expect(engine.accept(denied)).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'audit-request-not-succeeded',
+      message: expect.stringMatching(/403/),
+    });
+    expect(engine.accept(allowed)).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'audit-target-not-opted-in',
+    });
+    await engine.flush();
+    expect(api.cases.size).toBe(0);
+
+    engine.setPolicies([
+      { name: 'audits', spec: ResponsePolicySpec.parse({ match: { auditTargets: true } }) },
+    ]);
+    expect(engine.accept(denied)).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'audit-request-not-succeeded',
+    });
+    const opened = engine.accept(allowed);
+    expect(opened).toMatchObject({ outcome: 'opened', policy: 'audits' });
+    // Once a case is open, a refused request naming the pod is still not recorded on it.
+    expect(engine.accept(denied)).toMatchObject({
+      outcome: 'not-acted',
+      reason: 'audit-request-not-succeeded',
+    });
+    await engine.flush();
+    expect([...api.cases.values()].map((c) => c.spec?.target)).toMatchObject([
+      { namespace: 'shop', pod: 'web-0' },
+    ]);
+    expect([...api.cases.values()][0]!.status?.alerts?.count).toBe(1);
+    expect(await metric('amber_alerts_not_acted_total')).toEqual([
+      'amber_alerts_not_acted_total{reason="audit-request-not-succeeded"} 3',
+      'amber_alerts_not_acted_total{reason="audit-target-not-opted-in"} 1',
+    ]);
+  });
+
+  it("protects Falco's and Falcosidekick's namespaces by default", () => {
+    const api = new MemoryCaseApi();
+    const engine = new IntakeEngine({
+      api,
+      logger: silentLogger,
+      metrics: createIntakeMetrics(createRegistry()),
+    });
+    engine.setPolicies([{ name: 'all', spec: ResponsePolicySpec.parse({ match: { auditTargets: true } }) }]);
+    for (const namespace of ['falco', 'falcosidekick', 'kube-system'])
+      expect(
+        engine.accept(alert('x', undefined, { target: { namespace, pod: 'falco-abcde' } })),
+      ).toMatchObject({
+        outcome: 'not-acted',
+        reason: 'protected-namespace',
+      });
+    expect(engine.accept(alert('x', undefined, { target: { namespace: 'shop', pod: 'x' } })).outcome).toBe(
+      'opened',
+    );
   });
 
   it('never acts in a protected namespace unless a policy names it', () => {

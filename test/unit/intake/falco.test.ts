@@ -2,7 +2,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { IntakeError } from '../../../src/intake/errors.js';
-import { parseFalcoBody, rfc3339ToNs, toAlert } from '../../../src/intake/falco.js';
+import { aimAtPod } from './audit-fixtures.js';
+import { parseFalcoBody, responseCode, rfc3339ToNs, toAlert } from '../../../src/intake/falco.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'fixtures', 'falco');
 const fixture = (name: string) => readFileSync(join(dir, name));
@@ -76,6 +77,79 @@ describe('parseFalcoBody on real Falco events', () => {
     const alert = toAlert(parseFalcoBody(fixture('syscall-no-kubernetes.json')));
     expect(alert.target).toBeUndefined();
     expect(alert.noTargetReason).toMatch(/names no pod/);
+  });
+
+  it('marks the target of a k8s_audit event as the object of an audited request', () => {
+    const exec = toAlert(parseFalcoBody(fixture('k8saudit-attach-exec-pod.json')));
+    // The stock Attach/Exec rule does not output ka.response.code: unknown.
+    expect(exec.auditRequest).toEqual({ responseCode: undefined });
+    const denied = toAlert(parseFalcoBody(aimAtPod(fixture('k8saudit-disallowed-user-denied.json'))));
+    expect(denied.target).toEqual({ namespace: 'shop', pod: 'web-0' });
+    expect(denied.auditRequest).toEqual({ responseCode: 403 });
+    const allowed = toAlert(parseFalcoBody(aimAtPod(fixture('k8saudit-disallowed-user.json'))));
+    expect(allowed.auditRequest).toEqual({ responseCode: 200 });
+    // Syscall alerts have a workload target, not a request's.
+    expect(toAlert(parseFalcoBody(fixture('syscall-read-sensitive-file.json'))).auditRequest).toBeUndefined();
+  });
+
+  it('reads the target of an audit alert only from ka.target.*', () => {
+    // Workload fields on an audit alert (no Falco source sends both) are not a way around the check.
+    const body = JSON.stringify({
+      rule: 'r',
+      priority: 'Warning',
+      time: '2024-01-01T00:00:00Z',
+      source: 'k8s_audit',
+      output_fields: { 'k8s.ns.name': 'shop', 'k8s.pod.name': 'web-0' },
+    });
+    expect(toAlert(parseFalcoBody(body)).target).toBeUndefined();
+  });
+
+  it('treats any target read from ka.target.* as the object of an audited request, whatever the source', () => {
+    const body = JSON.stringify({
+      rule: 'r',
+      priority: 'Warning',
+      time: '2024-01-01T00:00:00Z',
+      source: 'k8saudit-eks',
+      output_fields: {
+        'ka.target.resource': 'pods',
+        'ka.target.namespace': 'shop',
+        'ka.target.name': 'web-0',
+      },
+    });
+    expect(toAlert(parseFalcoBody(body))).toMatchObject({
+      target: { namespace: 'shop', pod: 'web-0' },
+      auditRequest: { responseCode: undefined },
+    });
+  });
+
+  it.each([
+    ['"200"', '200', 200],
+    ['a number', 403, 403],
+    ['101 (exec upgrade)', '101', 101],
+    ['"2xx"', '2xx', undefined],
+    ['padded', ' 200', undefined],
+    ['too short', '99', undefined],
+    ['too large', 600, undefined],
+    ['a fraction', 200.5, undefined],
+    ['null', null, undefined],
+    ['missing', undefined, undefined],
+    ['a boolean', true, undefined],
+  ] as const)('reads ka.response.code given as %s', (_name, value, expected) => {
+    expect(responseCode(value)).toBe(expected);
+  });
+
+  it('accepts field values and output longer than 64 KiB (the matcher caps what it reads)', () => {
+    const long = 'curl '.repeat(40_000);
+    const event = parseFalcoBody(
+      JSON.stringify({
+        rule: 'r',
+        priority: 'Warning',
+        time: '2024-01-01T00:00:00Z',
+        output: long,
+        output_fields: { 'proc.cmdline': long },
+      }),
+    );
+    expect(event.output_fields['proc.cmdline']).toBe(long);
   });
 
   it('accepts priorities in any case, and info', () => {

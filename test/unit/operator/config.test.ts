@@ -49,4 +49,13 @@ describe('operator configuration from the environment', () => {
       maxCordonedNodesPercent: 10,
     });
   });
+
+  it("protects Falco's and Falcosidekick's namespaces unless told otherwise", () => {
+    expect(parse({}).protectedNamespaces).toEqual(['falco', 'falcosidekick']);
+    expect(parse({ AMBER_PROTECTED_NAMESPACES: 'security, falco' }).protectedNamespaces).toEqual([
+      'security',
+      'falco',
+    ]);
+    expect(parse({ AMBER_PROTECTED_NAMESPACES: 'none' }).protectedNamespaces).toEqual([]);
+  });
 });
