@@ -27,21 +27,35 @@ export const TriggeringAlert = z.object({
   output: z.string().max(8192).optional(),
 });
 
+/**
+ * Rules the API server enforces on updates (CEL, in the generated CRD): a case is about one pod
+ * for its whole life, and a released case stays released (ADR 0010).
+ */
+export const TARGET_IMMUTABLE_MESSAGE =
+  'spec.target is immutable: a case investigates one pod for its whole life; open a new ForensicCase for another pod';
+export const RELEASE_ONE_WAY_MESSAGE =
+  'spec.release cannot be set back to false: a released case stays released; open a new ForensicCase to contain the pod again';
+
 export const ForensicCaseSpec = z.object({
-  target: z.object({
-    namespace: NamespaceName,
-    pod: ObjectName,
-    /** Containers to collect from; all of them (sidecars included) when empty. */
-    containers: z.array(z.string().min(1).max(63)).max(64).default([]),
-  }),
+  target: z
+    .object({
+      namespace: NamespaceName,
+      pod: ObjectName,
+      /** Containers to collect from; all of them (sidecars included) when empty. */
+      containers: z.array(z.string().min(1).max(63)).max(64).default([]),
+    })
+    .meta({ 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: TARGET_IMMUTABLE_MESSAGE }] }),
   reason: z.string().min(1).max(4096),
   policyRef: z.string().max(253).optional(),
   alert: TriggeringAlert.optional(),
   containment: Containment.default(Containment.parse({})),
   collection: Collection.default(Collection.parse({})),
   evidence: Evidence.default(Evidence.parse({})),
-  /** true lifts containment. Evidence is never deleted by Amber. */
-  release: z.boolean().default(false),
+  /** true lifts containment, for good. Evidence is never deleted by Amber. */
+  release: z
+    .boolean()
+    .default(false)
+    .meta({ 'x-kubernetes-validations': [{ rule: '!oldSelf || self', message: RELEASE_ONE_WAY_MESSAGE }] }),
 });
 export type ForensicCaseSpec = z.infer<typeof ForensicCaseSpec>;
 
@@ -130,5 +144,11 @@ export const CONDITION_TYPES = [
   'EvidenceCollected',
   'EvidenceSealed',
   'Released',
+  /** Whether the deny-all NetworkPolicy can isolate the pod (False for a hostNetwork pod). */
+  'NetworkIsolated',
+  /** Whether the case holds its pod's node, or why not (node limit, node gone, not scheduled). */
+  'NodeHeld',
+  /** The pod named by spec.target is no longer the one the case pinned (a new UID, or gone). */
+  'PodReplaced',
 ] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];

@@ -9,6 +9,7 @@ import {
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { FORENSIC_CASE } from '../api/forensiccase.js';
+import { RESPONSE_POLICY } from '../api/responsepolicy.js';
 import { GROUP, VERSION } from '../api/common.js';
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -36,6 +37,33 @@ export class KubeClients {
       plural: FORENSIC_CASE.plural,
       name,
     });
+  }
+
+  getResponsePolicy(name: string): Promise<unknown> {
+    return this.custom.getClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: RESPONSE_POLICY.plural,
+      name,
+    });
+  }
+
+  /**
+   * Nodes in the cluster, without transferring them: the API server counts what a one-item page
+   * leaves (remainingItemCount); only where it does not say, the names are paged through.
+   */
+  async countNodes(): Promise<number> {
+    const first = await this.core.listNode({ limit: 1 });
+    if (first.metadata?.remainingItemCount !== undefined)
+      return first.items.length + first.metadata.remainingItemCount;
+    let count = first.items.length;
+    let next = first.metadata?._continue;
+    while (next) {
+      const page = await this.core.listNode({ limit: 500, _continue: next });
+      count += page.items.length;
+      next = page.metadata?._continue;
+    }
+    return count;
   }
 
   patchCase(name: string, body: object): Promise<unknown> {

@@ -1,10 +1,12 @@
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { API_VERSION } from '../api/common.js';
 import { FORENSIC_CASE, type ForensicCase } from '../api/forensiccase.js';
 import { CollectionConfig, type CollectionConfigInput } from '../collection/config.js';
 import { MANAGED_BY } from '../collection/job.js';
 import { CollectionPipeline } from '../collection/pipeline.js';
+import { CASE_LABEL } from '../containment/labels.js';
+import { MANAGED_BY_LABEL } from '../containment/network-policy.js';
 import type { Logger } from '../observability/logger.js';
 import { Controller, ownerKeys } from '../runtime/controller.js';
 import { Informer, apiListWatch } from '../runtime/informer.js';
@@ -12,7 +14,7 @@ import type { WorkQueueOptions } from '../runtime/workqueue.js';
 import { KubeClients } from './client.js';
 import { CaseEvents } from './events.js';
 import { caseMetrics } from './metrics.js';
-import { CaseReconciler } from './reconciler.js';
+import { CaseReconciler, type GlobalNodeLimit } from './reconciler.js';
 import type { SafetyConfig } from './safety.js';
 
 export interface CaseControllerOptions {
@@ -20,6 +22,8 @@ export interface CaseControllerOptions {
   logger: Logger;
   registry: Registry;
   safety: SafetyConfig;
+  /** The operator's node limit (ADR 0010); each ResponsePolicy may set a tighter one. */
+  nodeLimit?: GlobalNodeLimit;
   workers?: number;
   resyncMs?: number;
   queue?: WorkQueueOptions;
@@ -30,8 +34,8 @@ export interface CaseControllerOptions {
 }
 
 /**
- * The case controller: ForensicCases and the NetworkPolicies and collection Jobs they own feed
- * one queue of case names; each name is reconciled by CaseReconciler.
+ * The case controller: ForensicCases, the NetworkPolicies and collection Jobs they own and the
+ * pods they quarantine feed one queue of case names; each name is reconciled by CaseReconciler.
  */
 export function caseController(opts: CaseControllerOptions) {
   const clients = new KubeClients(opts.kc);
@@ -42,11 +46,20 @@ export function caseController(opts: CaseControllerOptions) {
       resyncMs: opts.resyncMs ?? 5 * 60_000,
     },
   );
-  const policies = new Informer(
+  const policies = new Informer<V1NetworkPolicy & KubernetesObject>(
     apiListWatch(opts.kc, '/apis/networking.k8s.io/v1/networkpolicies', {
-      labelSelector: 'app.kubernetes.io/managed-by=amber',
+      labelSelector: Object.entries(MANAGED_BY_LABEL)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
     }),
     { logger: opts.logger.child({ informer: 'networkpolicies' }) },
+  );
+  // Quarantined pods: a label removed or changed brings the case back within the watch's latency
+  // rather than at the next resync. A pod that loses the label leaves the selector, and the
+  // watch reports it as deleted, with the labels it had.
+  const pods = new Informer<V1Pod & KubernetesObject>(
+    apiListWatch(opts.kc, '/api/v1/pods', { labelSelector: CASE_LABEL }),
+    { logger: opts.logger.child({ informer: 'quarantined-pods' }) },
   );
   const events = new CaseEvents(clients.core, opts.logger);
   const collectionConfig = opts.collection ? CollectionConfig.parse(opts.collection) : undefined;
@@ -77,8 +90,9 @@ export function caseController(opts: CaseControllerOptions) {
     collection,
     metrics: caseMetrics(opts.registry, () => cases.list().map((c) => c.status?.phase)),
     safety: opts.safety,
+    nodeLimit: opts.nodeLimit,
     afterStep: opts.afterStep,
-    policyCached: (namespace, name) => policies.get(`${namespace}/${name}`) !== undefined,
+    cachedPolicy: (namespace, name) => policies.get(`${namespace}/${name}`),
   });
   const controller = new Controller({
     name: 'forensiccase',
@@ -96,13 +110,35 @@ export function caseController(opts: CaseControllerOptions) {
   });
   const owners = ownerKeys('ForensicCase', { apiVersion: API_VERSION });
   const enqueueOwners = (obj: KubernetesObject) => owners(obj).forEach((k) => controller.enqueue(k));
+  // The case a label names is only a hint of whom to wake: the case itself trusts the label only
+  // together with the pod UID it pinned.
+  const enqueueLabelled = (...objs: KubernetesObject[]) => {
+    for (const o of objs) {
+      const name = o.metadata?.labels?.[CASE_LABEL];
+      if (name) controller.enqueue(name);
+    }
+  };
   // A deleted or edited quarantine policy is put back by its case.
-  policies.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
+  policies.addHandler({
+    onUpdate: (o, n) => {
+      enqueueOwners(o);
+      enqueueOwners(n);
+      enqueueLabelled(o, n);
+    },
+    onDelete: (o) => {
+      enqueueOwners(o);
+      enqueueLabelled(o);
+    },
+  });
+  pods.addHandler({
+    onUpdate: (o, n) => enqueueLabelled(o, n),
+    onDelete: (o) => enqueueLabelled(o),
+  });
   jobs?.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
 
   return {
     controller,
-    informers: jobs ? [cases, policies, jobs] : [cases, policies],
+    informers: jobs ? [cases, policies, pods, jobs] : [cases, policies, pods],
     cases,
     reconciler,
     collection,

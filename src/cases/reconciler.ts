@@ -1,24 +1,22 @@
-import type { V1LabelSelector, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { V1LabelSelector, V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { ForensicCase, type ForensicCaseStatus } from '../api/forensiccase.js';
+import { PolicyLimits } from '../api/responsepolicy.js';
 import type { CollectionPipeline } from '../collection/pipeline.js';
+import { CASE_LABEL, FINALIZER, NODE_HELD_LABEL, networkPolicyName } from '../containment/labels.js';
+import { DEFAULT_NODE_LIMIT, type NodeLimit, type NodeSlots } from '../containment/limits.js';
+import { holders, nodeMergePatch, nodePatch, type NodeContainment } from '../containment/node.js';
 import {
-  CASE_LABEL,
-  FINALIZER,
-  ORIGINAL_LABELS_ANNOTATION,
-  QUARANTINE_LABEL,
-  networkPolicyName,
-} from '../containment/labels.js';
-import { quarantinePolicy } from '../containment/network-policy.js';
-import { nodeMergePatch, nodePatch, type NodeContainment } from '../containment/node.js';
-import {
-  heldByOtherCase,
-  isQuarantinedBy,
-  originalLabels,
-  quarantineLabels,
-  selectorKeys,
-  selectorMatches,
-} from '../containment/pod.js';
+  NO_NODE,
+  needsNodeSlot,
+  nodeWanted,
+  pinnedUID,
+  plan,
+  releasing,
+  type Action,
+  type World,
+} from '../containment/plan.js';
+import { isQuarantinedBy, selectorKeys, selectorMatches } from '../containment/pod.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import { isConflict, orNotFound } from '../runtime/errors.js';
@@ -29,16 +27,23 @@ import { phaseOf } from './phase.js';
 import { refusal, type SafetyConfig } from './safety.js';
 import { StatusBuilder } from './status.js';
 
+/** The operator's own node limit (each ResponsePolicy may set a tighter one). */
+export interface GlobalNodeLimit {
+  maxNodes: number;
+  maxPercent: number;
+}
+
 export interface CaseReconcilerDeps {
   clients: KubeClients;
   events: CaseEvents;
   metrics: CaseMetrics;
   safety: SafetyConfig;
+  nodeLimit?: GlobalNodeLimit;
   /** Collects and seals evidence once the pod is contained; without it a case stops at Contained. */
   collection?: CollectionPipeline;
   now?: () => Date;
-  /** Whether the informer's cache holds this quarantine NetworkPolicy (saves a create per pass). */
-  policyCached?: (namespace: string, name: string) => boolean;
+  /** The informer's copy of a quarantine NetworkPolicy; its watch brings the case back on any change. */
+  cachedPolicy?: (namespace: string, name: string) => V1NetworkPolicy | undefined;
   /**
    * Called after each change to the world, named by what was just done. Tests throw from it
    * to crash a pass half way and prove the next pass completes it exactly once.
@@ -50,17 +55,29 @@ type Case = ForensicCase;
 
 const NODE_PATCH_ATTEMPTS = 10;
 
+const STEP: Partial<Record<Action['kind'], string>> = {
+  createPolicy: 'network-policy',
+  replacePolicy: 'network-policy',
+  patchPod: 'pod-labels',
+  holdNode: 'node',
+  releaseNode: 'release-node',
+};
+
 /**
  * Converges one ForensicCase: contain its pod and node, collect and seal its evidence, or
- * release them. Level-triggered:
- * each pass reads the case and the world afresh and does only what is missing, so a pass
- * that crashed half way is completed, never repeated.
+ * release them. Each pass is gather → plan → apply: read the case and the world afresh, decide
+ * (containment/plan.ts, pure) and act, so a pass that crashed half way is completed, never
+ * repeated (ADR 0010).
  */
 export class CaseReconciler {
   private readonly now: () => Date;
+  private readonly nodeLimit: GlobalNodeLimit;
+  /** Serialises node decisions: only the leader reconciles, so this is cluster-wide. */
+  private nodeDecisions: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: CaseReconcilerDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.nodeLimit = deps.nodeLimit ?? DEFAULT_NODE_LIMIT;
   }
 
   async reconcile(name: string, log: Logger): Promise<ReconcileResult> {
@@ -80,8 +97,7 @@ export class CaseReconciler {
 
     if (kase.metadata.deletionTimestamp) {
       if (!finalizers.includes(FINALIZER)) return;
-      await this.release(kase, status, log);
-      await this.writeStatus(kase, status);
+      await this.pass(kase, status, log);
       await this.deps.clients.patchCase(name, {
         metadata: {
           resourceVersion: kase.metadata.resourceVersion,
@@ -106,225 +122,135 @@ export class CaseReconciler {
       });
       await this.step('finalizer', name);
     }
+    return this.pass(kase, status, log);
+  }
 
-    let result: ReconcileResult = undefined;
-    if (kase.spec.release) await this.release(kase, status, log);
-    else {
+  /** One gather → plan → apply; a pass that decides a node holds the decision lock throughout. */
+  private async pass(kase: Case, status: StatusBuilder, log: Logger): Promise<ReconcileResult> {
+    const run = async (slots: boolean) => {
       // Collection starts on the pass after the one that contained: Contained is written (and
       // seen) first, and the status update it makes brings the case back here.
-      const wasContained = status.isTrue('Contained');
-      await this.contain(kase, status, log);
-      if (wasContained && this.deps.collection)
-        result = await this.deps.collection.advance(kase, status, log, (s) => this.step(s, name));
-    }
-    await this.writeStatus(kase, status);
-    return result;
+      const wasContained = status.isTrue('Contained') && !releasing(kase, status.status);
+      const world = await this.gather(kase, status.status, slots);
+      await this.apply(kase, status, plan(kase, status.status, world), log);
+      let result: ReconcileResult = undefined;
+      // Never under the decision lock: the NodeHeld condition it writes brings the case back.
+      if (wasContained && this.deps.collection && !slots)
+        result = await this.deps.collection.advance(kase, status, log, (s) =>
+          this.step(s, kase.metadata.name),
+        );
+      await this.writeStatus(kase, status);
+      return result;
+    };
+    if (!needsNodeSlot(kase, status.status)) return run(false);
+    const decided = this.nodeDecisions.then(() => run(true));
+    this.nodeDecisions = decided.catch(() => undefined);
+    return decided;
   }
 
-  private async contain(kase: Case, status: StatusBuilder, log: Logger): Promise<void> {
-    const { clients, events } = this.deps;
+  // ---- gather: every read, no writes ----
+
+  private async gather(kase: Case, status: ForensicCaseStatus, slots: boolean): Promise<World> {
+    const { clients } = this.deps;
     const name = kase.metadata.name;
     const { namespace, pod: podName } = kase.spec.target;
-    const firstPass = !status.isTrue('Contained');
-    const done = (action: string, performed: boolean, message: string) => {
-      if (performed) {
-        status.record(action, 'Succeeded', message);
-        // The first pass is summed up by one Contained Event (fewer writes in an alert storm);
-        // a later repair, e.g. a deleted NetworkPolicy put back, gets an Event of its own.
-        if (!firstPass) void events.emit(kase.metadata, 'Normal', action, `${message} (repaired)`);
-      } else if (firstPass && !status.recorded(action)) {
-        // Done by a pass that crashed before writing status: record it once, now.
-        status.record(action, 'Succeeded', `${message} (found in place)`);
-      }
+    const [pod, networkPolicy, held] = await Promise.all([
+      orNotFound(clients.core.readNamespacedPod({ namespace, name: podName })),
+      this.readPolicy(namespace, networkPolicyName(name)),
+      this.heldNodes(status.node, name),
+    ]);
+    const world: World = {
+      pod,
+      networkPolicy,
+      heldNodes: held.filter((n) => holders(n).includes(name)),
     };
+    if (releasing(kase, status)) return world;
+    const pinned = pinnedUID(kase, status, world);
+    if (!pod || (pinned && pod.metadata?.uid !== pinned)) return world;
 
-    const pod = await orNotFound(clients.core.readNamespacedPod({ namespace, name: podName }));
-    if (!pod) {
-      if (firstPass)
-        this.impossible(
-          kase,
-          status,
-          'PodNotFound',
-          `pod ${namespace}/${podName} does not exist: containment is impossible`,
-        );
-      return;
+    const label = pod.metadata?.labels?.[CASE_LABEL];
+    if (label && label !== name) world.labelOwner = await this.labelOwner(label);
+    if (!status.podUID && !isQuarantinedBy(pod, name) && kase.spec.containment.detachFromWorkload)
+      world.detachKeys = await this.detachKeys(pod);
+
+    const want = nodeWanted(kase);
+    if (want.cordon || want.taint || want.label) {
+      const nodeHeld = status.conditions?.find((c) => c.type === 'NodeHeld');
+      const nodeName = nodeHeld?.status === 'True' ? status.node : pod.spec?.nodeName;
+      if (nodeName && (slots || nodeHeld?.status === 'True'))
+        world.node =
+          held.find((n) => n.metadata?.name === nodeName) ??
+          (await orNotFound(clients.core.readNode({ name: nodeName })));
     }
-    const holder = heldByOtherCase(pod, name);
-    if (holder) {
-      if (firstPass)
-        this.impossible(
-          kase,
-          status,
-          'HeldByOtherCase',
-          `pod ${namespace}/${podName} is already held by case ${holder}`,
-        );
-      return;
-    }
-    if (firstPass) status.setCondition('Contained', 'False', 'InProgress', 'containment in progress');
-    recordPod(status.status, pod);
-
-    const want = kase.spec.containment;
-    if (want.isolateNetwork) {
-      const created = await this.ensureNetworkPolicy(kase, namespace);
-      await this.step('network-policy', name);
-      done('IsolateNetwork', created, `deny-all NetworkPolicy ${namespace}/${networkPolicyName(name)}`);
-    }
-    if (!isQuarantinedBy(pod, name)) {
-      const keys = want.detachFromWorkload ? await this.detachKeys(pod) : [];
-      const plan = quarantineLabels(pod, name, keys, want.detachFromWorkload);
-      const nulls = Object.fromEntries(Object.keys(plan.removed).map((k) => [k, null]));
-      await clients.patchPod(namespace, podName, {
-        metadata: {
-          resourceVersion: pod.metadata?.resourceVersion,
-          labels: { ...nulls, ...plan.labels },
-          annotations: Object.keys(plan.removed).length
-            ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(plan.removed) }
-            : {},
-        },
-      });
-      await this.step('pod-labels', name);
-      const detached = Object.keys(plan.removed);
-      done(
-        'LabelPod',
-        true,
-        detached.length
-          ? `pod labelled and detached from its workload (removed ${detached.join(', ')})`
-          : 'pod labelled for quarantine',
-      );
-    } else {
-      done('LabelPod', false, 'pod labelled for quarantine');
-    }
-
-    const nodeWanted: NodeContainment = {
-      cordon: want.cordonNode,
-      taint: want.taintNode,
-      label: want.labelNode,
-    };
-    if (nodeWanted.cordon || nodeWanted.taint || nodeWanted.label) {
-      const nodeName = pod.spec?.nodeName;
-      const node = nodeName ? await orNotFound(clients.core.readNode({ name: nodeName })) : undefined;
-      if (!node) {
-        if (firstPass && !status.status.timeline?.some((e) => e.action === 'ContainNode'))
-          status.record(
-            'ContainNode',
-            'Skipped',
-            nodeName ? `node ${nodeName} is gone` : 'pod is not scheduled on a node',
-          );
-      } else {
-        const performed = await this.holdNode(node, name, true, nodeWanted);
-        await this.step('node', name);
-        done('ContainNode', performed, `node ${nodeName} cordoned/labelled/tainted (NoSchedule) as asked`);
-      }
-    }
-
-    if (firstPass) {
-      status.setCondition('Contained', 'True', 'Contained', `pod ${namespace}/${podName} contained`);
-      status.status.containedAt = status.timestamp();
-      const created = kase.metadata.creationTimestamp ? Date.parse(kase.metadata.creationTimestamp) : NaN;
-      if (!Number.isNaN(created))
-        this.deps.metrics.timeToContained.observe(Math.max(0, (this.now().getTime() - created) / 1000));
-      const steps = (status.status.timeline ?? [])
-        .filter((e) => e.outcome === 'Succeeded')
-        .map((e) => e.action);
-      void events.emit(
-        kase.metadata,
-        'Normal',
-        'Contained',
-        `pod ${namespace}/${podName} contained: ${steps.join(', ')}`,
-      );
-      log.info({ node: pod.spec?.nodeName }, 'pod contained');
-    }
-  }
-
-  private async release(kase: Case, status: StatusBuilder, log: Logger): Promise<void> {
-    const { clients, events } = this.deps;
-    const name = kase.metadata.name;
-    const { namespace, pod: podName } = kase.spec.target;
-    const firstPass = !status.isTrue('Released');
-    const done = (action: string, performed: boolean, message: string) => {
-      if (performed) status.record(action, 'Succeeded', message);
-      else if (firstPass && !status.recorded(action))
-        status.record(action, 'Succeeded', `${message} (nothing left to do)`);
-    };
-
-    const deleted = await orNotFound(
-      clients.networking
-        .deleteNamespacedNetworkPolicy({ namespace, name: networkPolicyName(name) })
-        .then(() => true),
-    );
-    done('ReleaseNetwork', deleted === true, `NetworkPolicy ${namespace}/${networkPolicyName(name)} removed`);
-
-    const pod = await orNotFound(clients.core.readNamespacedPod({ namespace, name: podName }));
-    if (pod && isQuarantinedBy(pod, name)) {
-      const restore = kase.spec.containment.restoreLabelsOnRelease ? originalLabels(pod) : {};
-      await clients.patchPod(namespace, podName, {
-        metadata: {
-          resourceVersion: pod.metadata?.resourceVersion,
-          labels: { [CASE_LABEL]: null, [QUARANTINE_LABEL]: null, ...restore },
-          ...(Object.keys(restore).length ? { annotations: { [ORIGINAL_LABELS_ANNOTATION]: null } } : {}),
-        },
-      });
-      done(
-        'ReleasePod',
-        true,
-        Object.keys(restore).length
-          ? 'quarantine labels removed, original labels restored'
-          : 'quarantine labels removed',
-      );
-    } else done('ReleasePod', false, 'quarantine labels removed');
-
-    const nodeName = status.status.node;
-    const node = nodeName ? await orNotFound(clients.core.readNode({ name: nodeName })) : undefined;
-    if (node) {
-      const performed = await this.holdNode(node, name, false, { cordon: false, taint: false, label: false });
-      done('ReleaseNode', performed, `case let go of node ${nodeName}`);
-    }
-
-    if (firstPass) {
-      status.setCondition('Released', 'True', 'Released', 'containment lifted; evidence untouched');
-      void events.emit(kase.metadata, 'Normal', 'Released', 'containment lifted; evidence untouched');
-      log.info('containment released');
-    }
-  }
-
-  private async step(name: string, caseName: string): Promise<void> {
-    await this.deps.afterStep?.(name, caseName);
+    if (slots) world.slots = await this.slots(kase, held);
+    return world;
   }
 
   /**
-   * Many cases can hold one node at once (an alert storm on its pods). Their patches are
-   * guarded by the node's resourceVersion; on a conflict, read the node again and retry here
-   * rather than requeue the whole case, so a busy node does not slow containment down.
+   * The cached policy when the informer has it (its watch brings the case back on any change),
+   * else the API server's answer: a cache that has not seen the create yet must not cause another.
    */
-  private async holdNode(
-    node: V1Node,
-    caseName: string,
-    hold: boolean,
-    want: NodeContainment,
-  ): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      const change = nodePatch(node, caseName, hold, want);
-      if (!change) return false;
-      try {
-        await this.deps.clients.patchNode(node.metadata!.name!, nodeMergePatch(node, change));
-        return true;
-      } catch (err) {
-        if (!isConflict(err) || attempt >= NODE_PATCH_ATTEMPTS) throw err;
-        node = await this.deps.clients.core.readNode({ name: node.metadata!.name! });
-      }
-    }
+  private async readPolicy(namespace: string, name: string): Promise<V1NetworkPolicy | undefined> {
+    const cached = this.deps.cachedPolicy?.(namespace, name);
+    if (cached) return cached;
+    return orNotFound(this.deps.clients.networking.readNamespacedNetworkPolicy({ namespace, name }));
   }
 
-  private async ensureNetworkPolicy(kase: Case, namespace: string): Promise<boolean> {
-    const policy = quarantinePolicy({ name: kase.metadata.name, uid: kase.metadata.uid ?? '' }, namespace);
-    if (this.deps.policyCached?.(namespace, policy.metadata!.name!)) return false;
-    try {
-      await this.deps.clients.networking.createNamespacedNetworkPolicy({ namespace, body: policy });
-      return true;
-    } catch (err) {
-      if (isConflict(err)) return false; // AlreadyExists: a previous pass made it
-      throw err;
+  /**
+   * Every node some case holds, read from the API server (not a cache: a decision must see the
+   * previous decision's patch), plus the node the status names in case its held label is gone.
+   */
+  private async heldNodes(statusNode: string | undefined, caseName: string): Promise<V1Node[]> {
+    const { clients } = this.deps;
+    const list = await clients.core.listNode({ labelSelector: NODE_HELD_LABEL });
+    const nodes = list.items.filter((n) => holders(n).length > 0);
+    if (statusNode && !nodes.some((n) => n.metadata?.name === statusNode)) {
+      const node = await orNotFound(clients.core.readNode({ name: statusNode }));
+      if (node && holders(node).includes(caseName)) nodes.push(node);
     }
+    return nodes;
+  }
+
+  private async slots(kase: Case, held: V1Node[]): Promise<NodeSlots> {
+    const limits: NodeLimit[] = [
+      {
+        source: 'the operator configuration',
+        maxNodes: this.nodeLimit.maxNodes,
+        maxPercent: this.nodeLimit.maxPercent,
+      },
+    ];
+    const ref = kase.spec.policyRef;
+    if (ref) {
+      const policy = await orNotFound(this.deps.clients.getResponsePolicy(ref));
+      if (policy) {
+        // An invalid policy's limits fall back to the schema's defaults, never to none.
+        const raw = (policy as { spec?: { limits?: unknown } }).spec?.limits ?? {};
+        const parsed = PolicyLimits.safeParse(raw);
+        const l = parsed.success ? parsed.data : PolicyLimits.parse({});
+        limits.push({
+          source: `policy ${ref}`,
+          maxNodes: l.maxCordonedNodes,
+          maxPercent: l.maxCordonedNodesPercent,
+        });
+      }
+    }
+    return {
+      heldNodes: held.map((n) => n.metadata!.name!),
+      clusterNodes: await this.deps.clients.countNodes(),
+      limits,
+    };
+  }
+
+  /** The case a pod's label names, with the UID it pinned: a label alone proves nothing. */
+  private async labelOwner(name: string): Promise<World['labelOwner']> {
+    const raw = await orNotFound(this.deps.clients.getCase(name));
+    const other = ForensicCase.safeParse(raw);
+    if (!raw || !other.success) return { name, open: false };
+    return {
+      name,
+      podUID: other.data.status?.podUID,
+      open: !releasing(other.data, other.data.status ?? {}),
+    };
   }
 
   /** Label keys that bind the pod to its controller and to the Services that select it. */
@@ -353,11 +279,103 @@ export class CaseReconciler {
     return [...keys];
   }
 
-  private impossible(kase: Case, status: StatusBuilder, reason: string, message: string): void {
-    status.setCondition('Contained', 'False', reason, message);
-    if (!status.status.timeline?.some((e) => e.action === 'Contain' && e.outcome === 'Failed'))
-      status.record('Contain', 'Failed', message);
-    void this.deps.events.emit(kase.metadata, 'Warning', reason, message);
+  // ---- apply: every write, in the planned order ----
+
+  private async apply(kase: Case, status: StatusBuilder, actions: Action[], log: Logger): Promise<void> {
+    const { clients } = this.deps;
+    const name = kase.metadata.name;
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'createPolicy':
+          await clients.networking.createNamespacedNetworkPolicy({
+            namespace: a.policy.metadata!.namespace!,
+            body: a.policy,
+          });
+          break;
+        case 'replacePolicy':
+          await clients.networking.replaceNamespacedNetworkPolicy({
+            namespace: a.policy.metadata!.namespace!,
+            name: a.policy.metadata!.name!,
+            body: a.policy,
+          });
+          break;
+        case 'deletePolicy':
+          await orNotFound(
+            clients.networking.deleteNamespacedNetworkPolicy({ namespace: a.namespace, name: a.name }),
+          );
+          break;
+        case 'patchPod':
+          await clients.patchPod(a.namespace, a.name, a.patch);
+          break;
+        case 'holdNode':
+          await this.patchNode(a.node, name, true, a.want);
+          break;
+        case 'releaseNode':
+          await this.patchNode(a.node, name, false, NO_NODE);
+          break;
+        case 'pin':
+          status.status.podUID = a.podUID;
+          if (a.pod) recordPod(status.status, a.pod);
+          break;
+        case 'record':
+          status.record(a.action, a.outcome, a.message, a.event);
+          break;
+        case 'condition':
+          status.setCondition(a.type, a.status, a.reason, a.message);
+          if (a.type === 'Released') log.info('containment released');
+          break;
+        case 'event':
+          status.event(a.type, a.reason, a.message);
+          break;
+        case 'contained': {
+          status.setCondition('Contained', 'True', 'Contained', a.message);
+          status.status.containedAt = status.timestamp();
+          const created = kase.metadata.creationTimestamp ? Date.parse(kase.metadata.creationTimestamp) : NaN;
+          if (!Number.isNaN(created))
+            this.deps.metrics.timeToContained.observe(Math.max(0, (this.now().getTime() - created) / 1000));
+          // The first containment is summed up by one Event (fewer writes in an alert storm);
+          // later repairs ask for Events of their own.
+          const steps = (status.status.timeline ?? [])
+            .filter((e) => e.outcome === 'Succeeded')
+            .map((e) => e.action);
+          status.event('Normal', 'Contained', `${a.message}: ${steps.join(', ')}`);
+          log.info({ node: status.status.node }, 'pod contained');
+          break;
+        }
+      }
+      const step = STEP[a.kind];
+      if (step) await this.step(step, name);
+    }
+  }
+
+  private async step(name: string, caseName: string): Promise<void> {
+    await this.deps.afterStep?.(name, caseName);
+  }
+
+  /**
+   * Many cases can hold one node at once (an alert storm on its pods). Their patches are
+   * guarded by the node's resourceVersion; on a conflict, read the node again and retry here
+   * rather than requeue the whole case, so a busy node does not slow containment down.
+   */
+  private async patchNode(
+    node: V1Node,
+    caseName: string,
+    hold: boolean,
+    want: NodeContainment,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const change = nodePatch(node, caseName, hold, want);
+      if (!change) return;
+      try {
+        await this.deps.clients.patchNode(node.metadata!.name!, nodeMergePatch(node, change));
+        return;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= NODE_PATCH_ATTEMPTS) throw err;
+        const fresh = await orNotFound(this.deps.clients.core.readNode({ name: node.metadata!.name! }));
+        if (!fresh) return; // the node is gone, and with it what the case held
+        node = fresh;
+      }
+    }
   }
 
   private async refuse(
@@ -371,29 +389,33 @@ export class CaseReconciler {
     const already = status.condition('Valid');
     status.setCondition('Valid', 'False', reason, message);
     if (!(already?.status === 'False' && already.reason === reason)) {
-      status.record('Validate', 'Failed', message);
-      if (kase) void this.deps.events.emit(kase.metadata, 'Warning', reason, message);
+      status.record('Validate', 'Failed', message, kase ? { type: 'Warning', reason } : undefined);
       log.warn({ reason, message }, 'case refused');
     }
-    status.status.phase = phaseOf(status.status.conditions);
-    const finished = status.finish();
-    if (status.changed) await this.deps.clients.patchCaseStatus(name, { status: finished });
+    await this.writeStatus(kase ?? { metadata: { name } }, status, true);
   }
 
-  private async writeStatus(kase: Case, status: StatusBuilder): Promise<void> {
+  /** Writes status if it changed, then sends the Events that tell the same story. */
+  private async writeStatus(
+    kase: Pick<Case, 'metadata'>,
+    status: StatusBuilder,
+    whole = false,
+  ): Promise<void> {
     status.status.phase = phaseOf(status.status.conditions);
     const finished = status.finish();
-    if (!status.changed) return;
-    // Only the fields this controller owns: status.alerts belongs to the intake, which
-    // merge-patches it concurrently, so no resourceVersion precondition is needed here.
-    const { alerts: _alerts, ...owned } = finished;
-    await this.deps.clients.patchCaseStatus(kase.metadata.name, { status: owned });
+    if (status.changed) {
+      // Only the fields this controller owns: status.alerts belongs to the intake, which
+      // merge-patches it concurrently, so no resourceVersion precondition is needed here.
+      const { alerts: _alerts, ...owned } = finished;
+      await this.deps.clients.patchCaseStatus(kase.metadata.name, { status: whole ? finished : owned });
+    }
+    for (const e of status.events.splice(0))
+      void this.deps.events.emit(kase.metadata, e.type, e.reason, e.message);
   }
 }
 
 function recordPod(status: ForensicCaseStatus, pod: V1Pod): void {
   if (pod.spec?.nodeName) status.node = pod.spec.nodeName;
-  if (pod.metadata?.uid) status.podUID = pod.metadata.uid;
   const all = [
     ...(pod.status?.initContainerStatuses ?? []),
     ...(pod.status?.containerStatuses ?? []),

@@ -7,12 +7,23 @@ import {
   type TimelineEntry,
 } from '../api/forensiccase.js';
 
+/** A Kubernetes Event asked for by a timeline step (or on its own), sent once status is written. */
+export interface CaseEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
 /**
  * Status is built on a copy and written only when it changed. A condition keeps its
  * lastTransitionTime while its status stays the same, as Kubernetes conventions ask.
+ * Events go through here too: a step recorded in the timeline can ask for its Event, and the
+ * Events are sent after the status that tells the same story was written.
  */
 export class StatusBuilder {
   readonly status: ForensicCaseStatus;
+  /** Events to send once the status is written. */
+  readonly events: CaseEvent[] = [];
 
   constructor(
     private readonly original: ForensicCaseStatus | undefined,
@@ -46,8 +57,17 @@ export class StatusBuilder {
     else conditions.push(next);
   }
 
-  /** Appends to the bounded timeline: the oldest entries go first when it is full. */
-  record(action: string, outcome: TimelineEntry['outcome'], message?: string): void {
+  /**
+   * Appends to the bounded timeline: the oldest entries go first when it is full. With `event`,
+   * the step is also reported as a Kubernetes Event (the reason defaults to the action).
+   */
+  record(
+    action: string,
+    outcome: TimelineEntry['outcome'],
+    message?: string,
+    event?: { type: CaseEvent['type']; reason?: string },
+  ): void {
+    if (event) this.event(event.type, event.reason ?? action, message ?? action);
     const timeline = (this.status.timeline ??= []);
     timeline.push({
       time: this.timestamp(),
@@ -56,6 +76,10 @@ export class StatusBuilder {
       ...(message ? { message: message.slice(0, 1024) } : {}),
     });
     if (timeline.length > TIMELINE_LIMIT) timeline.splice(0, timeline.length - TIMELINE_LIMIT);
+  }
+
+  event(type: CaseEvent['type'], reason: string, message: string): void {
+    this.events.push({ type, reason, message });
   }
 
   recorded(action: string): boolean {

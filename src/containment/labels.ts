@@ -3,6 +3,13 @@ export const CASE_LABEL = 'forensics.amber.io/case';
 export const QUARANTINE_LABEL = 'forensics.amber.io/quarantined';
 export const ORIGINAL_LABELS_ANNOTATION = 'forensics.amber.io/original-labels';
 export const NODE_HOLDERS_ANNOTATION = 'forensics.amber.io/holding-cases';
+/**
+ * On every node some case holds (with the holders annotation): the API server can then list
+ * exactly the nodes Amber holds, which the node limit counts and a release lets go of.
+ */
+export const NODE_HELD_LABEL = 'forensics.amber.io/held';
+/** On the quarantine NetworkPolicy: the UID of the pod the case pinned (see ADR 0010). */
+export const POD_UID_ANNOTATION = 'forensics.amber.io/pod-uid';
 /** Set when Amber cordoned a node an administrator had not already cordoned. */
 export const NODE_CORDONED_BY_AMBER_ANNOTATION = 'forensics.amber.io/cordoned-by-amber';
 export const QUARANTINE_TAINT_KEY = 'forensics.amber.io/quarantine';

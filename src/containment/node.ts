@@ -1,6 +1,7 @@
 import type { V1Node, V1Taint } from '@kubernetes/client-node';
 import {
   NODE_CORDONED_BY_AMBER_ANNOTATION,
+  NODE_HELD_LABEL,
   NODE_HOLDERS_ANNOTATION,
   QUARANTINE_LABEL,
   QUARANTINE_TAINT_KEY,
@@ -29,7 +30,8 @@ export const quarantineTaint: V1Taint = { key: QUARANTINE_TAINT_KEY, value: 'tru
 
 /**
  * The node as it should be while `caseName` holds it (added) or after it lets go (removed).
- * Every case on a node is listed in an annotation; the node is uncordoned, untainted and
+ * Every case on a node is listed in an annotation (and the node carries the held label while
+ * any case does); the node is uncordoned, untainted and
  * unlabelled only when the last holder lets go, and never uncordoned if someone else had
  * cordoned it before Amber did. Returns undefined when nothing changes.
  */
@@ -53,6 +55,7 @@ export function nodePatch(
     change.annotations[NODE_HOLDERS_ANNOTATION] = after.length ? after.join(',') : null;
 
   if (after.length > 0) {
+    if (labels[NODE_HELD_LABEL] !== 'true') change.labels[NODE_HELD_LABEL] = 'true';
     if (hold && want.cordon && !unschedulable) {
       change.unschedulable = true;
       change.annotations[NODE_CORDONED_BY_AMBER_ANNOTATION] = 'true';
@@ -66,6 +69,7 @@ export function nodePatch(
     }
     if (hasTaint) change.taints = taints.filter((t) => t.key !== QUARANTINE_TAINT_KEY);
     if (QUARANTINE_LABEL in labels) change.labels[QUARANTINE_LABEL] = null;
+    if (NODE_HELD_LABEL in labels) change.labels[NODE_HELD_LABEL] = null;
   }
   const empty =
     !Object.keys(change.annotations).length &&

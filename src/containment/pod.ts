@@ -104,13 +104,10 @@ export function originalLabels(pod: V1Pod): Labels {
   return {};
 }
 
-/** Does the pod already carry this case's quarantine? */
+/**
+ * Does the pod carry this case's label? Only meaningful for the pod the case pinned: anyone who
+ * may patch a pod can write any case's name on it.
+ */
 export function isQuarantinedBy(pod: V1Pod, caseName: string): boolean {
   return pod.metadata?.labels?.[CASE_LABEL] === caseName;
-}
-
-/** The case that already holds this pod, if another one does. */
-export function heldByOtherCase(pod: V1Pod, caseName: string): string | undefined {
-  const holder = pod.metadata?.labels?.[CASE_LABEL];
-  return holder && holder !== caseName ? holder : undefined;
 }

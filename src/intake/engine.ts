@@ -37,7 +37,7 @@ import {
  */
 
 export type AcceptOutcome =
-  | { outcome: 'opened'; case: string; policy: string; degraded?: string }
+  | { outcome: 'opened'; case: string; policy: string }
   | { outcome: 'attached'; case: string }
   | { outcome: 'dry-run'; case: string; policy: string }
   | { outcome: 'not-acted'; reason: string; message: string; policy?: string };
@@ -69,8 +69,6 @@ interface IndexedCase {
   open: boolean;
   fromIntake: boolean;
   policy?: string;
-  node?: string;
-  cordons: boolean;
 }
 
 interface PendingCase {
@@ -160,8 +158,6 @@ export class IntakeEngine {
       fromIntake:
         c.metadata?.labels?.['forensics.amber.io/source'] === CASE_LABELS['forensics.amber.io/source'],
       policy: c.spec?.policyRef,
-      node: c.status?.node ?? c.spec?.alert?.hostname,
-      cordons: c.spec?.containment?.cordonNode === true || c.spec?.containment?.taintNode === true,
     });
     const current = this.openByPod.get(key);
     if (open && (current === undefined || !this.cases.get(current)?.open)) this.openByPod.set(key, name);
@@ -214,8 +210,10 @@ export class IntakeEngine {
       return { outcome: 'dry-run', case: name, policy: policy.name };
     }
 
-    const node = alert.hostname;
-    const decision = checkLimits(policy, node, this.openView(), this.limits);
+    // Only the open-case limits are the intake's. The node limit is decided by the case
+    // reconciler from the nodes Amber holds when it contains the pod (ADR 0010): an alert's
+    // hostname is the attacker's word, and Falco's k8s_audit source reports its own host.
+    const decision = checkLimits(policy, undefined, this.openView(), this.limits);
     if (decision.action === 'refuse') {
       this.log.warn({ policy: policy.name, pod: podKey(target), reason: decision.reason }, decision.message);
       this.event(
@@ -229,13 +227,11 @@ export class IntakeEngine {
     }
 
     this.reserve(name, 1);
-    const degraded = decision.action === 'degrade' ? decision.message : undefined;
     const body = buildCase({
       name,
       alert: { ...alert, target },
       policy,
-      containment: decision.containment,
-      degraded,
+      containment: policy.spec.containment,
     });
     this.pending.set(name, { name, target, create: body, delta: emptyDelta() });
     this.cases.set(name, {
@@ -244,27 +240,12 @@ export class IntakeEngine {
       open: true,
       fromIntake: true,
       policy: policy.name,
-      node,
-      cordons: decision.containment.cordonNode || decision.containment.taintNode,
     });
     this.openByPod.set(podKey(target), name);
     this.record(name, target, alert, policy, now);
-    this.log.info(
-      { case: name, policy: policy.name, pod: podKey(target), rule: alert.rule, degraded },
-      'opening case',
-    );
+    this.log.info({ case: name, policy: policy.name, pod: podKey(target), rule: alert.rule }, 'opening case');
     this.writeSoon();
-    if (decision.action === 'degrade') {
-      this.metrics.notActed.inc({ reason: decision.reason });
-      this.event(
-        { kind: 'ResponsePolicy', name: policy.name },
-        'Warning',
-        'NodeLimitReached',
-        `case ${name}: ${decision.message}`,
-        now,
-      );
-    }
-    return { outcome: 'opened', case: name, policy: policy.name, ...(degraded ? { degraded } : {}) };
+    return { outcome: 'opened', case: name, policy: policy.name };
   }
 
   private notActed(reason: string, message: string, policy?: string): AcceptOutcome {
@@ -319,14 +300,12 @@ export class IntakeEngine {
   private openView(): OpenCasesView {
     let total = 0;
     const byPolicy = new Map<string, number>();
-    const cordonedNodes = new Set<string>();
     for (const c of this.cases.values()) {
       if (!c.open) continue;
       if (c.fromIntake) total++;
       if (c.policy) byPolicy.set(c.policy, (byPolicy.get(c.policy) ?? 0) + 1);
-      if (c.cordons && c.node) cordonedNodes.add(c.node);
     }
-    return { total, byPolicy, cordonedNodes, clusterNodes: this.clusterNodes };
+    return { total, byPolicy, cordonedNodes: new Set(), clusterNodes: this.clusterNodes };
   }
 
   private event(

@@ -22,8 +22,9 @@ export const OperatorConfig = z.object({
    */
   protectedNamespaces: z.array(z.string().min(1)).default([...DEFAULT_PROTECTED_NAMESPACES]),
   workers: z.coerce.number().int().min(1).max(64).default(16),
-  /** Global blast-radius limits of the intake (each ResponsePolicy has its own too). */
+  /** Global blast-radius limits (each ResponsePolicy has its own too): open cases, by the intake; */
   maxOpenCases: z.coerce.number().int().min(0).optional(),
+  /** nodes held, by the case reconciler from the cluster's holder annotations (ADR 0010). */
   maxCordonedNodes: z.coerce.number().int().min(0).optional(),
   maxCordonedNodesPercent: z.coerce.number().int().min(0).max(100).optional(),
   /** off: cases stop at Contained (containment only). */

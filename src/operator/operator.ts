@@ -1,6 +1,7 @@
 import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
 import { caseController } from '../cases/controller.js';
+import { DEFAULT_NODE_LIMIT } from '../containment/limits.js';
 import { loadKubeConfig } from '../kube/config.js';
 import { startIntake, type RunningIntake } from '../intake/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -44,6 +45,10 @@ export async function runOperator(
     logger,
     registry,
     workers: cfg.workers,
+    nodeLimit: {
+      maxNodes: cfg.maxCordonedNodes ?? DEFAULT_NODE_LIMIT.maxNodes,
+      maxPercent: cfg.maxCordonedNodesPercent ?? DEFAULT_NODE_LIMIT.maxPercent,
+    },
     collection: opts.collection ?? collectionConfig(cfg),
     safety: {
       operatorNamespace: cfg.namespace,

@@ -117,7 +117,9 @@ describe('containment and release against a real control plane, as the operator 
         w.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=case-web' }),
       (l) => l.items.some((e) => e.reason === 'IsolateNetwork'),
     );
-    expect(events.items.find((e) => e.reason === 'IsolateNetwork')?.message).toContain('(repaired)');
+    expect(events.items.find((e) => e.reason === 'IsolateNetwork')?.message).toContain(
+      '(repaired: it was deleted)',
+    );
   });
 
   it('keeps a node cordoned until the last case on it is released', async () => {

@@ -81,6 +81,56 @@ describe('crash in the middle of a case, restart', () => {
       }
     },
   );
+  it('crash after the node patch, then the pod deleted: the node is not left held by the case', async () => {
+    const opKc = await operatorKubeConfig(cluster);
+    const [pod] = await w.runningPods('shop', 'app=api', 1);
+    const podName = pod!.metadata!.name!;
+    const name = 'crash-node-then-gone';
+    let crashed = false;
+    const line = await CuttableProxy.start(Number(new URL(cluster.server).port));
+    const doomed = await startCaseController(throughProxy(opKc, line), {
+      retryBaseDelayMs: 600_000,
+      afterStep: (s, kase) => {
+        if (kase === name && s === 'node' && !crashed) {
+          crashed = true;
+          line.cut();
+          throw new Error('simulated crash after the node patch');
+        }
+      },
+    });
+    await w.createCase(name, { target: { namespace: 'shop', pod: podName }, reason: 'crash test' });
+    await waitFor(
+      'crash at node',
+      async () => crashed,
+      (c) => c,
+    );
+    await doomed.stop();
+    await line.close();
+    const listed = (n: { metadata?: { annotations?: Record<string, string> } }) =>
+      (n.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION] ?? '').split(',').includes(name);
+    expect(listed(await w.core.readNode({ name: 'node-c' }))).toBe(true);
+    await w.core.deleteNamespacedPod({ namespace: 'shop', name: podName, gracePeriodSeconds: 0 });
+
+    const fresh = await startCaseController(opKc);
+    try {
+      const kase = await waitFor(
+        'pod reported gone',
+        () => w.getCase(name),
+        (c) =>
+          c.status?.conditions?.some((x) => x.type === 'PodReplaced' && x.reason === 'PodDeleted') ?? false,
+      );
+      expect(kase.status?.conditions?.find((c) => c.type === 'Contained')?.status).not.toBe('True');
+      const node = await waitFor(
+        'node no longer lists the case',
+        () => w.core.readNode({ name: 'node-c' }),
+        (n) => !listed(n),
+      );
+      expect(listed(node)).toBe(false);
+      expect((kase.status?.timeline ?? []).map((e) => e.action)).toContain('ReleaseNode');
+    } finally {
+      await fresh.stop();
+    }
+  });
   it('retries a 409 conflict quietly and converges', async () => {
     const opKc = await operatorKubeConfig(cluster);
     const [pod] = await w.runningPods('shop', 'app=api', 1);

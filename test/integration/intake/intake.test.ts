@@ -178,9 +178,10 @@ describe('intake against a real kube-apiserver', () => {
     });
     const cases = await eventually(listCases, (l) => l.length === 2);
     expect(cases.map((c) => c.spec.target.pod).sort()).toEqual(['hellofalco', 'nginx-676b6c5bbc-4xc6t']);
-    // The policy cordons one node at most: the second node's case opened without cordon.
+    // The node limit is not the intake's (ADR 0010): the case keeps the policy's containment and
+    // the case reconciler decides from the nodes Amber holds, not from the alerts' hostnames.
     const audit = cases.find((c) => c.spec.target.pod.startsWith('nginx'))!;
-    expect(audit.spec.containment.cordonNode).toBe(false);
+    expect(audit.spec.containment.cordonNode).toBe(true);
     await sleep(300);
     expect(
       (await listCases()).find((c) => c.spec.target.pod.startsWith('nginx'))?.status?.alerts?.count,

@@ -60,4 +60,18 @@ describe('phaseOf', () => {
   ] as const)('%j -> %s', (conds, phase) => {
     expect(phaseOf([...conds])).toBe(phase);
   });
+
+  it('queues the Event a timeline step asks for, to be sent after the status is written', () => {
+    const b = new StatusBuilder(undefined, 1, clock('2026-01-01T00:00:00Z'));
+    b.record('LabelPod', 'Succeeded', 'pod labelled (repaired: label removed)', { type: 'Warning' });
+    b.record('IsolateNetwork', 'Succeeded', 'policy created');
+    b.record('IsolateNetwork', 'Failed', 'hostNetwork', {
+      type: 'Warning',
+      reason: 'NetworkIsolationNotEffective',
+    });
+    expect(b.events).toEqual([
+      { type: 'Warning', reason: 'LabelPod', message: 'pod labelled (repaired: label removed)' },
+      { type: 'Warning', reason: 'NetworkIsolationNotEffective', message: 'hostNetwork' },
+    ]);
+  });
 });

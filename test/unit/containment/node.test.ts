@@ -2,6 +2,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import {
   NODE_CORDONED_BY_AMBER_ANNOTATION,
+  NODE_HELD_LABEL,
   NODE_HOLDERS_ANNOTATION,
   QUARANTINE_LABEL,
   QUARANTINE_TAINT_KEY,
@@ -47,6 +48,7 @@ describe('node containment', () => {
     expect(change.taints).toEqual([{ key: QUARANTINE_TAINT_KEY, value: 'true', effect: 'NoSchedule' }]);
     expect(change.labels[QUARANTINE_LABEL]).toBe('true');
     expect(change.annotations[NODE_HOLDERS_ANNOTATION]).toBe('case-a');
+    expect(change.labels[NODE_HELD_LABEL]).toBe('true');
     expect(change.taints!.some((t) => t.effect === 'NoExecute')).toBe(false);
   });
 
@@ -71,6 +73,7 @@ describe('node containment', () => {
     expect(n.spec?.unschedulable).toBe(false);
     expect(n.spec?.taints).toEqual([]);
     expect(n.metadata?.labels?.[QUARANTINE_LABEL]).toBeUndefined();
+    expect(n.metadata?.labels?.[NODE_HELD_LABEL]).toBeUndefined();
     expect(n.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]).toBeUndefined();
   });
 
@@ -91,9 +94,21 @@ describe('node containment', () => {
     expect(released.spec?.taints).toEqual([other]);
   });
 
-  it('only records the holder when no node action is wanted', () => {
+  it('only records the holder (and marks the node held) when no node action is wanted', () => {
     const change = nodePatch(node(), 'c', true, { cordon: false, taint: false, label: false })!;
-    expect(change).toEqual({ annotations: { [NODE_HOLDERS_ANNOTATION]: 'c' }, labels: {} });
+    expect(change).toEqual({
+      annotations: { [NODE_HOLDERS_ANNOTATION]: 'c' },
+      labels: { [NODE_HELD_LABEL]: 'true' },
+    });
+  });
+
+  it('puts back a held label someone removed while a case still holds the node', () => {
+    const held = apply(node(), nodePatch(node(), 'c', true, all)!);
+    delete held.metadata!.labels![NODE_HELD_LABEL];
+    expect(nodePatch(held, 'c', true, all)).toEqual({
+      annotations: {},
+      labels: { [NODE_HELD_LABEL]: 'true' },
+    });
   });
 
   it('guards the merge patch with the node resourceVersion', () => {

@@ -1,9 +1,13 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { CASE_LABEL, ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL } from '../../../src/containment/labels.js';
+import {
+  CASE_LABEL,
+  ORIGINAL_LABELS_ANNOTATION,
+  POD_UID_ANNOTATION,
+  QUARANTINE_LABEL,
+} from '../../../src/containment/labels.js';
 import { quarantinePolicy } from '../../../src/containment/network-policy.js';
 import {
-  heldByOtherCase,
   originalLabels,
   quarantineLabels,
   selectorKeys,
@@ -68,16 +72,12 @@ describe('quarantine labels', () => {
     expect(originalLabels(pod({}, { [ORIGINAL_LABELS_ANNOTATION]: 'not json' }))).toEqual({});
     expect(originalLabels(pod({}, { [ORIGINAL_LABELS_ANNOTATION]: '{"app":3}' }))).toEqual({});
   });
-
-  it('knows when another case holds the pod', () => {
-    expect(heldByOtherCase(pod({ [CASE_LABEL]: 'other' }), 'mine')).toBe('other');
-    expect(heldByOtherCase(pod({ [CASE_LABEL]: 'mine' }), 'mine')).toBeUndefined();
-  });
 });
 
 describe('quarantine NetworkPolicy', () => {
   it('denies all ingress and egress for the case label only, owned by the case', () => {
-    const np = quarantinePolicy({ name: 'case-1', uid: 'u-1' }, 'shop');
+    const np = quarantinePolicy({ name: 'case-1', uid: 'u-1' }, 'shop', 'pod-uid-1');
+    expect(np.metadata?.annotations).toEqual({ [POD_UID_ANNOTATION]: 'pod-uid-1' });
     expect(np.spec).toEqual({
       podSelector: { matchLabels: { [CASE_LABEL]: 'case-1' } },
       policyTypes: ['Ingress', 'Egress'],

@@ -257,26 +257,23 @@ describe('IntakeEngine decisions', () => {
     expect(engine.accept(a)).toMatchObject({ outcome: 'not-acted', reason: 'protected-namespace' });
   });
 
-  it('holds the open-case limits and degrades past the node limit', async () => {
+  it('holds the open-case limits and leaves the node limit to the case reconciler', async () => {
     const { api, engine } = setup({ limits: { maxOpenCases: 3, maxCordonedNodes: 1 } });
     expect(engine.accept(alert('p1'))).toMatchObject({ outcome: 'opened' });
-    const second = engine.accept(alert('p2'));
-    expect(second).toMatchObject({ outcome: 'opened', degraded: expect.stringMatching(/without cordon/) });
+    // Past the node limit by the alerts' hostnames: the intake no longer counts those (ADR 0010).
+    expect(engine.accept(alert('p2'))).toEqual({
+      outcome: 'opened',
+      case: expect.any(String),
+      policy: 'shells',
+    });
     expect(engine.accept(alert('p3')).outcome).toBe('opened');
     expect(engine.accept(alert('p4'))).toMatchObject({ outcome: 'not-acted', reason: 'max-open-cases' });
     expect(engine.accept(alert('p1')).outcome).toBe('attached'); // still recorded on its case
     await engine.flush();
     const byPod = new Map([...api.cases.values()].map((c) => [c.spec?.target?.pod, c]));
     expect(byPod.size).toBe(3);
-    expect(byPod.get('p1')?.spec?.containment).toMatchObject({ cordonNode: true, taintNode: true });
-    expect(byPod.get('p2')?.spec?.containment).toMatchObject({
-      cordonNode: false,
-      taintNode: false,
-      isolateNetwork: true,
-    });
-    expect(api.events.map((e) => (e as { reason: string }).reason).sort()).toEqual([
-      'LimitReached',
-      'NodeLimitReached',
-    ]);
+    for (const pod of ['p1', 'p2', 'p3'])
+      expect(byPod.get(pod)?.spec?.containment).toMatchObject({ cordonNode: true, taintNode: true });
+    expect(api.events.map((e) => (e as { reason: string }).reason)).toEqual(['LimitReached']);
   });
 });
