@@ -1,4 +1,4 @@
-import { RbacAuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
+import { PatchStrategy, RbacAuthorizationV1Api, setHeaderOptions, type V1Job } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { ForensicCase } from '../api/forensiccase.js';
@@ -21,7 +21,8 @@ import {
   parseSummary,
   type ContainerProgress,
 } from './decide.js';
-import { collectRequest, collectionJob, type CollectionTarget } from './job.js';
+import { credentialSeconds, JobCredentialsMinter } from './credentials.js';
+import { collectRequest, collectionJob, jobCredentialsSecretName, type CollectionTarget } from './job.js';
 import { collectionMetrics, type CollectionMetrics } from './metrics.js';
 import { collectOrchestratorView } from './orchestrator.js';
 import { StoreConfigError, StoreFactory, resolveStore, type ResolvedStore } from './store.js';
@@ -58,6 +59,7 @@ const StoredReport = z.object({
  */
 export class CollectionPipeline {
   private readonly stores: StoreFactory;
+  private readonly minter = new JobCredentialsMinter();
   private readonly rbac: RbacAuthorizationV1Api;
   private readonly metrics: CollectionMetrics;
   private readonly now: () => Date;
@@ -71,6 +73,7 @@ export class CollectionPipeline {
 
   close(): void {
     this.stores.close();
+    this.minter.close();
   }
 
   /**
@@ -257,7 +260,7 @@ export class CollectionPipeline {
       store,
       image: config.image,
       command: config.command,
-      s3CredentialsSecret: config.s3CredentialsSecret,
+      collectorDeadline: config.collectorDeadline,
     });
     const name = body.metadata!.name!;
     let job = await orNotFound(clients.batch.readNamespacedJob({ namespace: config.namespace, name }));
@@ -283,6 +286,10 @@ export class CollectionPipeline {
         state: 'missing',
         reason: `Job ${config.namespace}/${name} exists but belongs to something else`,
       };
+    if (job.spec?.suspend) {
+      await this.startJob(kase, job, target, store, step);
+      return { container: target.name, state: 'running' };
+    }
     const outcome = jobOutcome(job);
     if (outcome.state === 'running') return { container: target.name, state: 'running' };
 
@@ -302,6 +309,72 @@ export class CollectionPipeline {
       'and the store holds no report.json for the container',
     ];
     return { container: target.name, state: 'missing', reason: why.join('; ') };
+  }
+
+  /**
+   * A suspended Job gets its credentials, then runs: the Secret is minted now (so its lifetime
+   * counts from the Job's start, as activeDeadlineSeconds does), owned by the Job (deleted with
+   * it), and holds nothing but write access to this container's prefix (ADR 0009). A Secret
+   * left by a pass that crashed before resuming the Job is used as it is.
+   */
+  private async startJob(
+    kase: Case,
+    job: V1Job,
+    target: CollectionTarget,
+    store: Extract<ResolvedStore, { type: 's3' }>,
+    step: Step,
+  ): Promise<void> {
+    const { clients, config } = this.deps;
+    const name = job.metadata!.name!;
+    const deadline = job.spec?.activeDeadlineSeconds ?? kase.spec.collection.timeoutSeconds;
+    const creds = await this.minter.mint(
+      {
+        region: store.region,
+        roleArn: config.jobCredentials.roleArn,
+        ...((config.jobCredentials.stsEndpoint ?? store.endpoint) && {
+          endpoint: config.jobCredentials.stsEndpoint ?? store.endpoint,
+        }),
+        ...(config.evidence.credentials && { credentials: config.evidence.credentials }),
+      },
+      {
+        bucket: store.bucket,
+        prefix: store.prefix,
+        caseId: kase.metadata.name,
+        containerPrefix: containerPrefix(target.id),
+        legalHold: store.retention.legalHold,
+      },
+      name,
+      credentialSeconds(deadline, config.jobCredentials.maxSeconds),
+    );
+    try {
+      await clients.core.createNamespacedSecret({
+        namespace: config.namespace,
+        body: {
+          metadata: {
+            name: jobCredentialsSecretName(name),
+            namespace: config.namespace,
+            labels: job.metadata?.labels ?? {},
+            ownerReferences: [
+              { apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true },
+            ],
+          },
+          type: 'Opaque',
+          stringData: {
+            AWS_ACCESS_KEY_ID: creds.accessKeyId,
+            AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+            AWS_SESSION_TOKEN: creds.sessionToken,
+          },
+        },
+      });
+      await step('job-credentials');
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    await clients.batch.patchNamespacedJob(
+      { namespace: config.namespace, name, body: { spec: { suspend: false } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await step('job-started');
   }
 
   private async terminationMessage(job: V1Job): Promise<string | undefined> {
