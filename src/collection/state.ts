@@ -53,7 +53,7 @@ export function collectionState(conditions: readonly Condition[] | undefined): C
   const collected = get('EvidenceCollected');
   const sealed = get('EvidenceSealed');
   if (!collected) return { kind: 'idle' };
-  const complete = collected.status === 'True' && collected.reason === COLLECTED.collected;
+  const complete = collected.status === 'True';
   if (sealed?.status === 'True') return { kind: 'sealed', complete };
   if (collected.status === 'True' || collected.reason === COLLECTED.incomplete) {
     if (sealed?.status === 'False') return { kind: 'sealPending', complete, reason: sealed.reason };
