@@ -592,7 +592,11 @@ export class CollectionPipeline {
             legalHold: resolved.retention.legalHold,
           },
         }),
-        completeness: { complete: accounting.complete, gaps: accounting.gaps },
+        completeness: {
+          complete: accounting.complete,
+          gaps: accounting.gaps,
+          unreadable: accounting.unreadable,
+        },
         findings: accounting.findings,
         custody: custodySteps({
           operator: await this.operatorIdentity(),

@@ -53,7 +53,14 @@ export interface SealAccountingInput {
 export interface SealAccounting {
   sealed: StoredArtifact[];
   findings: Note[];
+  /** What makes the collection incomplete: a container or the orchestrator's view not collected, an artifact reported and absent. */
   gaps: Note[];
+  /**
+   * Items inside a collected container or view that could not be read (a FIFO the suspect
+   * holds, a log no kubelet served): listed in the manifest, but the part they belong to was
+   * collected, so they do not make the collection incomplete.
+   */
+  unreadable: Note[];
   complete: boolean;
   /** Containers whose collector left a report that says it found the container. */
   collectedContainers: number;
@@ -67,6 +74,7 @@ export function accountForCase(input: SealAccountingInput): SealAccounting {
   const byName = new Map(input.listing.map((a) => [a.name, a]));
   const accounted = new Set<string>();
   const gaps: Note[] = [];
+  const unreadable: Note[] = [];
   let collectedContainers = 0;
 
   const known = new Map(input.knownGaps.map((g) => [g.what, g.reason]));
@@ -90,7 +98,7 @@ export function accountForCase(input: SealAccountingInput): SealAccounting {
     if (fatal) gaps.push({ what, reason: `collector: ${fatal.reason}` });
     else collectedContainers++;
     for (const f of report.failed)
-      if (f !== fatal) gaps.push({ what: `${c.name}: ${f.what}`, reason: f.reason });
+      if (f !== fatal) unreadable.push({ what: `${c.name}: ${f.what}`, reason: f.reason });
     for (const { artifact } of report.collected) {
       // A collector speaks for its own prefix only.
       if (!artifact.startsWith(`${prefix}/`)) continue;
@@ -117,7 +125,7 @@ export function accountForCase(input: SealAccountingInput): SealAccounting {
         if (byName.has(name)) accounted.add(name);
         else gaps.push({ what: name, reason: 'listed in the orchestrator report but absent from the store' });
       }
-      gaps.push(...orch.gaps.map((g) => ({ what: `orchestrator: ${g.what}`, reason: g.reason })));
+      unreadable.push(...orch.gaps.map((g) => ({ what: `orchestrator: ${g.what}`, reason: g.reason })));
     }
   }
 
@@ -131,7 +139,7 @@ export function accountForCase(input: SealAccountingInput): SealAccounting {
     if (accounted.has(a.name)) sealed.push(a);
     else findings.push({ what: a.name, reason: unaccountedReason(a.name, input.wanted) });
   }
-  return { sealed, findings, gaps, complete: gaps.length === 0, collectedContainers };
+  return { sealed, findings, gaps, unreadable, complete: gaps.length === 0, collectedContainers };
 }
 
 function unaccountedReason(name: string, wanted: WantedContainer[]): string {

@@ -82,7 +82,15 @@ export const predicateSchema = z.object({
     .optional(),
   sealedAt: z.string(),
   /** Whether everything the case asked for was collected, and what was not. */
-  completeness: z.object({ complete: z.boolean(), gaps: z.array(noteSchema) }).optional(),
+  completeness: z
+    .object({
+      complete: z.boolean(),
+      /** What makes it incomplete: a container or view not collected, an artifact reported and absent. */
+      gaps: z.array(noteSchema),
+      /** Items that could not be read inside what was collected. */
+      unreadable: z.array(noteSchema).default([]),
+    })
+    .optional(),
   /** Objects under the case that no collector accounts for: listed here, not signed as evidence. */
   findings: z.array(noteSchema).optional(),
   custody: z.array(custodyStepSchema).optional(),
@@ -107,7 +115,7 @@ export interface SealInput {
   timeline: TimelineEntry[];
   store?: StoreBinding;
   retention?: ForensicCasePredicate['retention'];
-  completeness?: { complete: boolean; gaps: Note[] };
+  completeness?: { complete: boolean; gaps: Note[]; unreadable: Note[] };
   findings?: Note[];
   custody?: CustodyStep[];
 }
@@ -151,7 +159,11 @@ export function buildStatement(input: SealInput & { location: string; sealedAt: 
       ...(input.retention && { retention: input.retention }),
       sealedAt: input.sealedAt.toISOString(),
       ...(input.completeness && {
-        completeness: { complete: input.completeness.complete, gaps: bounded(input.completeness.gaps) },
+        completeness: {
+          complete: input.completeness.complete,
+          gaps: bounded(input.completeness.gaps),
+          unreadable: bounded(input.completeness.unreadable),
+        },
       }),
       ...(input.findings && { findings: bounded(input.findings) }),
       ...(input.custody && { custody: input.custody }),

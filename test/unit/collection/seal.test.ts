@@ -139,7 +139,7 @@ describe('what the seal accounts for', () => {
       },
     ],
     [
-      'reported but absent, and unreadable items: gaps',
+      'reported but absent: a gap; unreadable items are not (listed apart)',
       base({
         listing: [obj(`${pa}/report.json`), obj('orchestrator/pod.yaml'), obj('orchestrator/report.json')],
         reports: new Map([
@@ -149,7 +149,7 @@ describe('what the seal accounts for', () => {
       {
         sealed: [`${pa}/report.json`, 'orchestrator/pod.yaml', 'orchestrator/report.json'],
         findings: [],
-        gaps: ['main: /proc/7/fd/3', `${pa}/memory.bin`],
+        gaps: [`${pa}/memory.bin`],
       },
     ],
     [
@@ -198,6 +198,21 @@ describe('what the seal accounts for', () => {
     expect(r.findings.map((f) => f.what).sort()).toEqual([...expected.findings].sort());
     expect(r.gaps.map((g) => g.what).sort()).toEqual([...expected.gaps].sort());
     expect(r.complete).toBe(expected.gaps.length === 0);
+  });
+
+  it('lists unreadable items of collected parts apart: they do not make the case incomplete', () => {
+    const r = accountForCase(
+      base({
+        listing: [obj(`${pa}/report.json`), obj('orchestrator/pod.yaml'), obj('orchestrator/report.json')],
+        reports: new Map([[pa, report(pa, [], [{ what: '/proc/7/fd/3', reason: 'FIFO, not read' }])]]),
+        orchestrator: { ...orch, gaps: [{ what: 'logs of main (current)', reason: 'no kubelet' }] },
+      }),
+    );
+    expect(r.complete).toBe(true);
+    expect(r.unreadable).toEqual([
+      { what: 'main: /proc/7/fd/3', reason: 'FIFO, not read' },
+      { what: 'orchestrator: logs of main (current)', reason: 'no kubelet' },
+    ]);
   });
 
   it('names the reason a known gap gave', () => {

@@ -205,7 +205,11 @@ describe('the predicate', () => {
       sealedAt: new Date('2026-01-01T00:00:00Z'),
       store: { kind: 's3', bucket: 'b', prefix: 'cases' },
       retention: { mode: 'COMPLIANCE', period: '365d', legalHold: true },
-      completeness: { complete: false, gaps: [{ what: 'container side', reason: 'Job failed' }] },
+      completeness: {
+        complete: false,
+        gaps: [{ what: 'container side', reason: 'Job failed' }],
+        unreadable: [],
+      },
       findings: [{ what: 'planted.bin', reason: 'written by nothing this case ran: not signed' }],
       custody: [
         {
