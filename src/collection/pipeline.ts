@@ -601,7 +601,9 @@ export class CollectionPipeline {
         custody: custodySteps({
           operator: await this.operatorIdentity(),
           version: AMBER_VERSION,
-          ...(this.deps.config.mode === 'job' && { collectorImage: this.deps.config.image }),
+          ...(this.deps.config.mode === 'job'
+            ? { collectorImage: this.deps.config.image }
+            : { inline: true }),
           timeline: status.status.timeline ?? [],
           reports: wanted.flatMap((c) => {
             const r = reports.get(containerPrefix(c.id));

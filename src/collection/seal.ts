@@ -159,6 +159,8 @@ export function custodySteps(input: {
   operator: string;
   version: string;
   collectorImage?: string;
+  /** Inline mode: the operator process ran the collector itself, on its own node. */
+  inline?: boolean;
   timeline: { time: string; action: string; outcome?: string; message?: string }[];
   reports: { container: string; node?: string; report: ContainerReport }[];
   sealedAt: string;
@@ -178,7 +180,7 @@ export function custodySteps(input: {
     const node = r.report.node ?? r.node ?? 'unknown';
     steps.push({
       step: `collect container ${r.container}`,
-      actor: { kind: 'node', name: `node/${node}` },
+      actor: input.inline ? operatorActor : { kind: 'node', name: `node/${node}` },
       tool: {
         name: 'amber collect',
         version: input.collectorImage ? `${input.version} (image ${input.collectorImage})` : input.version,
