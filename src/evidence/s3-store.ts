@@ -188,7 +188,8 @@ export class S3EvidenceStore implements EvidenceStore {
       async () => {
         // If-None-Match protects against races; this HEAD just avoids streaming gigabytes to a
         // refusal. A write-only credential (a collection Job's) may not HEAD: then If-None-Match alone.
-        if ((await this.headIfAllowed(key)) !== undefined) throw new ArtifactExistsError(uri);
+        const before = await this.headIfAllowed(key);
+        if (before !== undefined && before !== 'forbidden') throw new ArtifactExistsError(uri);
         const until = retainUntil(retention.period);
         const lock = {
           ObjectLockMode: retention.mode,
