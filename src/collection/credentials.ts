@@ -121,6 +121,9 @@ export class JobCredentialsMinter {
       client = new STSClient({
         region: sts.region,
         maxAttempts: 5,
+        // A store that stops answering fails the attempt (and the reconcile retries), never
+        // holds the case's worker.
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
         ...(sts.endpoint && { endpoint: sts.endpoint }),
         ...(sts.credentials && { credentials: sts.credentials }),
       });

@@ -329,7 +329,7 @@ describe('job collection on a kwok node', () => {
       await plant(`amber/${caseId}/${MANIFEST_NAME}`, planted);
       await w.createCase(caseId, caseSpec(podName));
 
-      const kase = await w.waitForPhase(caseId, 'Tampered', 90_000);
+      const kase = await w.waitForPhase(caseId, 'Tampered', 180_000);
       const conditions = kase.status?.conditions ?? [];
       expect(conditions.find((c) => c.type === 'EvidenceTampered')).toMatchObject({ status: 'True', reason });
       expect(conditions.find((c) => c.type === 'EvidenceSealed')).toMatchObject({
@@ -347,6 +347,7 @@ describe('job collection on a kwok node', () => {
         await objectVersions(minio.client(), minio.bucket, `amber/${caseId}/${MANIFEST_NAME}`),
       ).toHaveLength(1);
     },
+    240_000,
   );
 
   it('objects planted under the case before the seal are findings: recorded, never signed', async () => {
@@ -356,7 +357,7 @@ describe('job collection on a kwok node', () => {
     await plant(`amber/${caseId}/${containerPrefix(id)}/implant.bin`, 'planted evidence');
     await w.createCase(caseId, caseSpec(podName));
 
-    const kase = await w.waitForPhase(caseId, 'SealedIncomplete', 90_000);
+    const kase = await w.waitForPhase(caseId, 'SealedIncomplete', 180_000);
     const status = kase.status as typeof kase.status & { findings?: { what: string; reason: string }[] };
     expect(status?.findings?.map((f) => f.what).sort()).toEqual(
       [`${containerPrefix(id)}/implant.bin`, 'notes.txt'].sort(),
@@ -380,5 +381,5 @@ describe('job collection on a kwok node', () => {
     ).toBe(true);
     expect(report.ok).toBe(true);
     expect(report.manifest.complete).toBe(false);
-  });
+  }, 240_000);
 });
