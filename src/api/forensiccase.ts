@@ -64,6 +64,10 @@ export const PHASES = [
   'Contained',
   'Collecting',
   'Sealed',
+  /** Sealed, and the manifest says what could not be collected (status.gaps). */
+  'SealedIncomplete',
+  /** Someone else wrote a manifest where only the operator writes: never sealed (EvidenceTampered). */
+  'Tampered',
   'Released',
   'Failed',
   'Invalid',
@@ -99,6 +103,9 @@ export const ArtifactStatus = z.object({
   retainUntil: z.string().optional(),
 });
 
+export const GAPS_KEPT = 64;
+export const EvidenceNote = z.object({ what: z.string().max(1024), reason: z.string().max(1024) });
+
 export const ForensicCaseStatus = z.object({
   phase: Phase.optional(),
   observedGeneration: z.number().int().min(0).optional(),
@@ -106,11 +113,29 @@ export const ForensicCaseStatus = z.object({
   node: z.string().max(253).optional(),
   podUID: z.string().max(64).optional(),
   containers: z
-    .array(z.object({ name: z.string().max(63), id: z.string().max(128), runtime: z.string().max(32) }))
+    .array(
+      z.object({
+        name: z.string().max(63),
+        id: z.string().max(128),
+        runtime: z.string().max(32),
+        /** The image digest the runtime reports (containerStatuses[].imageID). */
+        imageID: z.string().max(512).optional(),
+      }),
+    )
     .max(64)
     .optional(),
   artifacts: z.array(ArtifactStatus).max(512).optional(),
-  manifest: z.object({ uri: z.string().max(2048), sha256: z.string().max(64) }).optional(),
+  manifest: z
+    .object({
+      uri: z.string().max(2048),
+      sha256: z.string().max(64),
+      versionId: z.string().max(1024).optional(),
+    })
+    .optional(),
+  /** What the collection wanted and did not get (the manifest lists them all). */
+  gaps: z.array(EvidenceNote).max(GAPS_KEPT).optional(),
+  /** Objects under the case that nothing accounts for: recorded, never signed as evidence. */
+  findings: z.array(EvidenceNote).max(GAPS_KEPT).optional(),
   alerts: z
     .object({
       count: z.number().int().min(0),
@@ -143,6 +168,7 @@ export const CONDITION_TYPES = [
   'Contained',
   'EvidenceCollected',
   'EvidenceSealed',
+  'EvidenceTampered',
   'Released',
   /** Whether the deny-all NetworkPolicy can isolate the pod (False for a hostNetwork pod). */
   'NetworkIsolated',

@@ -425,7 +425,12 @@ function recordPod(status: ForensicCaseStatus, pod: V1Pod): void {
     .filter((c) => c.containerID)
     .map((c) => {
       const [runtime, id] = c.containerID!.split('://') as [string, string];
-      return { name: c.name, id: id ?? runtime, runtime: id ? runtime : 'unknown' };
+      return {
+        name: c.name,
+        id: id ?? runtime,
+        runtime: id ? runtime : 'unknown',
+        ...(c.imageID && { imageID: c.imageID }),
+      };
     });
   if (containers.length) status.containers = containers;
 }

@@ -38,8 +38,11 @@ export function registerVerifyCommand(program: Command): void {
     .addHelpText(
       'after',
       '\nLocation: s3://bucket/prefix/<case> or a local directory /dir/<case>.\n' +
+        'The manifest must name this case, and (on S3) this very location: a relocated copy fails.\n' +
+        'A directory holding a download of an S3 case is checked for signature and digests;\n' +
+        'its retention is reported as not checkable offline.\n' +
         'S3 credentials come from the usual AWS environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...).\n' +
-        'Exit status: 0 verified, 1 a check failed, 2 could not verify.',
+        'Exit status: 0 verified, 1 a check failed, 2 could not verify (no such directory, bad key, store unreachable).',
     )
     .action(async (location: string, options: VerifyCliOptions) => {
       process.exitCode = await runVerify(location, options, {
@@ -86,6 +89,18 @@ export function renderReport(report: VerifyReport): string {
       ? `valid (key ${report.manifest.keyid?.slice(0, 16)})`
       : 'INVALID';
   lines.push(`manifest:  signature ${sig}`);
+  if (report.manifest.sealedLocation) lines.push(`sealed at location: ${report.manifest.sealedLocation}`);
+  if (report.manifest.complete !== undefined)
+    lines.push(
+      `collection: ${report.manifest.complete ? 'complete' : `INCOMPLETE (${report.manifest.gaps?.length ?? 0} gaps listed in the manifest)`}`,
+    );
+  lines.push(
+    `retention: ${
+      report.retention === 'not checkable offline'
+        ? "not checkable offline (a copy in a directory holds the bytes, not the store's Object Lock)"
+        : report.retention
+    }`,
+  );
 
   const table = new Table({
     head: ['artifact', 'status', 'size', 'sha-256', 'retained until'],
@@ -108,6 +123,16 @@ export function renderReport(report: VerifyReport): string {
     ...report.manifest.problems.map((p) => `manifest: ${p}`),
     ...report.artifacts.flatMap((a) => a.problems.map((p) => `${a.name}: ${p}`)),
   ];
+  const gaps = report.manifest.gaps ?? [];
+  if (gaps.length > 0)
+    lines.push('', 'not collected (as sealed):', ...gaps.map((g) => `  - ${g.what}: ${g.reason}`));
+  const findings = report.manifest.findings ?? [];
+  if (findings.length > 0)
+    lines.push(
+      '',
+      'findings (objects under the case that nothing accounted for; not evidence):',
+      ...findings.map((f) => `  - ${f.what}: ${f.reason}`),
+    );
   if (problems.length > 0) {
     lines.push('', 'problems:', ...problems.map((p) => `  - ${p}`));
   }

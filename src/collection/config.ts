@@ -17,8 +17,31 @@ export const CollectionConfig = z.object({
   /** The image with the `amber` CLI that collection Jobs run. */
   image: z.string().min(1).default('amber:latest'),
   command: z.array(z.string().min(1)).min(1).default(['amber']),
-  /** Secret in the operator namespace with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for Jobs; null for workload identity. */
-  s3CredentialsSecret: z.string().min(1).nullable().default('amber-s3-credentials'),
+  /**
+   * Unused since ADR 0009: a Secret shared by every Job let root on any suspect's node write
+   * anywhere in the bucket. Jobs now get per-Job STS credentials (jobCredentials). Still
+   * accepted so an existing AMBER_S3_CREDENTIALS_SECRET does not stop the operator.
+   */
+  s3CredentialsSecret: z.string().min(1).nullable().optional(),
+  /** How collection Jobs get their write-only, prefix-scoped, short-lived S3 credentials. */
+  jobCredentials: z
+    .object({
+      /** STS endpoint; defaults to the evidence endpoint (MinIO answers AssumeRole at its root). */
+      stsEndpoint: z.url().optional(),
+      /** The role assumed on AWS; MinIO ignores it (the session is its caller's, narrowed by the policy). */
+      roleArn: z.string().min(20).default('arn:aws:iam::000000000000:role/amber-collector'),
+      /** The role's maximum session duration (AWS: 1 h unless the role allows more). */
+      maxSeconds: z.number().int().min(900).max(43_200).default(3_600),
+    })
+    .prefault({}),
+  /** The collector's own deadline (`amber collect`), before the Job's: report.json's time. */
+  collectorDeadline: z
+    .object({
+      /** The option of `amber collect` that takes the deadline in seconds; null: not passed. */
+      flag: z.string().startsWith('--').nullable().default(null),
+      reportMarginSeconds: z.number().int().min(5).default(60),
+    })
+    .prefault({}),
   /** Signing key Secret in the operator namespace, used when a case names none. */
   signingKeySecret: z
     .object({

@@ -111,7 +111,8 @@ export type CollectionDecision =
 
 /**
  * Running while any collector runs. Then collected: complete when every wanted container left
- * its report and nothing was out of reach; otherwise the message says exactly what is missing.
+ * its report, at least one did, and nothing was out of reach; otherwise the message says
+ * exactly what is missing.
  * Either way what was stored gets sealed: a partial record is evidence too.
  */
 export function decideCollection(progress: ContainerProgress[], gaps: Gap[]): CollectionDecision {
@@ -124,6 +125,9 @@ export function decideCollection(progress: ContainerProgress[], gaps: Gap[]): Co
     ),
   ];
   const reported = progress.flatMap((p) => (p.state === 'reported' ? [p] : []));
+  // A pod with nothing collected from its node is not "collected", even when nothing was asked.
+  if (reported.length === 0 && missing.length === 0)
+    missing.push({ what: 'containers', reason: 'the pod has no running container to collect' });
   const parts = [
     `${reported.length} of ${progress.length + gaps.length} containers collected`,
     ...reported

@@ -155,8 +155,29 @@ export interface CollectionJobInput {
   store: Extract<ResolvedStore, { type: 's3' }>;
   image: string;
   command: string[];
-  /** envFrom Secret with the S3 credentials; none for workload identity. */
-  s3CredentialsSecret: string | null;
+  /** How the collector's own deadline is passed, and how long before the Job's it falls. */
+  collectorDeadline: CollectorDeadline;
+}
+
+export interface CollectorDeadline {
+  /** The `amber collect` option that takes seconds (e.g. `--deadline`); null: not passed. */
+  flag: string | null;
+  /** Seconds left between the collector's deadline and the Job's, to write and upload report.json. */
+  reportMarginSeconds: number;
+}
+
+/**
+ * The collector stops reading at its own deadline and still writes report.json; the Job is
+ * killed at activeDeadlineSeconds. The margin between them is the report's time, but never more
+ * than half the run (a 10-second case still collects for 5).
+ */
+export function collectorDeadlineSeconds(jobDeadlineSeconds: number, marginSeconds: number): number {
+  return jobDeadlineSeconds - Math.min(marginSeconds, Math.floor(jobDeadlineSeconds / 2));
+}
+
+/** The per-Job Secret with the Job's own scoped S3 credentials (ADR 0009): named like its Job. */
+export function jobCredentialsSecretName(jobName: string): string {
+  return jobName;
 }
 
 /**
@@ -173,11 +194,19 @@ export function collectionJob(input: CollectionJobInput): V1Job {
     [CONTAINER_LABEL]: labelValue(target.name),
   };
   const req = collectRequest(kase, pod, target, input.collection);
+  const name = collectionJobName(kase, target.name);
+  const deadline = input.collection.timeoutSeconds;
+  const args = collectorArgs(req, input.store);
+  if (input.collectorDeadline.flag)
+    args.push(
+      input.collectorDeadline.flag,
+      String(collectorDeadlineSeconds(deadline, input.collectorDeadline.reportMarginSeconds)),
+    );
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
     metadata: {
-      name: collectionJobName(kase, target.name),
+      name,
       namespace: input.namespace,
       labels,
       ownerReferences: [ownerReference(kase)],
@@ -188,7 +217,10 @@ export function collectionJob(input: CollectionJobInput): V1Job {
       backoffLimit: 0,
       completions: 1,
       parallelism: 1,
-      activeDeadlineSeconds: input.collection.timeoutSeconds,
+      activeDeadlineSeconds: deadline,
+      // Created suspended: its credentials Secret is owned by the Job, so it can only be made
+      // once the Job exists; the operator resumes the Job when the Secret is there.
+      suspend: true,
       // ttlSecondsAfterFinished is left unset: the operator reads the result before anything
       // removes the Job; the Job goes with its case (ownerReference).
       template: {
@@ -211,10 +243,10 @@ export function collectionJob(input: CollectionJobInput): V1Job {
               name: 'collector',
               image: input.image,
               command: input.command,
-              args: collectorArgs(req, input.store),
-              ...(input.s3CredentialsSecret && {
-                envFrom: [{ secretRef: { name: input.s3CredentialsSecret } }],
-              }),
+              args,
+              // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: write-only, this
+              // container's prefix only, short-lived (ADR 0009). Root on the node can read them.
+              envFrom: [{ secretRef: { name: jobCredentialsSecretName(name) } }],
               env: [{ name: 'NODE_NAME', value: pod.node }],
               securityContext: {
                 // Privileged, because reading another process's memory, descriptors and root

@@ -1,13 +1,26 @@
-import { RbacAuthorizationV1Api, type V1Job } from '@kubernetes/client-node';
+import {
+  AuthenticationV1Api,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+  type V1Job,
+} from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import type { ForensicCase } from '../api/forensiccase.js';
+import { GAPS_KEPT, type ForensicCase } from '../api/forensiccase.js';
 import type { KubeClients } from '../cases/client.js';
 import type { CaseEvents } from '../cases/events.js';
 import type { StatusBuilder } from '../cases/status.js';
 import { collectContainer } from '../collector/collect.js';
 import { loadSigningKey, type SigningKey } from '../evidence/keys.js';
-import { MANIFEST_NAME, sealCase } from '../evidence/manifest.js';
+import {
+  MANIFEST_NAME,
+  judgeStoredManifest,
+  sealCase,
+  type ManifestJudgement,
+  type Statement,
+} from '../evidence/manifest.js';
+import { AMBER_VERSION } from '../evidence/tool.js';
 import type { EvidenceStore, StoredArtifact } from '../evidence/store.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
@@ -21,14 +34,26 @@ import {
   parseSummary,
   type ContainerProgress,
 } from './decide.js';
-import { collectRequest, collectionJob, type CollectionTarget } from './job.js';
+import { credentialSeconds, JobCredentialsMinter, JobScopeError } from './credentials.js';
+import { collectRequest, collectionJob, jobCredentialsSecretName, type CollectionTarget } from './job.js';
 import { collectionMetrics, type CollectionMetrics } from './metrics.js';
-import { collectOrchestratorView } from './orchestrator.js';
+import { collectOrchestratorView, ORCHESTRATOR_PREFIX } from './orchestrator.js';
+import {
+  accountForCase,
+  ContainerReport,
+  custodySteps,
+  OrchestratorReport,
+  reportName,
+  type WantedContainer,
+} from './seal.js';
+import { COLLECTED, collectionState, SEALED } from './state.js';
 import { StoreConfigError, StoreFactory, resolveStore, type ResolvedStore } from './store.js';
 
 /** At most this many artifacts are listed in status; the manifest lists them all. */
 export const STATUS_ARTIFACTS_LIMIT = 200;
 const SIGNING_KEY_RETRY_MS = 30_000;
+/** A collector report lists every artifact; a hostile one is not read past this. */
+const MAX_REPORT_BYTES = 64 * 1024 * 1024;
 
 export interface CollectionPipelineDeps {
   clients: KubeClients;
@@ -58,6 +83,8 @@ const StoredReport = z.object({
  */
 export class CollectionPipeline {
   private readonly stores: StoreFactory;
+  private readonly minter = new JobCredentialsMinter();
+  private identity: Promise<string> | undefined;
   private readonly rbac: RbacAuthorizationV1Api;
   private readonly metrics: CollectionMetrics;
   private readonly now: () => Date;
@@ -71,6 +98,7 @@ export class CollectionPipeline {
 
   close(): void {
     this.stores.close();
+    this.minter.close();
   }
 
   /**
@@ -84,9 +112,15 @@ export class CollectionPipeline {
     step: Step = () => {},
   ): Promise<ReconcileResult> {
     if (!kase.spec.collection.enabled) return;
-    if (status.isTrue('EvidenceSealed')) return this.afterSeal(kase, status, log);
-    const collected = status.condition('EvidenceCollected');
-    if (collected?.status === 'False' && !['InProgress', 'Incomplete'].includes(collected.reason)) return; // terminal
+    const state = collectionState(status.status.conditions);
+    switch (state.kind) {
+      case 'sealed':
+        return this.afterSeal(kase, status, log);
+      case 'failed':
+      case 'tampered':
+        return; // terminal: nothing more is done with this case's evidence
+      default:
+    }
 
     let resolved: ResolvedStore;
     try {
@@ -103,11 +137,11 @@ export class CollectionPipeline {
     }
     const store = this.stores.open(resolved);
 
-    if (!collected) {
+    if (state.kind === 'idle') {
       status.setCondition(
         'EvidenceCollected',
         'False',
-        'InProgress',
+        COLLECTED.inProgress,
         `collecting (${this.deps.config.mode} mode)`,
       );
       void this.deps.events.emit(
@@ -117,13 +151,20 @@ export class CollectionPipeline {
         `collecting evidence (${this.deps.config.mode} mode)`,
       );
     }
-    if (!collected || collected.reason === 'InProgress') {
-      const next = await this.collect(kase, status, store, resolved, log, step);
+    if (state.kind === 'idle' || state.kind === 'collecting') {
+      let next: ReconcileResult;
+      try {
+        next = await this.collect(kase, status, store, resolved, log, step);
+      } catch (err) {
+        if (!(err instanceof JobScopeError)) throw err;
+        this.fail(kase, status, 'InvalidEvidenceScope', err.message);
+        return;
+      }
       if (next) return next;
     }
-    if (!status.isTrue('EvidenceCollected') && status.condition('EvidenceCollected')?.reason !== 'Incomplete')
-      return;
-    return this.seal(kase, status, store, log, step);
+    const now = collectionState(status.status.conditions);
+    if (now.kind !== 'collected' && now.kind !== 'sealPending') return;
+    return this.seal(kase, status, store, resolved, log, step);
   }
 
   private async collect(
@@ -214,16 +255,11 @@ export class CollectionPipeline {
     status.setCondition(
       'EvidenceCollected',
       decision.complete ? 'True' : 'False',
-      decision.complete ? 'Collected' : 'Incomplete',
+      decision.complete ? COLLECTED.collected : COLLECTED.incomplete,
       decision.message,
     );
-    status.status.artifacts = artifacts.slice(0, STATUS_ARTIFACTS_LIMIT).map((a) => ({
-      name: a.name,
-      uri: a.uri,
-      size: a.size,
-      sha256: a.sha256,
-      ...(a.retainUntil && { retainUntil: a.retainUntil }),
-    }));
+    // The seal names the reason of every container it finds no report for from here.
+    if (decision.missing.length > 0) status.status.gaps = decision.missing.slice(0, GAPS_KEPT);
     const summary = `${artifacts.length} artifacts${artifacts.length > STATUS_ARTIFACTS_LIMIT ? ` (status lists ${STATUS_ARTIFACTS_LIMIT})` : ''}; ${decision.message}`;
     status.record('CollectEvidence', decision.complete ? 'Succeeded' : 'Failed', summary);
     void this.deps.events.emit(
@@ -257,7 +293,7 @@ export class CollectionPipeline {
       store,
       image: config.image,
       command: config.command,
-      s3CredentialsSecret: config.s3CredentialsSecret,
+      collectorDeadline: config.collectorDeadline,
     });
     const name = body.metadata!.name!;
     let job = await orNotFound(clients.batch.readNamespacedJob({ namespace: config.namespace, name }));
@@ -283,6 +319,10 @@ export class CollectionPipeline {
         state: 'missing',
         reason: `Job ${config.namespace}/${name} exists but belongs to something else`,
       };
+    if (job.spec?.suspend) {
+      await this.startJob(kase, job, target, store, step);
+      return { container: target.name, state: 'running' };
+    }
     const outcome = jobOutcome(job);
     if (outcome.state === 'running') return { container: target.name, state: 'running' };
 
@@ -302,6 +342,72 @@ export class CollectionPipeline {
       'and the store holds no report.json for the container',
     ];
     return { container: target.name, state: 'missing', reason: why.join('; ') };
+  }
+
+  /**
+   * A suspended Job gets its credentials, then runs: the Secret is minted now (so its lifetime
+   * counts from the Job's start, as activeDeadlineSeconds does), owned by the Job (deleted with
+   * it), and holds nothing but write access to this container's prefix (ADR 0009). A Secret
+   * left by a pass that crashed before resuming the Job is used as it is.
+   */
+  private async startJob(
+    kase: Case,
+    job: V1Job,
+    target: CollectionTarget,
+    store: Extract<ResolvedStore, { type: 's3' }>,
+    step: Step,
+  ): Promise<void> {
+    const { clients, config } = this.deps;
+    const name = job.metadata!.name!;
+    const deadline = job.spec?.activeDeadlineSeconds ?? kase.spec.collection.timeoutSeconds;
+    const creds = await this.minter.mint(
+      {
+        region: store.region,
+        roleArn: config.jobCredentials.roleArn,
+        ...((config.jobCredentials.stsEndpoint ?? store.endpoint) && {
+          endpoint: config.jobCredentials.stsEndpoint ?? store.endpoint,
+        }),
+        ...(config.evidence.credentials && { credentials: config.evidence.credentials }),
+      },
+      {
+        bucket: store.bucket,
+        prefix: store.prefix,
+        caseId: kase.metadata.name,
+        containerPrefix: containerPrefix(target.id),
+        legalHold: store.retention.legalHold,
+      },
+      name,
+      credentialSeconds(deadline, config.jobCredentials.maxSeconds),
+    );
+    try {
+      await clients.core.createNamespacedSecret({
+        namespace: config.namespace,
+        body: {
+          metadata: {
+            name: jobCredentialsSecretName(name),
+            namespace: config.namespace,
+            labels: job.metadata?.labels ?? {},
+            ownerReferences: [
+              { apiVersion: 'batch/v1', kind: 'Job', name, uid: job.metadata!.uid!, controller: true },
+            ],
+          },
+          type: 'Opaque',
+          stringData: {
+            AWS_ACCESS_KEY_ID: creds.accessKeyId,
+            AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+            AWS_SESSION_TOKEN: creds.sessionToken,
+          },
+        },
+      });
+      await step('job-credentials');
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    await clients.batch.patchNamespacedJob(
+      { namespace: config.namespace, name, body: { spec: { suspend: false } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await step('job-started');
   }
 
   private async terminationMessage(job: V1Job): Promise<string | undefined> {
@@ -397,11 +503,17 @@ export class CollectionPipeline {
     };
   }
 
-  /** Signs the manifest over every artifact of the case; a manifest stored by a crashed pass stands. */
+  /**
+   * Signs the manifest over what the case's collectors account for (ADR 0009). A manifest in
+   * the store already stands only if it is this operator's seal of this case (an earlier pass
+   * that crashed before writing status); any other manifest means someone else wrote where
+   * only the operator writes, and the case is marked tampered and never sealed.
+   */
   private async seal(
     kase: Case,
     status: StatusBuilder,
     store: EvidenceStore,
+    resolved: ResolvedStore,
     log: Logger,
     step: Step,
   ): Promise<ReconcileResult> {
@@ -412,52 +524,212 @@ export class CollectionPipeline {
       const message = `cannot seal: ${errorMessage(err)}`;
       if (status.condition('EvidenceSealed')?.message !== message) {
         status.record('SealEvidence', 'Failed', message);
-        void this.deps.events.emit(kase.metadata, 'Warning', 'SigningKeyUnavailable', message);
+        void this.deps.events.emit(kase.metadata, 'Warning', SEALED.signingKeyUnavailable, message);
       }
-      status.setCondition('EvidenceSealed', 'False', 'SigningKeyUnavailable', message);
+      status.setCondition('EvidenceSealed', 'False', SEALED.signingKeyUnavailable, message);
       return { requeueAfterMs: SIGNING_KEY_RETRY_MS };
     }
     const caseId = kase.metadata.name;
-    const artifacts = (await store.list(caseId)).filter((a) => a.name !== MANIFEST_NAME);
+    const caseUid = kase.metadata.uid;
+    const listing = await store.list(caseId);
+    if (listing.some((a) => a.name === MANIFEST_NAME)) {
+      const found = await judgeStoredManifest(store, caseId, key, caseUid);
+      return this.adoptOrReject(kase, status, found, log);
+    }
+
+    const wanted = wantedContainers(kase, status);
+    const reports = new Map<string, ContainerReport | { unreadable: string }>();
+    const names = new Set(listing.map((a) => a.name));
+    for (const c of wanted) {
+      const prefix = containerPrefix(c.id);
+      if (names.has(reportName(prefix)))
+        reports.set(prefix, await readJson(store, caseId, reportName(prefix), ContainerReport));
+    }
+    const orchestratorReport = `${ORCHESTRATOR_PREFIX}/report.json`;
+    const orchestrator = kase.spec.collection.artifacts.includes('orchestrator')
+      ? names.has(orchestratorReport)
+        ? await readJson(store, caseId, orchestratorReport, OrchestratorReport)
+        : ('absent' as const)
+      : undefined;
+    const accounting = accountForCase({
+      listing,
+      wanted,
+      reports,
+      ...(orchestrator !== undefined && { orchestrator }),
+      knownGaps: status.status.gaps ?? [],
+    });
+
+    const sealedAt = this.now();
     const { target, alert, reason, policyRef } = kase.spec;
+    const containers = status.status.containers ?? [];
     const sealed = await sealCase(
       store,
       caseId,
       {
-        artifacts,
+        artifacts: accounting.sealed,
         caseInfo: {
           id: caseId,
-          uid: kase.metadata.uid,
+          uid: caseUid,
           namespace: target.namespace,
           pod: target.pod,
           podUID: status.status.podUID,
           node: status.status.node,
           reason,
-          containers: status.status.containers,
+          containers,
           ...(policyRef && { policyRef }),
           ...(alert && {
             alert: { rule: alert.rule, priority: alert.priority, time: alert.time, source: alert.source },
           }),
         },
+        store:
+          resolved.type === 's3'
+            ? { kind: 's3', bucket: resolved.bucket, prefix: resolved.prefix }
+            : { kind: 'local', root: resolved.root },
+        ...(resolved.type === 's3' && {
+          retention: {
+            mode: resolved.retention.mode,
+            period: resolved.retention.period,
+            legalHold: resolved.retention.legalHold,
+          },
+        }),
+        completeness: {
+          complete: accounting.complete,
+          gaps: accounting.gaps,
+          unreadable: accounting.unreadable,
+        },
+        findings: accounting.findings,
+        custody: custodySteps({
+          operator: await this.operatorIdentity(),
+          version: AMBER_VERSION,
+          ...(this.deps.config.mode === 'job'
+            ? { collectorImage: this.deps.config.image }
+            : { inline: true }),
+          timeline: status.status.timeline ?? [],
+          reports: wanted.flatMap((c) => {
+            const r = reports.get(containerPrefix(c.id));
+            return r && !('unreadable' in r)
+              ? [{ container: c.name, report: r, ...(status.status.node && { node: status.status.node }) }]
+              : [];
+          }),
+          sealedAt: sealedAt.toISOString(),
+        }),
         timeline: status.status.timeline ?? [],
       },
       key,
-      this.now(),
+      sealedAt,
+      { ...(caseUid && { caseUid }) },
     );
     await step('seal');
-    status.status.manifest = { uri: sealed.uri, sha256: sealed.sha256 };
-    const message = `manifest ${sealed.uri} (sha256 ${sealed.sha256.slice(0, 16)}...) signs ${artifacts.length} artifacts${sealed.existed ? '; sealed by an earlier pass' : ''}`;
-    status.setCondition('EvidenceSealed', 'True', 'Sealed', message);
+    if (sealed.existed) return this.adoptOrReject(kase, status, sealed, log);
+    this.recordSeal(kase, status, sealed, sealed.statement, log, false);
+    return;
+  }
+
+  /** A manifest found in the store: this operator's seal of this case, or tampering. */
+  private adoptOrReject(
+    kase: Case,
+    status: StatusBuilder,
+    found: { uri: string; sha256: string; versionId?: string; judgement: ManifestJudgement },
+    log: Logger,
+  ): ReconcileResult {
+    if (found.judgement.ours) {
+      this.recordSeal(kase, status, found, found.judgement.statement, log, true);
+      return;
+    }
+    const { reason, message: why } = found.judgement;
+    const message = `a manifest this operator did not write is in the store: ${found.uri} (sha256 ${found.sha256.slice(0, 16)}...): ${why}`;
+    status.setCondition('EvidenceTampered', 'True', reason, message);
+    status.setCondition('EvidenceSealed', 'False', SEALED.tampered, 'never sealed: see EvidenceTampered');
+    status.record('SealEvidence', 'Failed', message);
+    void this.deps.events.emit(kase.metadata, 'Warning', 'EvidenceTampered', message);
+    log.error({ manifest: found.uri, reason }, 'evidence tampered with: case not sealed');
+    return;
+  }
+
+  private recordSeal(
+    kase: Case,
+    status: StatusBuilder,
+    sealed: { uri: string; sha256: string; versionId?: string },
+    statement: Statement,
+    log: Logger,
+    earlier: boolean,
+  ): void {
+    const p = statement.predicate;
+    status.status.manifest = {
+      uri: sealed.uri,
+      sha256: sealed.sha256,
+      ...(sealed.versionId && { versionId: sealed.versionId }),
+    };
+    status.status.artifacts = p.artifacts.slice(0, STATUS_ARTIFACTS_LIMIT).map((a) => ({
+      name: a.name,
+      uri: a.uri,
+      size: a.size,
+      sha256: a.sha256,
+      ...(a.retainUntil && { retainUntil: a.retainUntil }),
+    }));
+    const gaps = p.completeness?.gaps ?? [];
+    const findings = p.findings ?? [];
+    if (gaps.length > 0) status.status.gaps = gaps.slice(0, GAPS_KEPT);
+    else delete status.status.gaps;
+    if (findings.length > 0) status.status.findings = findings.slice(0, GAPS_KEPT);
+    else delete status.status.findings;
+    const complete = p.completeness?.complete ?? false;
+    // The seal's accounting is the final word on completeness: the phase follows it.
+    if (!complete && status.isTrue('EvidenceCollected'))
+      status.setCondition(
+        'EvidenceCollected',
+        'False',
+        COLLECTED.incomplete,
+        `${gaps.length} gaps: ${gaps
+          .slice(0, 5)
+          .map((g) => `${g.what}: ${g.reason}`)
+          .join('; ')}`,
+      );
+    const message = [
+      `manifest ${sealed.uri} (sha256 ${sealed.sha256.slice(0, 16)}...) signs ${p.artifacts.length} artifacts`,
+      complete ? 'complete' : `incomplete: ${gaps.length} gaps`,
+      ...(findings.length > 0
+        ? [`${findings.length} unaccounted objects recorded as findings, not signed`]
+        : []),
+      ...(earlier ? ['sealed by an earlier pass'] : []),
+    ].join('; ');
+    status.setCondition('EvidenceSealed', 'True', SEALED.sealed, message);
     status.record('SealEvidence', 'Succeeded', message);
     void this.deps.events.emit(kase.metadata, 'Normal', 'EvidenceSealed', message);
+    if (findings.length > 0)
+      void this.deps.events.emit(
+        kase.metadata,
+        'Warning',
+        'UnaccountedObjects',
+        `${findings.length} objects under the case that no collector accounts for: ${findings
+          .slice(0, 5)
+          .map((f) => f.what)
+          .join(', ')}`,
+      );
     const created = kase.metadata.creationTimestamp ? Date.parse(kase.metadata.creationTimestamp) : NaN;
-    if (!Number.isNaN(created))
+    if (!earlier && !Number.isNaN(created))
       this.metrics.timeToSealed.observe(Math.max(0, (this.now().getTime() - created) / 1000));
     log.info(
-      { manifest: sealed.uri, artifacts: artifacts.length, existed: sealed.existed },
+      { manifest: sealed.uri, artifacts: p.artifacts.length, complete, findings: findings.length, earlier },
       'evidence sealed',
     );
-    return;
+  }
+
+  /** Who the operator is to the API server (its ServiceAccount), for the chain of custody. */
+  private operatorIdentity(): Promise<string> {
+    this.identity ??= this.deps.clients.kc
+      .makeApiClient(AuthenticationV1Api)
+      .createSelfSubjectReview({
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+      })
+      .then(
+        (r) => r.status?.userInfo?.username ?? 'unknown (the API server named no user)',
+        (err: unknown) => {
+          this.identity = undefined; // ask again next time
+          return `unknown (SelfSubjectReview failed: ${errorMessage(err)})`;
+        },
+      );
+    return this.identity;
   }
 
   private async signingKey(kase: Case): Promise<SigningKey> {
@@ -522,4 +794,37 @@ export class CollectionPipeline {
     status.record('CollectEvidence', 'Failed', message);
     void this.deps.events.emit(kase.metadata, 'Warning', reason, message);
   }
+}
+
+/** The containers the case wanted, with the IDs the pod's status gave them at containment. */
+function wantedContainers(kase: Case, status: StatusBuilder): WantedContainer[] {
+  const only = kase.spec.target.containers;
+  return (status.status.containers ?? [])
+    .filter((c) => only.length === 0 || only.includes(c.name))
+    .map((c) => ({ name: c.name, id: c.id }));
+}
+
+/** A small JSON artifact read back and parsed; what is wrong with it otherwise. */
+async function readJson<T>(
+  store: EvidenceStore,
+  caseId: string,
+  name: string,
+  schema: z.ZodType<T>,
+): Promise<T | { unreadable: string }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of await store.get(caseId, name)) {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    size += buf.length;
+    if (size > MAX_REPORT_BYTES) return { unreadable: `larger than ${MAX_REPORT_BYTES} bytes` };
+    chunks.push(buf);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    return { unreadable: `not JSON: ${errorMessage(err)}` };
+  }
+  const parsed = schema.safeParse(json);
+  return parsed.success ? parsed.data : { unreadable: parsed.error.message.slice(0, 300) };
 }

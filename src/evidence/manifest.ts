@@ -30,6 +30,10 @@ export type TimelineEntry = z.infer<typeof timelineEntrySchema>;
 const artifactRecordSchema = z.object({
   name: z.string(),
   uri: z.string(),
+  /** S3: where exactly the sealed bytes are (the version a reader must get). */
+  bucket: z.string().optional(),
+  key: z.string().optional(),
+  versionId: z.string().optional(),
   size: z.number().int().nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   collectedBy: z.string().optional(),
@@ -42,10 +46,54 @@ const artifactRecordSchema = z.object({
   legalHold: z.boolean().optional(),
 });
 
+/** Something the case wanted and did not get, or found and does not account for. */
+export const noteSchema = z.object({ what: z.string(), reason: z.string() });
+export type Note = z.infer<typeof noteSchema>;
+
+/** Where the case was sealed: verify refuses the manifest anywhere else (a relocated case). */
+export const storeBindingSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('s3'), bucket: z.string(), prefix: z.string() }),
+  z.object({ kind: z.literal('local'), root: z.string() }),
+]);
+export type StoreBinding = z.infer<typeof storeBindingSchema>;
+
+/**
+ * One handling step of the evidence, as NIST SP 800-61's evidence log asks: who (the operator's
+ * Kubernetes identity, or the node a collector ran on), with what tool and version, and when
+ * (ISO 8601 with its zone designator; Amber writes UTC, "Z").
+ */
+export const custodyStepSchema = z.object({
+  step: z.string(),
+  actor: z.object({ kind: z.enum(['operator', 'node']), name: z.string() }),
+  tool: z.object({ name: z.string(), version: z.string() }),
+  startedAt: z.string().optional(),
+  finishedAt: z.string(),
+  detail: z.string().optional(),
+});
+export type CustodyStep = z.infer<typeof custodyStepSchema>;
+
 export const predicateSchema = z.object({
   case: caseInfoSchema,
   location: z.string(),
+  store: storeBindingSchema.optional(),
+  /** The retention every object was written with; verify compares the store with it. */
+  retention: z
+    .object({ mode: retentionModeSchema.optional(), period: z.string().optional(), legalHold: z.boolean() })
+    .optional(),
   sealedAt: z.string(),
+  /** Whether everything the case asked for was collected, and what was not. */
+  completeness: z
+    .object({
+      complete: z.boolean(),
+      /** What makes it incomplete: a container or view not collected, an artifact reported and absent. */
+      gaps: z.array(noteSchema),
+      /** Items that could not be read inside what was collected. */
+      unreadable: z.array(noteSchema).default([]),
+    })
+    .optional(),
+  /** Objects under the case that no collector accounts for: listed here, not signed as evidence. */
+  findings: z.array(noteSchema).optional(),
+  custody: z.array(custodyStepSchema).optional(),
   artifacts: z.array(artifactRecordSchema),
   timeline: z.array(timelineEntrySchema),
 });
@@ -65,6 +113,29 @@ export interface SealInput {
   artifacts: StoredArtifact[];
   caseInfo: CaseInfo;
   timeline: TimelineEntry[];
+  store?: StoreBinding;
+  retention?: ForensicCasePredicate['retention'];
+  completeness?: { complete: boolean; gaps: Note[]; unreadable: Note[] };
+  findings?: Note[];
+  custody?: CustodyStep[];
+}
+
+/** The manifest lists at most this many gaps and findings; the rest are counted. */
+export const NOTES_LIMIT = 1000;
+
+function bounded(notes: Note[]): Note[] {
+  if (notes.length <= NOTES_LIMIT) return notes;
+  return [
+    ...notes.slice(0, NOTES_LIMIT - 1),
+    { what: `${notes.length - NOTES_LIMIT + 1} more`, reason: 'left out of the manifest to bound its size' },
+  ];
+}
+
+function s3Address(uri: string): { bucket: string; key: string } | undefined {
+  if (!uri.startsWith('s3://')) return undefined;
+  const rest = uri.slice('s3://'.length);
+  const slash = rest.indexOf('/');
+  return slash > 0 ? { bucket: rest.slice(0, slash), key: rest.slice(slash + 1) } : undefined;
 }
 
 /** The in-toto Statement for a case: subjects carry the digests, the predicate the custody record. */
@@ -84,10 +155,23 @@ export function buildStatement(input: SealInput & { location: string; sealedAt: 
     predicate: {
       case: caseInfoSchema.parse(input.caseInfo),
       location: input.location,
+      ...(input.store && { store: input.store }),
+      ...(input.retention && { retention: input.retention }),
       sealedAt: input.sealedAt.toISOString(),
+      ...(input.completeness && {
+        completeness: {
+          complete: input.completeness.complete,
+          gaps: bounded(input.completeness.gaps),
+          unreadable: bounded(input.completeness.unreadable),
+        },
+      }),
+      ...(input.findings && { findings: bounded(input.findings) }),
+      ...(input.custody && { custody: input.custody }),
       artifacts: artifacts.map((a) => ({
         name: a.name,
         uri: a.uri,
+        ...s3Address(a.uri),
+        ...(a.versionId && { versionId: a.versionId }),
         size: a.size,
         sha256: a.sha256,
         ...(a.metadata?.collectedBy && { collectedBy: a.metadata.collectedBy }),
@@ -110,16 +194,15 @@ export function encodeManifest(statement: Statement, key: SigningKey): string {
   return `${JSON.stringify(envelope)}\n`;
 }
 
-export interface SealResult {
-  uri: string;
-  sha256: string;
-  /** True when the case had been sealed already (a resumed reconcile): the existing manifest stands. */
-  existed: boolean;
-}
+export type SealResult =
+  | { existed: false; uri: string; sha256: string; versionId?: string; statement: Statement }
+  /** A manifest was there already: ours from an earlier pass, or someone else's (see `judgement`). */
+  | { existed: true; uri: string; sha256: string; versionId?: string; judgement: ManifestJudgement };
 
 /**
  * Signs the case's manifest and writes it to the store, under the same retention as the
- * evidence. Sealing is done once: if a manifest exists already, it is kept and described.
+ * evidence. Sealing is done once: a manifest that exists already is never replaced; it is
+ * judged instead, and counts only if it verifies with this key and names this case and place.
  */
 export async function sealCase(
   store: EvidenceStore,
@@ -127,8 +210,10 @@ export async function sealCase(
   input: SealInput,
   key: SigningKey,
   now: Date = new Date(),
+  expected: { caseUid?: string } = {},
 ): Promise<SealResult> {
-  const statement = buildStatement({ ...input, location: store.caseLocation(caseId), sealedAt: now });
+  const location = store.caseLocation(caseId);
+  const statement = buildStatement({ ...input, location, sealedAt: now });
   const text = encodeManifest(statement, key);
   try {
     const stored = await store.put(caseId, MANIFEST_NAME, text, {
@@ -136,13 +221,97 @@ export async function sealCase(
       collectedBy: 'amber/seal',
       collectedAt: now.toISOString(),
     });
-    return { uri: stored.uri, sha256: stored.sha256, existed: false };
+    return {
+      existed: false,
+      uri: stored.uri,
+      sha256: stored.sha256,
+      ...(stored.versionId && { versionId: stored.versionId }),
+      statement,
+    };
   } catch (err) {
     if (!(err instanceof ArtifactExistsError)) throw err;
-    const existing = (await store.list(caseId)).find((a) => a.name === MANIFEST_NAME);
-    if (!existing) throw err;
-    return { uri: existing.uri, sha256: existing.sha256, existed: true };
+    return { existed: true, ...(await judgeStoredManifest(store, caseId, key, expected.caseUid)) };
   }
+}
+
+/** Reads the case's manifest from the store and judges it; undefined when there is none. */
+export async function judgeStoredManifest(
+  store: EvidenceStore,
+  caseId: string,
+  key: VerificationKey,
+  caseUid: string | undefined,
+): Promise<{ uri: string; sha256: string; versionId?: string; judgement: ManifestJudgement }> {
+  const existing = (await store.list(caseId)).find((a) => a.name === MANIFEST_NAME);
+  if (!existing) throw new Error(`the manifest of case ${caseId} vanished while it was being judged`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of await store.get(caseId, MANIFEST_NAME)) {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    size += buf.length;
+    if (size > MAX_MANIFEST_BYTES) break;
+    chunks.push(buf);
+  }
+  const judgement =
+    size > MAX_MANIFEST_BYTES
+      ? {
+          ours: false as const,
+          reason: 'UnreadableManifest' as const,
+          message: `larger than ${MAX_MANIFEST_BYTES} bytes`,
+        }
+      : judgeManifest(Buffer.concat(chunks).toString('utf8'), key, {
+          caseId,
+          location: store.caseLocation(caseId),
+          ...(caseUid && { caseUid }),
+        });
+  return {
+    uri: existing.uri,
+    sha256: existing.sha256,
+    ...(existing.versionId && { versionId: existing.versionId }),
+    judgement,
+  };
+}
+
+/** The largest manifest read into memory; a real one is kilobytes to a few megabytes. */
+export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+export type ManifestJudgement =
+  | { ours: true; statement: Statement }
+  | {
+      ours: false;
+      reason: 'ForeignManifest' | 'MisboundManifest' | 'UnreadableManifest';
+      message: string;
+    };
+
+/**
+ * Whether a manifest found in the store is this operator's seal of this case: the signature
+ * verifies with the operator's key, and the signed statement names this case (and its UID, so a
+ * re-created case of the same name does not inherit an old seal) at this location.
+ */
+export function judgeManifest(
+  text: string,
+  key: VerificationKey,
+  expected: { caseId: string; caseUid?: string; location: string },
+): ManifestJudgement {
+  let opened: OpenedManifest;
+  try {
+    opened = openManifest(text, key);
+  } catch (err) {
+    return { ours: false, reason: 'UnreadableManifest', message: (err as Error).message };
+  }
+  if (!opened.signature.valid)
+    return { ours: false, reason: 'ForeignManifest', message: opened.signature.reason };
+  const statement = opened.statement;
+  if (!statement || opened.problems.length > 0)
+    return { ours: false, reason: 'UnreadableManifest', message: opened.problems.join('; ') };
+  const c = statement.predicate.case;
+  const wrong: string[] = [];
+  if (c.id !== expected.caseId) wrong.push(`names case "${c.id}", not "${expected.caseId}"`);
+  if (expected.caseUid && c.uid !== expected.caseUid)
+    wrong.push(`names case UID ${String(c.uid)}, not ${expected.caseUid}`);
+  if (statement.predicate.location !== expected.location)
+    wrong.push(`was sealed at ${statement.predicate.location}, not ${expected.location}`);
+  if (wrong.length > 0) return { ours: false, reason: 'MisboundManifest', message: wrong.join('; ') };
+  return { ours: true, statement };
 }
 
 export type OpenedManifest = {

@@ -186,8 +186,10 @@ export class S3EvidenceStore implements EvidenceStore {
     return recordedPut(
       { metrics: this.metrics, logger: this.logger, store: 's3', caseId, source },
       async () => {
-        // If-None-Match protects against races; this HEAD just avoids streaming gigabytes to a refusal.
-        if (await this.head(key)) throw new ArtifactExistsError(uri);
+        // If-None-Match protects against races; this HEAD just avoids streaming gigabytes to a
+        // refusal. A write-only credential (a collection Job's) may not HEAD: then If-None-Match alone.
+        const before = await this.headIfAllowed(key);
+        if (before !== undefined && before !== 'forbidden') throw new ArtifactExistsError(uri);
         const until = retainUntil(retention.period);
         const lock = {
           ObjectLockMode: retention.mode,
@@ -224,8 +226,10 @@ export class S3EvidenceStore implements EvidenceStore {
           storeChecksum = result.ChecksumSHA256;
         } catch (err) {
           if (!isPreconditionFailed(err)) throw err;
-          const existing = await this.head(key);
-          if (existing?.Metadata?.['amber-put-id'] !== putId) throw new ArtifactExistsError(uri);
+          const existing = await this.headIfAllowed(key);
+          // Not readable with this credential: whose object it is cannot be told, so not ours.
+          if (existing === 'forbidden' || existing?.Metadata?.['amber-put-id'] !== putId)
+            throw new ArtifactExistsError(uri);
           versionId = existing.VersionId;
           storeChecksum = existing.ChecksumSHA256;
         }
@@ -356,7 +360,13 @@ export class S3EvidenceStore implements EvidenceStore {
     } catch (err) {
       if (!isPreconditionFailed(err)) throw err;
       // Our own earlier attempt (its answer lost) is fine; a different record is not.
-      const existing = await this.getDigestRecord(caseId, name);
+      const existing = await this.getDigestRecord(caseId, name).catch((e: unknown) => {
+        if (isForbidden(e))
+          throw new Error(
+            `a digest record exists already for s3://${this.bucket}/${key} and this credential cannot read it`,
+          );
+        throw e;
+      });
       if (existing?.sha256 !== record.sha256 || existing.size !== record.size) {
         throw new Error(`a different digest record exists already for s3://${this.bucket}/${key}`);
       }
@@ -379,6 +389,16 @@ export class S3EvidenceStore implements EvidenceStore {
     return parsed.data;
   }
 
+  /** HEAD, or 'forbidden' when this credential may write but not read (a collection Job's). */
+  private async headIfAllowed(key: string): Promise<HeadObjectCommandOutput | 'forbidden' | undefined> {
+    try {
+      return await this.head(key);
+    } catch (err) {
+      if (isForbidden(err)) return 'forbidden';
+      throw err;
+    }
+  }
+
   private async head(key: string): Promise<HeadObjectCommandOutput | undefined> {
     try {
       return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
@@ -390,7 +410,7 @@ export class S3EvidenceStore implements EvidenceStore {
   }
 
   private caseKey(caseId: string): string {
-    return [this.prefix, parseCaseId(caseId)].filter(Boolean).join('/');
+    return s3CaseKey(this.prefix, caseId);
   }
 
   private key(caseId: string, name: string): string {
@@ -400,6 +420,15 @@ export class S3EvidenceStore implements EvidenceStore {
   private digestRecordKey(caseId: string, name: string): string {
     return `${this.caseKey(caseId)}/${bookkeepingDir}/digests/${parseArtifactName(name)}.json`;
   }
+}
+
+/** `<prefix>/<case>`: the key under which a case's objects live (no trailing slash). */
+export function s3CaseKey(prefix: string, caseId: string): string {
+  return [prefix.replace(/^\/+|\/+$/g, ''), parseCaseId(caseId)].filter(Boolean).join('/');
+}
+
+function isForbidden(err: unknown): boolean {
+  return err instanceof S3ServiceException && err.$metadata.httpStatusCode === 403;
 }
 
 function isPreconditionFailed(err: unknown): boolean {

@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createRegistry } from '../observability/metrics.js';
@@ -18,7 +20,14 @@ export interface VerifyOptions {
   now?: Date;
 }
 
-export type ArtifactStatus = 'ok' | 'missing' | 'mismatch' | 'unexpected' | 'unprotected';
+/**
+ * finding: not signed, but the signed manifest names it as an object that nothing accounted
+ * for when the case was sealed (kept as found, never evidence).
+ */
+export type ArtifactStatus = 'ok' | 'missing' | 'mismatch' | 'unexpected' | 'unprotected' | 'finding';
+
+/** The location cannot be verified at all: a usage error (exit 2), not a failed check. */
+export class VerifyUsageError extends Error {}
 
 export interface ArtifactCheck {
   name: string;
@@ -37,12 +46,22 @@ export interface VerifyReport {
   location: string;
   caseId: string;
   ok: boolean;
+  /**
+   * checked: the store's Object Lock state was compared with what was sealed. not checkable
+   * offline: a downloaded copy (a directory) holds bytes, not the store's retention.
+   */
+  retention: 'checked' | 'not checkable offline' | 'not applicable';
   manifest: {
     found: boolean;
     signatureValid: boolean;
     keyid?: string;
     sealedAt?: string;
+    /** Where the manifest says the case was sealed. */
+    sealedLocation?: string;
     case?: CaseInfo;
+    complete?: boolean;
+    gaps?: { what: string; reason: string }[];
+    findings?: { what: string; reason: string }[];
     problems: string[];
   };
   artifacts: ArtifactCheck[];
@@ -53,10 +72,22 @@ const maxManifestBytes = 64 * 1024 * 1024;
 
 type Target = { kind: 's3'; store: S3EvidenceStore } | { kind: 'local'; store: LocalEvidenceStore };
 
-function openTarget(location: string, opts: VerifyOptions): { target: Target; caseId: string } {
-  const loc = parseCaseLocation(location);
+async function openTarget(
+  location: string,
+  opts: VerifyOptions,
+): Promise<{ target: Target; caseId: string }> {
+  let loc: ReturnType<typeof parseCaseLocation>;
+  try {
+    loc = parseCaseLocation(location);
+  } catch (err) {
+    throw new VerifyUsageError((err as Error).message);
+  }
   const registry = createRegistry();
   if (loc.kind === 'local') {
+    const dir = join(loc.root, loc.caseId);
+    const st = await stat(dir).catch(() => undefined);
+    if (!st) throw new VerifyUsageError(`${dir} does not exist`);
+    if (!st.isDirectory()) throw new VerifyUsageError(`${dir} is not a directory`);
     return {
       target: { kind: 'local', store: new LocalEvidenceStore({ root: loc.root, registry }) },
       caseId: loc.caseId,
@@ -77,8 +108,9 @@ function openTarget(location: string, opts: VerifyOptions): { target: Target; ca
 export async function verifyCase(location: string, opts: VerifyOptions): Promise<VerifyReport> {
   const key = loadVerificationKey(opts.publicKeyPem);
   const now = opts.now ?? new Date();
-  const { target, caseId } = openTarget(location, opts);
+  const { target, caseId } = await openTarget(location, opts);
   const store: EvidenceStore = target.store;
+  const here = store.caseLocation(caseId);
 
   const stored = new Map((await store.list(caseId)).map((a) => [a.name, a]));
   const history = target.kind === 's3' ? await target.store.versionHistory(caseId) : undefined;
@@ -102,10 +134,27 @@ export async function verifyCase(location: string, opts: VerifyOptions): Promise
     } catch (err) {
       manifest.problems.push((err as Error).message);
     }
-    manifest.problems.push(...protectionProblems(target, manifestObject, history?.get(MANIFEST_NAME), now));
   }
+  // Where the bytes are read decides what can be checked: at the S3 location it was sealed at,
+  // everything; in a directory holding a downloaded copy, signature and digests only.
+  const mode = checkMode(target, predicate?.location, here);
+  if (predicate) {
+    manifest.sealedLocation = predicate.location;
+    if (predicate.completeness) {
+      manifest.complete = predicate.completeness.complete;
+      manifest.gaps = predicate.completeness.gaps;
+    }
+    if (predicate.findings) manifest.findings = predicate.findings;
+    manifest.problems.push(...bindingProblems(predicate, caseId, here, mode));
+  }
+  if (manifestObject && mode === 'store')
+    manifest.problems.push(
+      ...protectionProblems(target, manifestObject, history?.get(MANIFEST_NAME), now),
+      ...sealedLockProblems(target, manifestObject, predicate?.retention),
+    );
 
   const expected = new Map((predicate?.artifacts ?? []).map((a) => [a.name, a]));
+  const findings = new Map((predicate?.findings ?? []).map((f) => [f.what, f.reason]));
   const names = new Set([...expected.keys(), ...stored.keys()]);
   names.delete(MANIFEST_NAME);
   const artifacts: ArtifactCheck[] = [];
@@ -131,6 +180,12 @@ export async function verifyCase(location: string, opts: VerifyOptions): Promise
       continue;
     }
     check.size = st.size;
+    if (!exp && findings.has(name)) {
+      // Found at sealing time and named in the signed manifest as unaccounted: not evidence.
+      check.status = 'finding';
+      check.actualSha256 = st.sha256;
+      continue;
+    }
     if (!exp) {
       // Nothing signed to compare with: report what the store says and do not download it.
       check.status = 'unexpected';
@@ -148,21 +203,84 @@ export async function verifyCase(location: string, opts: VerifyOptions): Promise
         check.status = 'mismatch';
         check.problems.push(`size is ${actual.size} bytes, the manifest says ${exp.size}`);
       }
-      if (exp.retainUntil && st.retainUntil && Date.parse(st.retainUntil) < Date.parse(exp.retainUntil)) {
-        check.problems.push(
-          `retention was shortened: the store says ${st.retainUntil}, sealed as ${exp.retainUntil}`,
-        );
-      }
+      if (mode === 'store') check.problems.push(...sealedArtifactLockProblems(target, st, exp));
     }
-    const protection = protectionProblems(target, st, history?.get(name), now);
-    if (target.kind === 'local') protection.push(...(await writableProblem(target.store, caseId, name)));
-    check.problems.push(...protection);
+    if (mode === 'store') {
+      check.problems.push(...protectionProblems(target, st, history?.get(name), now));
+      if (target.kind === 'local')
+        check.problems.push(...(await writableProblem(target.store, caseId, name)));
+    }
     if (check.problems.length > 0 && check.status === 'ok') check.status = 'unprotected';
   }
 
   const ok =
-    manifest.problems.length === 0 && manifest.signatureValid && artifacts.every((a) => a.status === 'ok');
-  return { location, caseId, ok, manifest, artifacts };
+    manifest.problems.length === 0 &&
+    manifest.signatureValid &&
+    artifacts.every((a) => a.status === 'ok' || a.status === 'finding');
+  const retention =
+    mode === 'copy' ? 'not checkable offline' : target.kind === 's3' ? 'checked' : 'not applicable';
+  return { location, caseId, ok, retention, manifest, artifacts };
+}
+
+/**
+ * store: the bytes are read where they were sealed (S3, or the local store's own directory).
+ * copy: a directory that is not where the case was sealed, e.g. a download of an S3 case; its
+ * bytes prove themselves against the signature, but Object Lock is not in a directory.
+ */
+function checkMode(target: Target, sealedLocation: string | undefined, here: string): 'store' | 'copy' {
+  if (target.kind === 's3') return 'store';
+  return sealedLocation === here ? 'store' : 'copy';
+}
+
+/** The signed statement must name this case, and (in a store) this very location. */
+function bindingProblems(
+  predicate: ForensicCasePredicate,
+  caseId: string,
+  here: string,
+  mode: 'store' | 'copy',
+): string[] {
+  const problems: string[] = [];
+  if (predicate.case.id !== caseId)
+    problems.push(
+      `the manifest seals case "${predicate.case.id}", not "${caseId}": it was moved from another case`,
+    );
+  if (mode === 'store' && predicate.location !== here)
+    problems.push(
+      `the manifest was sealed at ${predicate.location}, not ${here}: a relocated copy, whose retention and custody are not the sealed ones`,
+    );
+  return problems;
+}
+
+/** The manifest object is locked like the evidence: the mode and the hold the case was sealed with. */
+function sealedLockProblems(
+  target: Target,
+  st: StoredArtifact,
+  sealed: ForensicCasePredicate['retention'],
+): string[] {
+  if (target.kind !== 's3' || !sealed) return [];
+  const problems: string[] = [];
+  if (sealed.mode && st.retentionMode && st.retentionMode !== sealed.mode)
+    problems.push(`lock mode is ${st.retentionMode}, sealed as ${sealed.mode}`);
+  if (sealed.legalHold && !st.legalHold) problems.push('the legal hold it was sealed with was removed');
+  return problems;
+}
+
+/** An artifact's lock as the store reports it now, against the lock recorded when it was sealed. */
+function sealedArtifactLockProblems(
+  target: Target,
+  st: StoredArtifact,
+  exp: ForensicCasePredicate['artifacts'][number],
+): string[] {
+  if (target.kind !== 's3') return [];
+  const problems: string[] = [];
+  if (exp.retentionMode && st.retentionMode && st.retentionMode !== exp.retentionMode)
+    problems.push(`lock mode is ${st.retentionMode}, sealed as ${exp.retentionMode}`);
+  if (exp.retainUntil && st.retainUntil && Date.parse(st.retainUntil) < Date.parse(exp.retainUntil))
+    problems.push(`retention was shortened: the store says ${st.retainUntil}, sealed as ${exp.retainUntil}`);
+  if (exp.legalHold && !st.legalHold) problems.push('the legal hold it was sealed with was removed');
+  if (exp.versionId && st.versionId && st.versionId !== exp.versionId)
+    problems.push(`the store serves version ${st.versionId}, the sealed version is ${exp.versionId}`);
+  return problems;
 }
 
 /** On S3: still locked, lock still in the future, one version, no delete marker. */

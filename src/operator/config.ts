@@ -36,6 +36,9 @@ export const OperatorConfig = z.object({
   signingKeySecret: z.string().min(1).optional(),
   /** Secret the collection Jobs take S3 credentials from; `none` for workload identity (IRSA). */
   s3CredentialsSecret: z.string().min(1).optional(),
+  /** The role assumed to mint each collection Job's scoped credentials (ADR 0009); MinIO ignores it. */
+  collectorRoleArn: z.string().min(20).optional(),
+  stsEndpoint: z.url().optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
@@ -62,6 +65,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     s3PathStyle: pick('S3_PATH_STYLE'),
     signingKeySecret: pick('SIGNING_KEY_SECRET'),
     s3CredentialsSecret: pick('S3_CREDENTIALS_SECRET'),
+    collectorRoleArn: pick('COLLECTOR_ROLE_ARN'),
+    stsEndpoint: pick('STS_ENDPOINT'),
     localEvidenceDir: pick('LOCAL_EVIDENCE_DIR'),
   };
 }
@@ -87,6 +92,10 @@ export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | u
     ...(cfg.s3CredentialsSecret
       ? { s3CredentialsSecret: cfg.s3CredentialsSecret === 'none' ? null : cfg.s3CredentialsSecret }
       : {}),
+    jobCredentials: {
+      ...(cfg.collectorRoleArn ? { roleArn: cfg.collectorRoleArn } : {}),
+      ...(cfg.stsEndpoint ? { stsEndpoint: cfg.stsEndpoint } : {}),
+    },
     evidence: {
       bucket: cfg.s3Bucket,
       endpoint: cfg.s3Endpoint,

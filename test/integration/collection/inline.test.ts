@@ -2,7 +2,9 @@ import { PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/cl
 import type { Counter } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
-import { MANIFEST_NAME } from '../../../src/evidence/manifest.js';
+import { loadVerificationKey } from '../../../src/evidence/keys.js';
+import { MANIFEST_NAME, openManifest } from '../../../src/evidence/manifest.js';
+import { AMBER_VERSION } from '../../../src/evidence/tool.js';
 import { S3EvidenceStore } from '../../../src/evidence/s3-store.js';
 import { verifyCase } from '../../../src/evidence/verify.js';
 import { createRegistry } from '../../../src/observability/metrics.js';
@@ -11,7 +13,7 @@ import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { CuttableProxy, throughProxy } from '../../testenv/proxy.js';
-import { operatorKubeConfig } from '../../testenv/rbac.js';
+import { OPERATOR_USER, operatorKubeConfig } from '../../testenv/rbac.js';
 import { startContainer, type TestContainer } from '../../testenv/runc.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
@@ -200,7 +202,40 @@ describe('inline collection: contained -> collected -> sealed', () => {
     expect(orch.gaps.map((g) => g.what)).toContain('logs of main (current)');
 
     const manifest = (await s.list('case-inline')).find((a) => a.name === MANIFEST_NAME);
-    expect(kase.status?.manifest).toEqual({ uri: manifest?.uri, sha256: manifest?.sha256 });
+    expect(kase.status?.manifest).toEqual({
+      uri: manifest?.uri,
+      sha256: manifest?.sha256,
+      versionId: manifest?.versionId,
+    });
+    expect(report.manifest.complete).toBe(true);
+    expect(report.manifest.findings ?? []).toEqual([]);
+    // The chain of custody: the operator as the API server knows it, the tool, its version, zoned times.
+    const opened = openManifest(
+      await readText(s, 'case-inline', MANIFEST_NAME),
+      loadVerificationKey(publicKeyPem),
+    );
+    const custody = opened.statement?.predicate.custody ?? [];
+    expect(custody.map((c) => c.step)).toEqual(
+      expect.arrayContaining(['IsolateNetwork', 'CollectOrchestrator', 'collect container main', 'seal']),
+    );
+    for (const c of custody) {
+      expect(c.actor).toEqual({ kind: 'operator', name: OPERATOR_USER });
+      expect(c.tool.version).toBe(AMBER_VERSION);
+      expect(c.tool.name).toBe(c.step.startsWith('collect container') ? 'amber collect' : 'amber operator');
+      expect(c.finishedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    }
+    const sealedArtifact = opened.statement?.predicate.artifacts.find(
+      (a) => a.name === 'orchestrator/pod.yaml',
+    );
+    expect(sealedArtifact).toMatchObject({
+      bucket: minio.bucket,
+      key: 'amber/case-inline/orchestrator/pod.yaml',
+      versionId: expect.any(String),
+      retainUntil: expect.any(String),
+    });
+    expect(opened.statement?.predicate.case).toMatchObject({
+      containers: [expect.objectContaining({ id: c.id, runtime: 'runc' })],
+    });
   });
 
   it('a pass after Sealed writes nothing new', async () => {

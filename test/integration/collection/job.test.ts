@@ -1,8 +1,14 @@
-import { BatchV1Api } from '@kubernetes/client-node';
-import { randomBytes } from 'node:crypto';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { BatchV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import type { Counter } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GROUP, VERSION } from '../../../src/api/common.js';
+import { containerPrefix } from '../../../src/collection/decide.js';
 import { collectionJobName } from '../../../src/collection/job.js';
-import { MANIFEST_NAME } from '../../../src/evidence/manifest.js';
+import { loadSigningKey } from '../../../src/evidence/keys.js';
+import { MANIFEST_NAME, buildStatement, encodeManifest } from '../../../src/evidence/manifest.js';
+import { verifyCase } from '../../../src/evidence/verify.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
@@ -23,6 +29,7 @@ describe('job collection on a kwok node', () => {
   let minio: Minio;
   let w: Workloads;
   let operator: Awaited<ReturnType<typeof startCaseController>>;
+  let signing: { privateKeyPem: string; publicKeyPem: string };
   const node = 'node-k';
   const containerId = randomBytes(32).toString('hex');
 
@@ -37,7 +44,7 @@ describe('job collection on a kwok node', () => {
     await w.node(node);
     await w.namespace('shop');
     const opKc = await operatorKubeConfig(cluster);
-    await createSigningKeySecret(admin);
+    signing = await createSigningKeySecret(admin);
     operator = await startCaseController(opKc, {
       collection: {
         mode: 'job',
@@ -68,7 +75,9 @@ describe('job collection on a kwok node', () => {
       },
     });
 
-    const kase = await w.waitForPhase('case-job', 'Sealed', 90_000);
+    // kwok runs the Job's pod to Succeeded without running the collector: nothing of the
+    // container reached the store, so the case is sealed and says it is incomplete.
+    const kase = await w.waitForPhase('case-job', 'SealedIncomplete', 90_000);
     const batch = cluster.kubeConfig().makeApiClient(BatchV1Api);
     const job = await batch.readNamespacedJob({
       namespace: OPERATOR_NAMESPACE,
@@ -98,12 +107,34 @@ describe('job collection on a kwok node', () => {
       uid: kase.metadata.uid,
     });
     expect(job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True')).toBe(true);
+    // Created suspended, resumed once its own credentials Secret existed; nothing else in its env.
+    expect(job.spec?.suspend).toBe(false);
+    expect(spec.containers[0]!.envFrom).toEqual([{ secretRef: { name: job.metadata!.name } }]);
+    const secret = await w.core.readNamespacedSecret({
+      namespace: OPERATOR_NAMESPACE,
+      name: job.metadata!.name!,
+    });
+    expect(secret.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'Job', name: job.metadata!.name, uid: job.metadata!.uid }),
+    ]);
+    expect(Object.keys(secret.data ?? {}).sort()).toEqual([
+      'AWS_ACCESS_KEY_ID',
+      'AWS_SECRET_ACCESS_KEY',
+      'AWS_SESSION_TOKEN',
+    ]);
+    expect(Buffer.from(secret.data!.AWS_ACCESS_KEY_ID!, 'base64').toString()).not.toBe(minio.accessKey);
     const jobPods = await w.core.listNamespacedPod({
       namespace: OPERATOR_NAMESPACE,
       labelSelector: `batch.kubernetes.io/job-name=${job.metadata!.name}`,
     });
     expect(jobPods.items.map((p) => p.spec?.nodeName)).toEqual([node]);
 
+    const status = kase.status as typeof kase.status & {
+      gaps?: { what: string; reason: string }[];
+      findings?: unknown[];
+    };
+    expect(status?.gaps?.map((g) => g.what)).toEqual(['container main']);
+    expect(status?.findings ?? []).toEqual([]);
     const collected = kase.status?.conditions?.find((c) => c.type === 'EvidenceCollected');
     expect(collected).toMatchObject({ status: 'False', reason: 'Incomplete' });
     expect(collected?.message).toMatch(
@@ -133,4 +164,222 @@ describe('job collection on a kwok node', () => {
       (l) => l.items.length === 0 || l.items[0]!.metadata?.deletionTimestamp !== undefined,
     );
   });
+
+  const rootConnection = () => ({
+    endpoint: minio.endpoint,
+    region: minio.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+  });
+  const caseSpec = (podName: string) => ({
+    target: { namespace: 'shop', pod: podName },
+    reason: 'test: custody',
+    containment: { deletePodAfterSeal: true },
+    collection: { timeoutSeconds: 300 },
+    evidence: {
+      store: { type: 's3', bucket: minio.bucket, endpoint: minio.endpoint, prefix: 'amber/' },
+      retention: { mode: 'GOVERNANCE', days: 1 },
+    },
+  });
+  /** A running suspect pod of its own, with a container ID of its own. */
+  const suspect = async (app: string) => {
+    const [pod] = await w.replicaSet('shop', app, node, 1);
+    const podName = pod!.metadata!.name!;
+    const id = randomBytes(32).toString('hex');
+    await markRunning(cluster.kubeConfig(), 'shop', podName, `containerd://${id}`);
+    return { podName, id };
+  };
+  const plant = (key: string, body: string) =>
+    minio.client().send(
+      new PutObjectCommand({
+        Bucket: minio.bucket,
+        Key: key,
+        Body: body,
+        ObjectLockMode: 'GOVERNANCE',
+        ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
+      }),
+    );
+  const reconciles = async () =>
+    (await (operator.registry.getSingleMetric('amber_reconcile_total') as Counter).get()).values.reduce(
+      (n, v) => n + v.value,
+      0,
+    );
+  /** Another full pass over the case, so that a decision a later pass would make has been made. */
+  const anotherPass = async (name: string) => {
+    const seen = await reconciles();
+    await w.custom.patchClusterCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: 'forensiccases',
+        name,
+        body: { metadata: { annotations: { poke: String(seen) } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await waitFor('another reconcile pass', reconciles, (n) => n > seen);
+  };
+  const refusal = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (err) {
+      return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    }
+    throw new Error('the request was allowed');
+  };
+
+  it("the Job's credentials, as root on the node takes them from its Secret, are refused outside their prefix; a write after the seal fails verify", async () => {
+    const kase = await w.getCase('case-job');
+    const name = collectionJobName({ name: 'case-job', uid: kase.metadata.uid }, 'main');
+    const secret = await w.core.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name });
+    const env = (k: string) => Buffer.from(secret.data![k]!, 'base64').toString();
+    const stolen = new S3Client({
+      ...rootConnection(),
+      maxAttempts: 1,
+      credentials: {
+        accessKeyId: env('AWS_ACCESS_KEY_ID'),
+        secretAccessKey: env('AWS_SECRET_ACCESS_KEY'),
+        sessionToken: env('AWS_SESSION_TOKEN'),
+      },
+    });
+    try {
+      const put = (Key: string) =>
+        stolen.send(new PutObjectCommand({ Bucket: minio.bucket, Key, Body: 'x' }));
+      for (const attempt of [
+        () => stolen.send(new ListObjectsV2Command({ Bucket: minio.bucket })),
+        () => stolen.send(new ListObjectsV2Command({ Bucket: minio.bucket, Prefix: 'amber/case-job/' })),
+        () =>
+          stolen.send(new GetObjectCommand({ Bucket: minio.bucket, Key: `amber/case-job/${MANIFEST_NAME}` })),
+        () =>
+          stolen.send(
+            new GetObjectCommand({ Bucket: minio.bucket, Key: 'amber/case-job/orchestrator/pod.yaml' }),
+          ),
+        () => put(`amber/case-job/${MANIFEST_NAME}`),
+        () => put('amber/case-job/orchestrator/pod.yaml'),
+        () => put(`amber/case-other/${containerPrefix(containerId)}/x`),
+      ])
+        expect(await refusal(attempt())).toBe(403);
+
+      // Its own prefix stays writable until the credentials expire: a late write is caught.
+      await stolen.send(
+        new PutObjectCommand({
+          Bucket: minio.bucket,
+          Key: `amber/case-job/${containerPrefix(containerId)}/late.bin`,
+          Body: 'written after the seal',
+          ObjectLockMode: 'GOVERNANCE',
+          ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
+        }),
+      );
+    } finally {
+      stolen.destroy();
+    }
+    const report = await verifyCase(`s3://${minio.bucket}/amber/case-job`, {
+      publicKeyPem: signing.publicKeyPem,
+      s3: rootConnection(),
+    });
+    expect(report.ok).toBe(false);
+    expect(report.artifacts.find((a) => a.name.endsWith('/late.bin'))?.status).toBe('unexpected');
+  });
+
+  const forgedStatement = (caseId: string) =>
+    buildStatement({
+      artifacts: [],
+      caseInfo: { id: caseId },
+      timeline: [],
+      location: `s3://${minio.bucket}/amber/${caseId}/`,
+      sealedAt: new Date(),
+    });
+  it.each<[string, string, (caseId: string) => Promise<string>]>([
+    [
+      'without a valid signature',
+      'ForeignManifest',
+      async (caseId) => {
+        const env = JSON.parse(
+          encodeManifest(forgedStatement(caseId), loadSigningKey(signing.privateKeyPem)),
+        ) as { signatures: { keyid: string; sig: string }[] };
+        env.signatures = [{ keyid: '', sig: Buffer.from('forged').toString('base64') }];
+        return `${JSON.stringify(env)}\n`;
+      },
+    ],
+    [
+      'signed by another key',
+      'ForeignManifest',
+      async (caseId) =>
+        encodeManifest(
+          forgedStatement(caseId),
+          loadSigningKey(generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' })),
+        ),
+    ],
+    [
+      'signed by the operator, replayed from another case',
+      'MisboundManifest',
+      async () => {
+        const res = await minio
+          .client()
+          .send(new GetObjectCommand({ Bucket: minio.bucket, Key: `amber/case-job/${MANIFEST_NAME}` }));
+        return res.Body!.transformToString();
+      },
+    ],
+  ])(
+    'a manifest planted before the seal, %s: EvidenceTampered, never Sealed, the pod kept',
+    async (_what, reason, forge) => {
+      const caseId = `case-forged-${reason.toLowerCase()}-${randomBytes(3).toString('hex')}`;
+      const { podName } = await suspect(caseId);
+      const planted = await forge(caseId);
+      await plant(`amber/${caseId}/${MANIFEST_NAME}`, planted);
+      await w.createCase(caseId, caseSpec(podName));
+
+      const kase = await w.waitForPhase(caseId, 'Tampered', 180_000);
+      const conditions = kase.status?.conditions ?? [];
+      expect(conditions.find((c) => c.type === 'EvidenceTampered')).toMatchObject({ status: 'True', reason });
+      expect(conditions.find((c) => c.type === 'EvidenceSealed')).toMatchObject({
+        status: 'False',
+        reason: 'EvidenceTampered',
+      });
+      await anotherPass(caseId);
+      const after = await w.getCase(caseId);
+      expect(after.status?.phase).toBe('Tampered');
+      expect((after.status?.timeline ?? []).some((e) => e.action === 'DeletePod')).toBe(false);
+      const pod = await w.core.readNamespacedPod({ namespace: 'shop', name: podName });
+      expect(pod.metadata?.deletionTimestamp).toBeUndefined();
+      // The planted manifest is the only one: the operator never wrote over it.
+      expect(
+        await objectVersions(minio.client(), minio.bucket, `amber/${caseId}/${MANIFEST_NAME}`),
+      ).toHaveLength(1);
+    },
+    240_000,
+  );
+
+  it('objects planted under the case before the seal are findings: recorded, never signed', async () => {
+    const caseId = 'case-planted';
+    const { podName, id } = await suspect(caseId);
+    await plant(`amber/${caseId}/notes.txt`, 'nothing to see here');
+    await plant(`amber/${caseId}/${containerPrefix(id)}/implant.bin`, 'planted evidence');
+    await w.createCase(caseId, caseSpec(podName));
+
+    const kase = await w.waitForPhase(caseId, 'SealedIncomplete', 180_000);
+    const status = kase.status as typeof kase.status & { findings?: { what: string; reason: string }[] };
+    expect(status?.findings?.map((f) => f.what).sort()).toEqual(
+      [`${containerPrefix(id)}/implant.bin`, 'notes.txt'].sort(),
+    );
+    const report = await verifyCase(`s3://${minio.bucket}/amber/${caseId}`, {
+      publicKeyPem: signing.publicKeyPem,
+      s3: rootConnection(),
+    });
+    expect(report.manifest.findings?.map((f) => f.what).sort()).toEqual(
+      [`${containerPrefix(id)}/implant.bin`, 'notes.txt'].sort(),
+    );
+    expect(
+      report.artifacts
+        .filter((a) => a.status === 'finding')
+        .map((a) => a.name)
+        .sort(),
+    ).toEqual([`${containerPrefix(id)}/implant.bin`, 'notes.txt'].sort());
+    // Signed: only what the operator gathered itself.
+    expect(
+      report.artifacts.filter((a) => a.status === 'ok').every((a) => a.name.startsWith('orchestrator/')),
+    ).toBe(true);
+    expect(report.ok).toBe(true);
+    expect(report.manifest.complete).toBe(false);
+  }, 240_000);
 });

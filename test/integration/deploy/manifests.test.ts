@@ -187,7 +187,7 @@ describe('deploy/ and crds/ on a real API server', () => {
       },
       image: 'amber:0.1.0',
       command: ['amber'],
-      s3CredentialsSecret: 'amber-s3-credentials',
+      collectorDeadline: { flag: null, reportMarginSeconds: 60 },
     });
     // The owner (a case) does not exist: dry-run does not check owner references.
     await api.dryRunCreate(job);

@@ -130,6 +130,14 @@ describe('collection decision', () => {
     );
   });
 
+  it('never calls 0 of 0 containers collected', () => {
+    const d = decideCollection([], []);
+    expect(d).toMatchObject({ state: 'collected', complete: false });
+    expect(d.state === 'collected' && d.message).toMatch(
+      /0 of 0 containers collected; missing containers: the pod has no running container/,
+    );
+  });
+
   it('says what is missing rather than pretending', () => {
     const d = decideCollection(
       [

@@ -4,6 +4,7 @@ import { Collection } from '../../../src/api/common.js';
 import {
   collectionJob,
   collectionJobName,
+  collectorDeadlineSeconds,
   collectorGroups,
   type CollectionJobInput,
 } from '../../../src/collection/job.js';
@@ -28,7 +29,7 @@ const input = (over: Partial<CollectionJobInput> = {}): CollectionJobInput => ({
   },
   image: 'amber:test',
   command: ['amber'],
-  s3CredentialsSecret: 'amber-s3-credentials',
+  collectorDeadline: { flag: null, reportMarginSeconds: 60 },
   ...over,
 });
 
@@ -80,11 +81,27 @@ describe('collection Job', () => {
     expect(container.terminationMessagePolicy).toBe('File');
   });
 
-  it('passes S3 credentials from a Secret, and none for workload identity', () => {
-    expect(container.envFrom).toEqual([{ secretRef: { name: 'amber-s3-credentials' } }]);
-    expect(
-      collectionJob(input({ s3CredentialsSecret: null })).spec!.template.spec!.containers[0]!.envFrom,
-    ).toBeUndefined();
+  it('takes S3 credentials from its own Secret, named like the Job, and starts suspended until it exists', () => {
+    expect(container.envFrom).toEqual([{ secretRef: { name: job.metadata!.name! } }]);
+    expect(container.env?.some((e) => /AWS_/.test(e.name))).toBe(false);
+    expect(job.spec?.suspend).toBe(true);
+  });
+
+  it("passes the collector a deadline before the Job's once the option is configured", () => {
+    expect(container.args).not.toContain('--deadline');
+    const args = collectionJob(input({ collectorDeadline: { flag: '--deadline', reportMarginSeconds: 60 } }))
+      .spec!.template.spec!.containers[0]!.args!;
+    expect(args.slice(-2)).toEqual(['--deadline', '60']);
+  });
+
+  it.each([
+    [600, 60, 540],
+    [120, 60, 60],
+    [10, 60, 5],
+    [11, 60, 6],
+    [3600, 120, 3480],
+  ])('Job deadline %i s, margin %i s -> collector deadline %i s', (job, margin, collector) => {
+    expect(collectorDeadlineSeconds(job, margin)).toBe(collector);
   });
 
   it('asks `amber collect` for exactly this container, in terms its own parser accepts', () => {

@@ -7,6 +7,7 @@ import {
   STATEMENT_TYPE,
   buildStatement,
   encodeManifest,
+  judgeManifest,
   openManifest,
 } from '../../../src/evidence/manifest.js';
 import type { StoredArtifact } from '../../../src/evidence/store.js';
@@ -145,5 +146,88 @@ describe('opening a manifest', () => {
     expect(() => openManifest('{', verifier)).toThrow(/not JSON/);
     expect(() => openManifest('{"a":1}', verifier)).toThrow(/not a DSSE envelope/);
     expect(() => openManifest(`${text}${text}`, verifier)).toThrow(/exactly one/);
+  });
+});
+
+describe('judging a manifest found in the store', () => {
+  const location = 's3://b/cases/c1/';
+  const other = loadSigningKey(
+    generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  );
+  const statement = (over: { id?: string; uid?: string; location?: string } = {}) =>
+    buildStatement({
+      artifacts,
+      caseInfo: { id: over.id ?? 'c1', uid: over.uid ?? 'uid-1' },
+      timeline: [],
+      location: over.location ?? location,
+      sealedAt: new Date('2026-01-01T00:00:00Z'),
+    });
+  const unsigned = (() => {
+    const env = JSON.parse(encodeManifest(statement(), key)) as { signatures: { sig: string }[] };
+    env.signatures = [{ sig: Buffer.from('not a signature').toString('base64') }] as never;
+    return `${JSON.stringify(env)}\n`;
+  })();
+
+  it.each<[string, string, string | true]>([
+    ["this operator's seal of this case", encodeManifest(statement(), key), true],
+    ['signed by another key', encodeManifest(statement(), other), 'ForeignManifest'],
+    ['without a valid signature', unsigned, 'ForeignManifest'],
+    ['naming another case', encodeManifest(statement({ id: 'c2' }), key), 'MisboundManifest'],
+    [
+      'of an earlier case of the same name',
+      encodeManifest(statement({ uid: 'uid-0' }), key),
+      'MisboundManifest',
+    ],
+    [
+      'sealed at another location',
+      encodeManifest(statement({ location: 's3://b/x/c1/' }), key),
+      'MisboundManifest',
+    ],
+    ['not JSON', 'garbage\n', 'UnreadableManifest'],
+    [
+      'two envelopes',
+      `${encodeManifest(statement(), key)}${encodeManifest(statement(), key)}`,
+      'UnreadableManifest',
+    ],
+  ])('%s', (_name, text, expected) => {
+    const j = judgeManifest(text, verifier, { caseId: 'c1', caseUid: 'uid-1', location });
+    if (expected === true) expect(j.ours).toBe(true);
+    else expect(j).toMatchObject({ ours: false, reason: expected });
+  });
+});
+
+describe('the predicate', () => {
+  it("records completeness, findings, custody, the store binding and each artifact's bucket, key and version", () => {
+    const s = buildStatement({
+      ...input,
+      artifacts: [{ ...artifacts[0]!, versionId: 'v-1' }],
+      location: 's3://b/cases/c1/',
+      sealedAt: new Date('2026-01-01T00:00:00Z'),
+      store: { kind: 's3', bucket: 'b', prefix: 'cases' },
+      retention: { mode: 'COMPLIANCE', period: '365d', legalHold: true },
+      completeness: {
+        complete: false,
+        gaps: [{ what: 'container side', reason: 'Job failed' }],
+        unreadable: [],
+      },
+      findings: [{ what: 'planted.bin', reason: 'written by nothing this case ran: not signed' }],
+      custody: [
+        {
+          step: 'seal',
+          actor: { kind: 'operator', name: 'system:serviceaccount:amber-system:amber-operator' },
+          tool: { name: 'amber operator', version: '0.1.0' },
+          finishedAt: '2026-01-01T00:00:00.000Z',
+        },
+      ],
+    });
+    expect(s.predicate).toMatchObject({
+      store: { kind: 's3', bucket: 'b', prefix: 'cases' },
+      retention: { legalHold: true },
+      completeness: { complete: false, gaps: [{ what: 'container side' }] },
+      findings: [{ what: 'planted.bin' }],
+      custody: [{ step: 'seal' }],
+      artifacts: [{ name: 'processes.json', bucket: 'b', key: 'cases/c1/processes.json', versionId: 'v-1' }],
+    });
+    expect(s.subject.map((x) => x.name)).toEqual(['processes.json']);
   });
 });

@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runVerify } from '../../../src/cmd/verify.js';
@@ -119,14 +119,14 @@ describe('verify on a local case', () => {
 });
 
 describe('amber verify CLI (local)', () => {
-  async function cli(args: { publicKey: string; json?: boolean }) {
+  async function cli(args: { publicKey: string; json?: boolean }, location = caseDir) {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     stdout.on('data', (c: Buffer) => out.push(c));
     stderr.on('data', (c: Buffer) => err.push(c));
-    const code = await runVerify(caseDir, args, { stdout, stderr });
+    const code = await runVerify(location, args, { stdout, stderr });
     return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
   }
 
@@ -152,5 +152,48 @@ describe('amber verify CLI (local)', () => {
     const r = await cli({ publicKey: join(root, 'no-such-key.pem') });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/cannot verify/);
+  });
+
+  it('exits 2 for a path that does not exist: a usage error, not "manifest removed"', async () => {
+    writeFileSync(join(root, 'pub.pem'), keys.publicPem);
+    const r = await cli({ publicKey: join(root, 'pub.pem') }, join(root, 'no-such-case'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no-such-case does not exist/);
+    expect(r.stdout).toBe('');
+  });
+
+  it('exits 0 on an intact copy elsewhere, and says retention is not checkable offline', async () => {
+    writeFileSync(join(root, 'pub.pem'), keys.publicPem);
+    const copy = join(mkdtempSync(join(tmpdir(), 'amber-verify-copy-')), 'case-1');
+    cpSync(caseDir, copy, { recursive: true });
+    // A download is writable: that is not tampering in a copy.
+    chmodSync(join(copy, 'processes.json'), 0o644);
+    const r = await cli({ publicKey: join(root, 'pub.pem') }, copy);
+    expect(r.stdout).toMatch(/retention: not checkable offline/);
+    expect(r.code).toBe(0);
+    const json = await cli({ publicKey: join(root, 'pub.pem'), json: true }, copy);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, retention: 'not checkable offline' });
+    rmSync(dirname(copy), { recursive: true, force: true });
+  });
+
+  it('fails a copy whose bytes changed, even offline', async () => {
+    writeFileSync(join(root, 'pub.pem'), keys.publicPem);
+    const copy = join(mkdtempSync(join(tmpdir(), 'amber-verify-copy-')), 'case-1');
+    cpSync(caseDir, copy, { recursive: true });
+    chmodSync(join(copy, 'processes.json'), 0o644);
+    writeFileSync(join(copy, 'processes.json'), '[{"pid":2}]');
+    const r = await cli({ publicKey: join(root, 'pub.pem') }, copy);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/processes\.json: SHA-256 is/);
+    rmSync(dirname(copy), { recursive: true, force: true });
+  });
+
+  it("fails a case copied under another case's name", async () => {
+    writeFileSync(join(root, 'pub.pem'), keys.publicPem);
+    const copy = join(root, 'case-2');
+    cpSync(caseDir, copy, { recursive: true });
+    const r = await cli({ publicKey: join(root, 'pub.pem') }, copy);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/the manifest seals case "case-1", not "case-2"/);
   });
 });

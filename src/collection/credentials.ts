@@ -1,0 +1,155 @@
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
+import { s3CaseKey } from '../evidence/s3-store.js';
+import { bookkeepingDir } from '../evidence/names.js';
+
+/**
+ * Per-Job S3 credentials (ADR 0009). The collection Job runs on the suspect's node, where the
+ * attacker may be root and read everything the Job holds. So the Job never gets the operator's
+ * credentials: the operator asks STS (AWS, or MinIO's own AssumeRole) for short-lived
+ * credentials whose session policy allows exactly one thing, writing new objects under this
+ * container's own prefix of this case. No read, no list, no other prefix, no manifest: what the
+ * node can do with them is what the collector had to do anyway.
+ */
+
+/** Where one collection Job may write. */
+export interface JobScope {
+  bucket: string;
+  /** The store's key prefix (spec.evidence.store.prefix). */
+  prefix: string;
+  caseId: string;
+  /** The container's prefix inside the case, e.g. `containers/0123456789ab`. */
+  containerPrefix: string;
+  legalHold: boolean;
+}
+
+/** STS and AWS cap inline session policies at 2048 characters. */
+export const MAX_SESSION_POLICY_CHARS = 2048;
+
+/** A scope that cannot be expressed as a policy: terminal for the case, not retried. */
+export class JobScopeError extends Error {}
+
+/**
+ * The key prefixes the Job writes: its artifacts, and the store's digest record of each
+ * (`<case>/.amber/digests/<name>.json`, see S3EvidenceStore). Both end in "/", so a sibling
+ * prefix (`containers/0123456789ab-x`) is not covered.
+ */
+export function jobKeyPrefixes(scope: JobScope): string[] {
+  const caseKey = s3CaseKey(scope.prefix, scope.caseId);
+  return [
+    `${caseKey}/${scope.containerPrefix}/`,
+    `${caseKey}/${bookkeepingDir}/digests/${scope.containerPrefix}/`,
+  ];
+}
+
+/**
+ * The session policy: PutObject (multipart included: CreateMultipartUpload, UploadPart and
+ * CompleteMultipartUpload are authorised as s3:PutObject), AbortMultipartUpload to clean up a
+ * failed upload, PutObjectRetention because every object is written with its retention (S3
+ * requires the permission for the x-amz-object-lock-* headers), and PutObjectLegalHold only
+ * when the case asks for a legal hold. No BypassGovernanceRetention, no Get, no List, no Delete.
+ */
+export function sessionPolicy(scope: JobScope): string {
+  for (const [what, value] of [
+    ['bucket', scope.bucket],
+    ['prefix', scope.prefix],
+    ['container prefix', scope.containerPrefix],
+  ] as const)
+    // IAM resource ARNs treat * and ? as wildcards: such a name would widen the grant.
+    if (/[*?$]/.test(value))
+      throw new JobScopeError(
+        `the evidence ${what} "${value}" contains * ? or $, which a policy cannot name exactly`,
+      );
+  const actions = ['s3:PutObject', 's3:AbortMultipartUpload', 's3:PutObjectRetention'];
+  if (scope.legalHold) actions.push('s3:PutObjectLegalHold');
+  const policy = JSON.stringify({
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'AmberCollectorWriteOwnPrefix',
+        Effect: 'Allow',
+        Action: actions,
+        Resource: jobKeyPrefixes(scope).map((p) => `arn:aws:s3:::${scope.bucket}/${p}*`),
+      },
+    ],
+  });
+  if (policy.length > MAX_SESSION_POLICY_CHARS)
+    throw new JobScopeError(
+      `the session policy for this case is ${policy.length} characters, over STS's ${MAX_SESSION_POLICY_CHARS}: shorten the evidence prefix`,
+    );
+  return policy;
+}
+
+/**
+ * How long the credentials live: the Job's deadline plus a margin (the report is written last),
+ * within STS's bounds (900 s at least; the role's maximum session duration at most).
+ */
+export function credentialSeconds(jobDeadlineSeconds: number, maxSeconds: number): number {
+  return Math.min(maxSeconds, Math.max(900, jobDeadlineSeconds + 300));
+}
+
+export interface JobCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiration?: Date;
+}
+
+export interface StsSettings {
+  /** STS endpoint: MinIO answers AssumeRole at its root URL; AWS's regional endpoint when absent. */
+  endpoint?: string;
+  region: string;
+  /** The operator's own credentials; the SDK's default chain when absent. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** The role assumed on AWS (its policy must allow at least what the session policy asks); MinIO ignores it. */
+  roleArn: string;
+}
+
+/** Asks STS for a Job's credentials. One STS client per endpoint and region, shared. */
+export class JobCredentialsMinter {
+  private readonly clients = new Map<string, STSClient>();
+
+  async mint(
+    sts: StsSettings,
+    scope: JobScope,
+    sessionName: string,
+    durationSeconds: number,
+  ): Promise<JobCredentials> {
+    const policy = sessionPolicy(scope);
+    const key = `${sts.endpoint ?? ''}|${sts.region}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = new STSClient({
+        region: sts.region,
+        maxAttempts: 5,
+        // A store that stops answering fails the attempt (and the reconcile retries), never
+        // holds the case's worker.
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+        ...(sts.endpoint && { endpoint: sts.endpoint }),
+        ...(sts.credentials && { credentials: sts.credentials }),
+      });
+      this.clients.set(key, client);
+    }
+    const res = await client.send(
+      new AssumeRoleCommand({
+        RoleArn: sts.roleArn,
+        RoleSessionName: sessionName.slice(0, 64),
+        Policy: policy,
+        DurationSeconds: durationSeconds,
+      }),
+    );
+    const c = res.Credentials;
+    if (!c?.AccessKeyId || !c.SecretAccessKey || !c.SessionToken)
+      throw new Error('STS AssumeRole answered without credentials');
+    return {
+      accessKeyId: c.AccessKeyId,
+      secretAccessKey: c.SecretAccessKey,
+      sessionToken: c.SessionToken,
+      ...(c.Expiration && { expiration: c.Expiration }),
+    };
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.destroy();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import {
+  credentialSeconds,
+  JobScopeError,
+  jobKeyPrefixes,
+  sessionPolicy,
+  type JobScope,
+} from '../../../src/collection/credentials.js';
+
+const scope = (over: Partial<JobScope> = {}): JobScope => ({
+  bucket: 'evidence',
+  prefix: 'amber/',
+  caseId: 'case-1',
+  containerPrefix: 'containers/0123456789ab',
+  legalHold: false,
+  ...over,
+});
+
+describe("a collection Job's session policy", () => {
+  it('allows writing new objects under its own container prefix and digest records, nothing else', () => {
+    const policy = JSON.parse(sessionPolicy(scope())) as {
+      Statement: { Effect: string; Action: string[]; Resource: string[] }[];
+    };
+    expect(policy.Statement).toEqual([
+      {
+        Sid: 'AmberCollectorWriteOwnPrefix',
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:PutObjectRetention'],
+        Resource: [
+          'arn:aws:s3:::evidence/amber/case-1/containers/0123456789ab/*',
+          'arn:aws:s3:::evidence/amber/case-1/.amber/digests/containers/0123456789ab/*',
+        ],
+      },
+    ]);
+  });
+
+  it.each([
+    ['no read', /s3:Get/],
+    ['no list', /s3:List/],
+    ['no delete', /s3:Delete/],
+    ['no governance bypass', /Bypass/],
+    ['no wildcard action', /"s3:\*"|"\*"/],
+  ])('%s', (_what, forbidden) => {
+    expect(sessionPolicy(scope({ legalHold: true }))).not.toMatch(forbidden);
+  });
+
+  it('adds the legal hold permission only when the case asks for a hold', () => {
+    expect(sessionPolicy(scope())).not.toContain('s3:PutObjectLegalHold');
+    expect(sessionPolicy(scope({ legalHold: true }))).toContain('s3:PutObjectLegalHold');
+  });
+
+  it.each([
+    ['', 'case-1', ['case-1/containers/0123456789ab/', 'case-1/.amber/digests/containers/0123456789ab/']],
+    ['/a/b/', 'c', ['a/b/c/containers/0123456789ab/', 'a/b/c/.amber/digests/containers/0123456789ab/']],
+  ])('prefix %j, case %s -> %j (the manifest key is never under them)', (prefix, caseId, expected) => {
+    const prefixes = jobKeyPrefixes(scope({ prefix, caseId }));
+    expect(prefixes).toEqual(expected);
+    const manifest = `${prefix.replace(/^\/+|\/+$/g, '')}/${caseId}/manifest.intoto.jsonl`.replace(/^\//, '');
+    for (const p of prefixes) expect(manifest.startsWith(p)).toBe(false);
+  });
+
+  it.each([
+    ['prefix', { prefix: 'amber/*' }],
+    ['prefix', { prefix: 'a?b' }],
+    ['bucket', { bucket: 'evi*' }],
+    ['prefix', { prefix: '${aws:username}' }],
+  ])('refuses a %s with IAM wildcards or variables (%j): it would widen the grant', (_w, over) => {
+    expect(() => sessionPolicy(scope(over))).toThrow(JobScopeError);
+  });
+
+  it("refuses a policy over STS's 2048 characters instead of sending it", () => {
+    expect(() => sessionPolicy(scope({ prefix: 'p'.repeat(1100) }))).toThrow(/over STS's 2048/);
+  });
+});
+
+describe('credential lifetime', () => {
+  it.each([
+    [600, 3600, 900],
+    [10, 3600, 900],
+    [1200, 3600, 1500],
+    [86_400, 3600, 3600],
+    [86_400, 43_200, 43_200],
+  ])('Job deadline %i s, role maximum %i s -> %i s', (deadline, max, seconds) => {
+    expect(credentialSeconds(deadline, max)).toBe(seconds);
+  });
+});
