@@ -3,6 +3,7 @@ import { amberVersion } from '../observability/version.js';
 import { registerCollectCommand } from './collect.js';
 import { exitCodesHelp } from './exit.js';
 import { registerOperatorCommand } from './operator.js';
+import { registerReportCommand } from './report.js';
 import { registerVerifyCommand } from './verify.js';
 
 export interface ProgramOutput {
@@ -28,5 +29,6 @@ export function buildProgram(output: ProgramOutput = {}): Command {
   registerOperatorCommand(program);
   registerCollectCommand(program);
   registerVerifyCommand(program);
+  registerReportCommand(program);
   return program;
 }
