@@ -232,17 +232,20 @@ const obj = (v: unknown): Record<string, unknown> =>
 
 // --- processes ------------------------------------------------------------------------------
 
-const SHELLS = new Set(['sh', 'bash', 'dash', 'ash', 'zsh', 'ksh', 'mksh', 'csh', 'tcsh', 'fish', 'busybox']);
+const SHELLS = new Set(['sh', 'bash', 'dash', 'ash', 'zsh', 'ksh', 'mksh', 'csh', 'tcsh', 'fish']);
 const NETWORK_TOOLS = new Set(['nc', 'ncat', 'netcat', 'socat', 'nmap', 'curl', 'wget', 'telnet', 'ssh']);
 const TEMP_DIRS = ['/tmp/', '/var/tmp/', '/dev/shm/', '/run/'];
 
+/** The program a process runs; for busybox (one binary, many applets) the applet, from argv[0]. */
 function programName(p: ProcessEntry): string {
   const exe = p.exe?.path.replace(/ \(deleted\)$/, '');
-  return posix.basename(exe && !exe.startsWith('/memfd:') ? exe : (p.comm ?? ''));
+  const name = posix.basename(exe && !exe.startsWith('/memfd:') ? exe : (p.comm ?? ''));
+  if (name !== 'busybox') return name;
+  return posix.basename(p.cmdline?.[0] ?? '') || (p.comm ?? name);
 }
 
 function isShell(p: ProcessEntry): boolean {
-  return SHELLS.has(programName(p)) || SHELLS.has(p.comm ?? '');
+  return SHELLS.has(programName(p));
 }
 
 /** What stands out about one process, given the others (its parent, the container's init). */
