@@ -13,7 +13,7 @@ const STYLE = `
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 78rem; padding: 0 1rem; color: #1d1d1f; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ccc; } h3 { margin-top: 1.4rem; }
 table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; } th, td { border: 1px solid #ddd; padding: .25rem .45rem; text-align: left; vertical-align: top; }
-th { background: #f2f2f2; } td { overflow-wrap: break-word; word-break: break-word; } code, .mono { font-family: ui-monospace, monospace; font-size: 12.5px; }
+th { background: #f2f2f2; } td { overflow-wrap: anywhere; } .n { white-space: nowrap; overflow-wrap: normal; } code, .mono { font-family: ui-monospace, monospace; font-size: 12.5px; }
 .verdict { padding: .8rem 1rem; border-radius: 6px; font-weight: 600; font-size: 1.1rem; }
 .ok { background: #e3f6e5; border: 2px solid #2e7d32; } .bad { background: #fdecea; border: 2px solid #c62828; }
 .note { color: #b3261e; font-weight: 600; } .missing { color: #6b6b6b; font-style: italic; }
@@ -141,8 +141,8 @@ export function renderHtml(m: ReportModel): string {
         table(
           ['PID', 'PPID', 'process', 'executable', 'command line', 'uid', 'stands out'],
           rows.map((p) => [
-            h(p.pid),
-            h(p.ppid ?? ''),
+            `<span class="n">${h(p.pid)}</span>`,
+            `<span class="n">${h(p.ppid ?? '')}</span>`,
             `${'&nbsp;&nbsp;'.repeat(Math.min(p.depth, 20))}${p.depth ? '└ ' : ''}${h(p.comm)}`,
             `<span class="mono">${h(p.exe)}</span>`,
             `<span class="mono">${h(p.cmdline)}</span>`,
