@@ -224,6 +224,34 @@ try {
     },
   );
 
+  say('amber report: the case written up for an investigator (HTML and Markdown)');
+  const reportBase = join(dir, `${caseName}-report`);
+  const report = spawnSync(
+    'npx',
+    [
+      'tsx',
+      'src/cmd/amber.ts',
+      'report',
+      location,
+      '--public-key',
+      publicKeyFile,
+      '--endpoint',
+      minio.endpoint,
+      '--path-style',
+      '--out',
+      reportBase,
+    ],
+    {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: minio.accessKey,
+        AWS_SECRET_ACCESS_KEY: minio.secretKey,
+        AWS_REGION: minio.region,
+      },
+    },
+  );
+
   say('how to reach it');
   console.log(`  kubectl --kubeconfig ${join(dir, 'admin.kubeconfig')} get forensiccases`);
   console.log(`  intake:  POST ${operator.intake!.url}  (Authorization: Bearer ${token})`);
@@ -237,7 +265,7 @@ try {
   }
   await operator.stop();
   await cleanup();
-  process.exit(sealed.status.phase === 'Sealed' && verify.status === 0 ? 0 : 1);
+  process.exit(sealed.status.phase === 'Sealed' && verify.status === 0 && report.status === 0 ? 0 : 1);
 } catch (err) {
   console.error(err);
   await cleanup();

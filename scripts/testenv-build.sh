@@ -57,6 +57,7 @@ apt_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v getfattr >/dev/null || missing+=(attr) # the collector reads overlay opaque-dir xattrs
   command -v gcc >/dev/null || missing+=(gcc libc6-dev) # a static memfd-holding test program
+  command -v chromium >/dev/null || missing+=(chromium) # renders `amber report`'s HTML in its test
   if ((${#missing[@]})); then
     log "apt-get install ${missing[*]}"
     local start=$SECONDS

@@ -29,6 +29,8 @@ export interface CaseControllerOptions {
   queue?: WorkQueueOptions;
   /** Collect and seal evidence after containment (ADR 0006); without it cases stop at Contained. */
   collection?: CollectionConfigInput;
+  /** Whether this replica leads: only the leader exports amber_cases. */
+  isLeader?: () => boolean;
   /** See CaseReconcilerDeps.afterStep (tests only). */
   afterStep?: (step: string, caseName: string) => void | Promise<void>;
 }
@@ -88,7 +90,7 @@ export function caseController(opts: CaseControllerOptions) {
     clients,
     events,
     collection,
-    metrics: caseMetrics(opts.registry, () => cases.list().map((c) => c.status?.phase)),
+    metrics: caseMetrics(opts.registry, () => cases.list().map((c) => c.status?.phase), opts.isLeader),
     safety: opts.safety,
     nodeLimit: opts.nodeLimit,
     afterStep: opts.afterStep,

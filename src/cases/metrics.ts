@@ -6,10 +6,15 @@ export interface CaseMetrics {
   casesByPhase: Gauge<'phase'>;
 }
 
-/** `phases` is read at scrape time (from the informer's cache), so the gauge is never stale. */
+/**
+ * `phases` is read at scrape time (from the informer's cache), so the gauge is never stale. Every
+ * replica keeps the cache warm, but only the leader exports the counts: a plain sum() across
+ * replicas then counts each case once.
+ */
 export function caseMetrics(
   registry: Registry,
   phases: () => Iterable<Phase | undefined> = () => [],
+  isLeader: () => boolean = () => true,
 ): CaseMetrics {
   return {
     timeToContained: new Histogram({
@@ -24,6 +29,8 @@ export function caseMetrics(
       labelNames: ['phase'],
       registers: [registry],
       collect() {
+        this.reset();
+        if (!isLeader()) return;
         const counts = new Map<string, number>(PHASES.map((p) => [p, 0]));
         for (const p of phases()) counts.set(p ?? 'Pending', (counts.get(p ?? 'Pending') ?? 0) + 1);
         for (const [phase, n] of counts) this.set({ phase }, n);

@@ -1,13 +1,11 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
-import { registerCollectCommand } from './collect.js';
-import { registerOperatorCommand } from './operator.js';
-import { registerVerifyCommand } from './verify.js';
+import { exitUsage, runProgram } from './exit.js';
+import { buildProgram } from './program.js';
 
-const program = new Command('amber')
-  .description('Preserve the evidence of a container compromise before the orchestrator destroys it')
-  .showHelpAfterError();
-registerOperatorCommand(program);
-registerCollectCommand(program);
-registerVerifyCommand(program);
-await program.parseAsync(process.argv);
+try {
+  process.exitCode = await runProgram(buildProgram(), process.argv);
+} catch (err) {
+  // An action that threw instead of returning its status: the command could not run.
+  process.stderr.write(`amber: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = exitUsage;
+}

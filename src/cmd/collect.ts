@@ -12,6 +12,7 @@ import { S3EvidenceStore, createS3Client } from '../evidence/s3-store.js';
 import type { EvidenceStore } from '../evidence/store.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createRegistry } from '../observability/metrics.js';
+import { exitCodesHelp, exitFailed, exitOk, exitUsage } from './exit.js';
 
 export interface CollectCliOptions {
   containerId: string;
@@ -46,9 +47,9 @@ export interface CollectCliOptions {
 }
 
 /** Exit status: 0 collected (gaps are in the report), 1 container not found or report not stored, 2 bad usage. */
-export const exitCollected = 0;
-export const exitNotCollected = 1;
-export const exitUsage = 2;
+export const exitCollected = exitOk;
+export const exitNotCollected = exitFailed;
+export { exitUsage };
 
 /** `amber collect`: what the node-pinned collection Job runs, from the host side of the container. */
 export function registerCollectCommand(program: Command): void {
@@ -106,6 +107,14 @@ export function registerCollectCommand(program: Command): void {
       '--termination-message-path <file>',
       'where to write the short summary the pod status shows',
       '/dev/termination-log',
+    )
+    .addHelpText(
+      'after',
+      exitCodesHelp({
+        ok: 'collected and stored (what could not be collected is listed as gaps in report.json)',
+        failed: 'the container was not found, or the report could not be stored',
+        usage: 'usage error, or no usable evidence store (nothing was collected)',
+      }),
     )
     .action(async (options: CollectCliOptions) => {
       process.exitCode = await runCollect(options, createLogger({ command: 'collect' }));

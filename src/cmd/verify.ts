@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { verifyCase, type VerifyReport } from '../evidence/verify.js';
+import { exitCodesHelp, exitFailed, exitOk, exitUsage } from './exit.js';
 
 export interface VerifyCliOptions {
   publicKey: string;
@@ -17,10 +18,10 @@ export interface VerifyIo {
   stderr: Writable & { isTTY?: boolean };
 }
 
-/** Exit codes: 0 verified, 1 a check failed, 2 could not verify (bad key, store unreachable, ...). */
-export const exitVerified = 0;
-export const exitFailed = 1;
-export const exitError = 2;
+/** Exit codes: 0 verified, 1 a check failed, 2 usage error or could not verify (bad key, store unreachable, ...). */
+export const exitVerified = exitOk;
+export { exitFailed };
+export const exitError = exitUsage;
 
 /** `amber verify <location>`: checks a sealed case offline and exits non-zero on any failure. */
 export function registerVerifyCommand(program: Command): void {
@@ -42,7 +43,11 @@ export function registerVerifyCommand(program: Command): void {
         'A directory holding a download of an S3 case is checked for signature and digests;\n' +
         'its retention is reported as not checkable offline.\n' +
         'S3 credentials come from the usual AWS environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...).\n' +
-        'Exit status: 0 verified, 1 a check failed, 2 could not verify (no such directory, bad key, store unreachable).',
+        exitCodesHelp({
+          ok: 'verified: the case is intact',
+          failed: 'a check failed (signature, digest, missing or extra artifact, retention)',
+          usage: 'usage error, or could not verify (unreadable key, store unreachable, no such case)',
+        }),
     )
     .action(async (location: string, options: VerifyCliOptions) => {
       process.exitCode = await runVerify(location, options, {

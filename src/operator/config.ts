@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { DEFAULT_PROTECTED_NAMESPACES } from '../cases/safety.js';
 import type { CollectionConfigInput } from '../collection/config.js';
 
+/** A boolean from a flag (true/false) or from the environment ("true", "false", "1", "0", ...). */
+const boolish = z.union([z.boolean(), z.stringbool()]);
+
 /** Operator configuration: flags, then AMBER_* environment variables, then defaults. */
 export const OperatorConfig = z.object({
   kubeconfig: z.string().optional(),
@@ -14,8 +17,8 @@ export const OperatorConfig = z.object({
   intakeTlsCert: z.string().optional(),
   intakeTlsKey: z.string().optional(),
   intakeClientCa: z.string().optional(),
-  leaderElection: z.boolean().default(true),
-  allowKubeSystem: z.boolean().default(false),
+  leaderElection: boolish.default(true),
+  allowKubeSystem: boolish.default(false),
   /**
    * Namespaces never acted on, besides Amber's own and kube-system. Setting it replaces the
    * default (Falco's and Falcosidekick's); `none` protects no further namespace.
@@ -32,7 +35,7 @@ export const OperatorConfig = z.object({
   collectorImage: z.string().min(1).optional(),
   s3Bucket: z.string().min(3).max(63).optional(),
   s3Endpoint: z.url().optional(),
-  s3PathStyle: z.stringbool().optional(),
+  s3PathStyle: boolish.optional(),
   signingKeySecret: z.string().min(1).optional(),
   /** Secret the collection Jobs take S3 credentials from; `none` for workload identity (IRSA). */
   s3CredentialsSecret: z.string().min(1).optional(),
@@ -40,40 +43,249 @@ export const OperatorConfig = z.object({
   collectorRoleArn: z.string().min(20).optional(),
   stsEndpoint: z.url().optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 
-export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof OperatorConfig, unknown>> {
-  const pick = (k: string) => env[`AMBER_${k}`] || undefined;
-  return {
-    kubeconfig: env.KUBECONFIG || undefined,
-    namespace: pick('NAMESPACE') ?? env.POD_NAMESPACE,
-    metricsPort: pick('METRICS_PORT'),
-    intakePort: pick('INTAKE_PORT'),
-    intakeToken: pick('INTAKE_TOKEN'),
-    intakeTlsCert: pick('INTAKE_TLS_CERT'),
-    intakeTlsKey: pick('INTAKE_TLS_KEY'),
-    intakeClientCa: pick('INTAKE_CLIENT_CA'),
-    protectedNamespaces: namespaceList(pick('PROTECTED_NAMESPACES')),
-    maxOpenCases: pick('MAX_OPEN_CASES'),
-    maxCordonedNodes: pick('MAX_CORDONED_NODES'),
-    maxCordonedNodesPercent: pick('MAX_CORDONED_NODES_PERCENT'),
-    collectionMode: pick('COLLECTION_MODE'),
-    collectorImage: pick('COLLECTOR_IMAGE'),
-    s3Bucket: pick('S3_BUCKET'),
-    s3Endpoint: pick('S3_ENDPOINT'),
-    s3PathStyle: pick('S3_PATH_STYLE'),
-    signingKeySecret: pick('SIGNING_KEY_SECRET'),
-    s3CredentialsSecret: pick('S3_CREDENTIALS_SECRET'),
-    collectorRoleArn: pick('COLLECTOR_ROLE_ARN'),
-    stsEndpoint: pick('STS_ENDPOINT'),
-    localEvidenceDir: pick('LOCAL_EVIDENCE_DIR'),
-  };
+export interface OperatorSetting {
+  key: keyof OperatorConfig;
+  /** The command-line flag, without its dashes. */
+  flag: string;
+  /** Environment variables, the first one set wins. */
+  env: readonly string[];
+  /** Placeholder of the flag's value; a boolean setting has none (--x / --no-x). */
+  value?: string;
+  help: string;
+  /** A comma-separated list (`none`: the empty list). */
+  list?: true;
 }
 
-/** A comma-separated list; `none` is the empty list (an empty variable means "not set"). */
-function namespaceList(value: string | undefined): string[] | undefined {
-  if (value === undefined) return undefined;
+/**
+ * Every operator setting once: its flag, its environment variables and its help. `amber
+ * operator`'s options and configFromEnv are both derived from this table, so a setting cannot be
+ * reachable one way and not the other. A flag wins over the environment.
+ */
+export const operatorSettings: readonly OperatorSetting[] = [
+  {
+    key: 'kubeconfig',
+    flag: 'kubeconfig',
+    env: ['KUBECONFIG'],
+    value: 'path',
+    help: 'kubeconfig (default: in-cluster)',
+  },
+  {
+    key: 'namespace',
+    flag: 'namespace',
+    env: ['AMBER_NAMESPACE', 'POD_NAMESPACE'],
+    value: 'ns',
+    help: "Amber's own namespace (protected; holds the leader Lease and Events)",
+  },
+  {
+    key: 'metricsPort',
+    flag: 'metrics-port',
+    env: ['AMBER_METRICS_PORT'],
+    value: 'port',
+    help: 'port of /metrics, /healthz, /readyz',
+  },
+  {
+    key: 'intakePort',
+    flag: 'intake-port',
+    env: ['AMBER_INTAKE_PORT'],
+    value: 'port',
+    help: 'port of the Falcosidekick webhook',
+  },
+  {
+    key: 'intakeToken',
+    flag: 'intake-token',
+    env: ['AMBER_INTAKE_TOKEN'],
+    value: 'token',
+    help: 'bearer token Falcosidekick sends (16+ characters); the webhook is off without one. Prefer the variable: a flag shows in ps',
+  },
+  {
+    key: 'intakeTlsCert',
+    flag: 'intake-tls-cert',
+    env: ['AMBER_INTAKE_TLS_CERT'],
+    value: 'file',
+    help: "the webhook's TLS certificate (PEM)",
+  },
+  {
+    key: 'intakeTlsKey',
+    flag: 'intake-tls-key',
+    env: ['AMBER_INTAKE_TLS_KEY'],
+    value: 'file',
+    help: "the webhook's TLS private key (PEM)",
+  },
+  {
+    key: 'intakeClientCa',
+    flag: 'intake-client-ca',
+    env: ['AMBER_INTAKE_CLIENT_CA'],
+    value: 'file',
+    help: 'CA the webhook requires client certificates from (mutual TLS)',
+  },
+  {
+    key: 'leaderElection',
+    flag: 'leader-election',
+    env: ['AMBER_LEADER_ELECTION'],
+    help: 'act only while holding the leader Lease (default: on; --no-leader-election for a single replica)',
+  },
+  {
+    key: 'allowKubeSystem',
+    flag: 'allow-kube-system',
+    env: ['AMBER_ALLOW_KUBE_SYSTEM'],
+    help: 'allow cases in kube-system (default: off)',
+  },
+  {
+    key: 'protectedNamespaces',
+    flag: 'protected-namespaces',
+    env: ['AMBER_PROTECTED_NAMESPACES'],
+    value: 'list',
+    list: true,
+    help: "comma-separated namespaces never acted on (default: Falco's and Falcosidekick's; none: no further one)",
+  },
+  {
+    key: 'workers',
+    flag: 'workers',
+    env: ['AMBER_WORKERS'],
+    value: 'n',
+    help: 'concurrent reconciles (default 16)',
+  },
+  {
+    key: 'maxOpenCases',
+    flag: 'max-open-cases',
+    env: ['AMBER_MAX_OPEN_CASES'],
+    value: 'n',
+    help: 'open cases at most, across policies',
+  },
+  {
+    key: 'maxCordonedNodes',
+    flag: 'max-cordoned-nodes',
+    env: ['AMBER_MAX_CORDONED_NODES'],
+    value: 'n',
+    help: 'nodes Amber may hold cordoned at most',
+  },
+  {
+    key: 'maxCordonedNodesPercent',
+    flag: 'max-cordoned-nodes-percent',
+    env: ['AMBER_MAX_CORDONED_NODES_PERCENT'],
+    value: 'pct',
+    help: 'share of the nodes Amber may hold cordoned at most',
+  },
+  {
+    key: 'collectionMode',
+    flag: 'collection-mode',
+    env: ['AMBER_COLLECTION_MODE'],
+    value: 'mode',
+    help: 'job (a collection Job on the node), inline (this process), off (contain only); default job',
+  },
+  {
+    key: 'collectorImage',
+    flag: 'collector-image',
+    env: ['AMBER_COLLECTOR_IMAGE'],
+    value: 'image',
+    help: 'image of the collection Jobs',
+  },
+  {
+    key: 's3Bucket',
+    flag: 's3-bucket',
+    env: ['AMBER_S3_BUCKET'],
+    value: 'bucket',
+    help: 'evidence bucket (Object Lock on)',
+  },
+  {
+    key: 's3Endpoint',
+    flag: 's3-endpoint',
+    env: ['AMBER_S3_ENDPOINT'],
+    value: 'url',
+    help: 'S3 endpoint (MinIO, on-premises S3); AWS when omitted',
+  },
+  {
+    key: 's3PathStyle',
+    flag: 's3-path-style',
+    env: ['AMBER_S3_PATH_STYLE'],
+    help: 'path-style S3 addressing (MinIO)',
+  },
+  {
+    key: 'signingKeySecret',
+    flag: 'signing-key-secret',
+    env: ['AMBER_SIGNING_KEY_SECRET'],
+    value: 'name',
+    help: 'Secret holding the manifest signing key',
+  },
+  {
+    key: 's3CredentialsSecret',
+    flag: 's3-credentials-secret',
+    env: ['AMBER_S3_CREDENTIALS_SECRET'],
+    value: 'name',
+    help: 'Secret the collection Jobs take S3 credentials from; none for workload identity',
+  },
+  {
+    key: 'collectorRoleArn',
+    flag: 'collector-role-arn',
+    env: ['AMBER_COLLECTOR_ROLE_ARN'],
+    value: 'arn',
+    help: "role assumed to mint each collection Job's scoped S3 credentials (AWS; MinIO ignores it)",
+  },
+  {
+    key: 'stsEndpoint',
+    flag: 'sts-endpoint',
+    env: ['AMBER_STS_ENDPOINT'],
+    value: 'url',
+    help: 'STS endpoint for those credentials (default: the S3 endpoint for MinIO, AWS STS otherwise)',
+  },
+  {
+    key: 'localEvidenceDir',
+    flag: 'local-evidence-dir',
+    env: ['AMBER_LOCAL_EVIDENCE_DIR'],
+    value: 'dir',
+    help: 'evidence directory instead of S3 (absolute; development only)',
+  },
+  {
+    key: 'logLevel',
+    flag: 'log-level',
+    env: ['AMBER_LOG_LEVEL'],
+    value: 'level',
+    help: 'trace, debug, info, warn, error (default info)',
+  },
+];
+
+/** The camelCase name commander gives a flag's value. */
+export function flagAttribute(flag: string): string {
+  return flag.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/** The settings the environment gives, unparsed (the schema checks them). */
+export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof OperatorConfig, unknown>> {
+  const out: Partial<Record<keyof OperatorConfig, unknown>> = {};
+  for (const s of operatorSettings) {
+    // An empty variable means "not set" (a chart renders unset values as "").
+    const raw = s.env.map((name) => env[name] || undefined).find((v) => v !== undefined);
+    if (raw !== undefined) out[s.key] = s.list ? commaList(raw) : raw;
+  }
+  return out;
+}
+
+/** The settings given as flags (commander's parsed options), turned like the environment's. */
+export function configFromFlags(
+  flags: Record<string, unknown>,
+): Partial<Record<keyof OperatorConfig, unknown>> {
+  const out: Partial<Record<keyof OperatorConfig, unknown>> = {};
+  for (const s of operatorSettings) {
+    const v = flags[flagAttribute(s.flag)];
+    if (v !== undefined) out[s.key] = s.list && typeof v === 'string' ? commaList(v) : v;
+  }
+  return out;
+}
+
+/** Flags over the environment over the defaults. */
+export function resolveOperatorConfig(
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): ReturnType<typeof OperatorConfig.safeParse> {
+  return OperatorConfig.safeParse({ ...configFromEnv(env), ...configFromFlags(flags) });
+}
+
+/** A comma-separated list; `none` is the empty list. */
+function commaList(value: string): string[] {
   if (value.trim() === 'none') return [];
   return value
     .split(',')

@@ -5,7 +5,7 @@ import { DEFAULT_NODE_LIMIT } from '../containment/limits.js';
 import { loadKubeConfig } from '../kube/config.js';
 import { startIntake, type RunningIntake } from '../intake/index.js';
 import type { Logger } from '../observability/logger.js';
-import { createRegistry, dialable } from '../observability/metrics.js';
+import { createRegistry, dialable, processMetrics } from '../observability/metrics.js';
 import { Manager } from '../runtime/manager.js';
 import { collectionConfig, type OperatorConfig } from './config.js';
 import type { CollectionConfigInput } from '../collection/config.js';
@@ -40,8 +40,10 @@ export async function runOperator(
       ? { kubeConfig: kc, namespace: cfg.namespace, name: 'amber-operator' }
       : undefined,
   });
+  processMetrics(registry, { isLeader: () => manager.isLeader() });
   const cases = caseController({
     kc,
+    isLeader: () => manager.isLeader(),
     logger,
     registry,
     workers: cfg.workers,
