@@ -43,6 +43,8 @@ export interface CollectCliOptions {
   podLogsRoot?: string;
   checkpointsRoot?: string;
   terminationMessagePath: string;
+  deadline?: string;
+  stepTimeout?: string;
 }
 
 /** Exit status: 0 collected (gaps are in the report), 1 container not found or report not stored, 2 bad usage. */
@@ -103,6 +105,15 @@ export function registerCollectCommand(program: Command): void {
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
     .option(
+      '--deadline <seconds>',
+      'seconds from start by which the report is stored, whatever is left (the Job sets it below its activeDeadlineSeconds)',
+    )
+    .option(
+      '--step-timeout <seconds>',
+      'the most one artifact (a file, a tar, a process memory) may take',
+      '120',
+    )
+    .option(
       '--termination-message-path <file>',
       'where to write the short summary the pod status shows',
       '/dev/termination-log',
@@ -113,6 +124,11 @@ export function registerCollectCommand(program: Command): void {
 }
 
 export async function runCollect(cli: CollectCliOptions, logger: Logger): Promise<number> {
+  // A read the suspect can stall (a FUSE file, a page held by userfaultfd) pins one thread of
+  // libuv's pool until it returns; the step is abandoned at its deadline, and a larger pool
+  // keeps such threads from starving the rest of the run (and the report). It is read when the
+  // pool starts, which is the collector's first file system call.
+  process.env.UV_THREADPOOL_SIZE ??= '64';
   const registry = createRegistry();
   let store: EvidenceStore;
   let options: CollectOptions;
@@ -156,6 +172,10 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     hostRoot: cli.hostRoot,
     hostReferencePid: Number(cli.hostPid),
     terminationMessagePath: cli.terminationMessagePath || null,
+    ...(cli.deadline !== undefined && { deadlineSeconds: parseSeconds('--deadline', cli.deadline) }),
+    ...(cli.stepTimeout !== undefined && {
+      stepTimeoutSeconds: parseSeconds('--step-timeout', cli.stepTimeout),
+    }),
     ...(cli.runtimeRoot && { runtimeRoot: cli.runtimeRoot }),
     ...(cli.pod && { pod: cli.pod }),
     ...(cli.namespace && { namespace: cli.namespace }),
@@ -194,6 +214,13 @@ function createStore(
     registry,
     logger,
   });
+}
+
+function parseSeconds(flag: string, s: string): number {
+  const n = Number(s);
+  if (!/^\d+(\.\d+)?$/.test(s.trim()) || !(n > 0))
+    throw new Error(`${flag}: expected a positive number of seconds, got "${s}"`);
+  return n;
 }
 
 const sizeUnits: Record<string, number> = {
