@@ -66,6 +66,29 @@ export function sameFile(a: Stats, b: Stats): boolean {
   return a.dev === b.dev && a.ino === b.ino && (a.mode & S_IFMT) === (b.mode & S_IFMT);
 }
 
+/**
+ * The error without the /proc/self/fd/N path Node puts in its message, which names nothing the
+ * investigator knows: the report already says which entry it was.
+ */
+function plain(op: string): (err: NodeJS.ErrnoException) => never {
+  return (err) => {
+    if (!err.code) throw err;
+    const e = new Error(`${err.code}: ${op} failed (${describeErrno(err.code)})`) as NodeJS.ErrnoException;
+    e.code = err.code;
+    throw e;
+  };
+}
+
+function describeErrno(code: string): string {
+  const known: Record<string, string> = {
+    ENOENT: 'vanished while being walked',
+    ELOOP: 'a symlink where a directory was seen: not followed',
+    ENOTDIR: 'not a directory any more',
+    EACCES: 'permission denied',
+  };
+  return known[code] ?? 'see the error code';
+}
+
 /** Opens for reading without touching the access time when the kernel lets us (root: always). */
 async function openForReading(path: string): Promise<FileHandle> {
   const flags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
@@ -158,17 +181,17 @@ export class Dir {
   }
 
   lstat(name: string): Promise<Stats> {
-    return lstat(fdPath(this.fd, name));
+    return lstat(fdPath(this.fd, name)).catch(plain('lstat'));
   }
 
   /** Entry names, sorted for a reproducible archive order. */
   async names(): Promise<string[]> {
-    return (await readdir(fdPath(this.fd))).sort();
+    return (await readdir(fdPath(this.fd)).catch(plain('readdir'))).sort();
   }
 
   /** Opens child directory `name` if it is still the directory `seen` describes. */
   async openDir(name: string, seen: Stats): Promise<Dir> {
-    const handle = await open(fdPath(this.fd, name), O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    const handle = await open(fdPath(this.fd, name), O_PATH | O_DIRECTORY | O_NOFOLLOW).catch(plain('open'));
     try {
       const st = await handle.stat();
       if (!sameFile(seen, st)) throw new ChangedError(name, seen, st);
@@ -182,13 +205,17 @@ export class Dir {
   /** Opens child `name` for reading if it is still the regular file `seen` describes. */
   async openFile(name: string, seen: Stats): Promise<FileHandle> {
     if (!seen.isFile()) throw new NotRegularError(name, seen);
-    const pathHandle = await open(fdPath(this.fd, name), O_PATH | O_NOFOLLOW);
+    const pathHandle = await open(fdPath(this.fd, name), O_PATH | O_NOFOLLOW).catch(plain('open'));
     return reopenRegular(name, pathHandle, seen);
   }
 
   /** A symlink's target, if `name` is still the link `seen` describes after reading it. */
   async readlink(name: string, seen: Stats): Promise<string> {
-    const target = await readlink(fdPath(this.fd, name));
+    const target = await readlink(fdPath(this.fd, name)).catch(async (err: NodeJS.ErrnoException) => {
+      // EINVAL: not a symlink any more.
+      if (err.code === 'EINVAL') throw new ChangedError(name, seen, await this.lstat(name));
+      return plain('readlink')(err);
+    });
     const after = await this.lstat(name);
     if (!sameFile(seen, after)) throw new ChangedError(name, seen, after);
     return target;
