@@ -64,11 +64,15 @@ export function parseCheckpointName(
     if (containers.includes(container)) return { match: true, container, time };
     return { match: false };
   }
-  if (container.includes('-'))
+  if (container.includes('-')) {
+    const [first] = container.split('-');
     return {
       match: false,
-      reason: `container "${container}" of ${namespace} or "${container.slice(container.indexOf('-') + 1)}" of ${namespace}-${container.slice(0, container.indexOf('-'))}...: ambiguous without the container's name`,
+      reason:
+        `container "${container}" of ${namespace}, or a container of namespace ${namespace}-${first}...: ` +
+        'ambiguous without the container name (--container-name); not collected',
     };
+  }
   return { match: true, container, time };
 }
 
