@@ -111,7 +111,7 @@ export function registerCollectCommand(program: Command): void {
     .option(
       '--step-timeout <seconds>',
       'the most one artifact (a file, a tar, a process memory) may take',
-      '120',
+      '300',
     )
     .option(
       '--termination-message-path <file>',

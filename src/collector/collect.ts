@@ -91,7 +91,7 @@ export const collectOptionsSchema = z.object({
    */
   deadlineSeconds: z.number().positive().optional(),
   /** The most any one step may take: an artifact, a tar, one process's memory. */
-  stepTimeoutSeconds: z.number().positive().default(120),
+  stepTimeoutSeconds: z.number().positive().default(300),
   /** Where the kubelet reads the container's termination message; null to not write one. */
   terminationMessagePath: z.string().nullable().default('/dev/termination-log'),
 });
