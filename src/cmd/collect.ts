@@ -124,11 +124,6 @@ export function registerCollectCommand(program: Command): void {
 }
 
 export async function runCollect(cli: CollectCliOptions, logger: Logger): Promise<number> {
-  // A read the suspect can stall (a FUSE file, a page held by userfaultfd) pins one thread of
-  // libuv's pool until it returns; the step is abandoned at its deadline, and a larger pool
-  // keeps such threads from starving the rest of the run (and the report). It is read when the
-  // pool starts, which is the collector's first file system call.
-  process.env.UV_THREADPOOL_SIZE ??= '64';
   const registry = createRegistry();
   let store: EvidenceStore;
   let options: CollectOptions;
