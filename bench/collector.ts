@@ -11,16 +11,16 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { collectContainer } from '../src/collector/collect.js';
+import { collectContainer, type CollectOptions } from '../src/collector/collect.js';
 import { LocalEvidenceStore } from '../src/evidence/local-store.js';
 import { toReadable } from '../src/evidence/hashing.js';
 import type { EvidenceStore, StoredArtifact } from '../src/evidence/store.js';
 import { createRegistry } from '../src/observability/metrics.js';
-import { startContainer } from '../test/testenv/runc.js';
+import { hostileBinary, startContainer, swapperBinary } from '../test/testenv/runc.js';
 
 const MiB = 1024 * 1024;
 
@@ -143,5 +143,103 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * `npx tsx bench/collector.ts freeze [files]`: the numbers behind ADR 0008's freeze decision.
+ * How long freezing and thawing a container's cgroup (v1 freezer) takes with a busy attacker in
+ * it, what a frozen walk changes against a live swapper, and how long walking a tree of
+ * `files` files takes: the time a frozen container would not answer its liveness probe.
+ */
+async function freezeBench(): Promise<void> {
+  const files = Number(process.argv[3] ?? 100_000);
+  const hostDir = mkdtempSync(join(tmpdir(), 'amber-bench-host-'));
+  writeFileSync(join(hostDir, 'secret'), 'HOST\n');
+  const storeDir = mkdtempSync(join(tmpdir(), 'amber-bench-store-'));
+  const store = new LocalEvidenceStore({ root: storeDir, registry: createRegistry() });
+  const swapper = await startContainer({
+    command: ['/usr/bin/swapper', hostDir, '20'],
+    executables: { '/usr/bin/swapper': swapperBinary() },
+  });
+  const wide = await startContainer({
+    command: ['/usr/bin/hostile', String(files)],
+    executables: { '/usr/bin/hostile': hostileBinary() },
+    allCapabilities: true,
+  });
+  let n = 0;
+  const collectOnce = async (c: typeof swapper, groups: CollectOptions['groups']) => {
+    const t0 = process.hrtime.bigint();
+    const r = await collectContainer(
+      {
+        caseId: `freeze-${n++}`,
+        containerId: c.id,
+        runtime: 'runc',
+        runtimeRoot: c.stateRoot,
+        hostReferencePid: process.pid,
+        terminationMessagePath: null,
+        caps: { maxFileBytes: MiB },
+        groups,
+      },
+      store,
+      { registry: createRegistry() },
+    );
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const swaps = r.report.failed.filter((f) =>
+      /changed while being read|ENOENT|EINVAL/.test(f.reason),
+    ).length;
+    return { seconds, swaps };
+  };
+  try {
+    await swapper.waitForFile('/ready');
+    await wide.waitForFile('/ready', 300_000);
+    const freezer = (pid: number): string => {
+      const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+        .split('\n')
+        .find((l) => /^\d+:freezer:/.test(l));
+      if (!line) throw new Error('no cgroup v1 freezer for the container');
+      return join('/sys/fs/cgroup/freezer', line.split(':')[2] ?? '');
+    };
+    const setState = (dir: string, state: 'FROZEN' | 'THAWED'): number => {
+      const t0 = process.hrtime.bigint();
+      writeFileSync(join(dir, 'freezer.state'), state);
+      while (readFileSync(join(dir, 'freezer.state'), 'utf8').trim() !== state) {
+        /* the kernel moves FREEZING -> FROZEN as each task stops */
+      }
+      return Number(process.hrtime.bigint() - t0) / 1e6;
+    };
+    const dir = freezer(swapper.pid);
+    const groups: CollectOptions['groups'] = ['targetedFiles', 'writableLayer'];
+    const live: { seconds: number; swaps: number }[] = [];
+    const frozen: { seconds: number; swaps: number }[] = [];
+    const freezeMs: number[] = [];
+    const thawMs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      live.push(await collectOnce(swapper, groups));
+      freezeMs.push(setState(dir, 'FROZEN'));
+      frozen.push(await collectOnce(swapper, groups));
+      thawMs.push(setState(dir, 'THAWED'));
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+    console.log(
+      `freezer: freeze ${med(freezeMs).toFixed(2)} ms, thaw ${med(thawMs).toFixed(2)} ms (median of 5, busy swapper)`,
+    );
+    console.log(
+      `swapper walk live:   ${med(live.map((r) => r.seconds)).toFixed(3)} s, swap gaps per run ${live.map((r) => r.swaps).join(',')}`,
+    );
+    console.log(
+      `swapper walk frozen: ${med(frozen.map((r) => r.seconds)).toFixed(3)} s, swap gaps per run ${frozen.map((r) => r.swaps).join(',')}`,
+    );
+    const big = await collectOnce(wide, ['targetedFiles', 'writableLayer', 'filesystemDiff']);
+    console.log(
+      `walk of a tree of ${files} files (targeted + writable layer + diff): ${big.seconds.toFixed(2)} s ` +
+        '= time a frozen container would miss its liveness probe',
+    );
+  } finally {
+    await swapper.stop();
+    await wide.stop();
+    rmSync(hostDir, { recursive: true, force: true });
+    rmSync(storeDir, { recursive: true, force: true });
+  }
+}
+
 if (process.argv[2] === '--child') await child();
+else if (process.argv[2] === 'freeze') await freezeBench();
 else await main();

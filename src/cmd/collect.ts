@@ -44,6 +44,8 @@ export interface CollectCliOptions {
   podLogsRoot?: string;
   checkpointsRoot?: string;
   terminationMessagePath: string;
+  deadline?: string;
+  stepTimeout?: string;
 }
 
 /** Exit status: 0 collected (gaps are in the report), 1 container not found or report not stored, 2 bad usage. */
@@ -103,6 +105,15 @@ export function registerCollectCommand(program: Command): void {
     )
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
+    .option(
+      '--deadline <seconds>',
+      'seconds from start by which the report is stored, whatever is left (the Job sets it below its activeDeadlineSeconds)',
+    )
+    .option(
+      '--step-timeout <seconds>',
+      'the most one artifact (a file, a tar, a process memory) may take',
+      '300',
+    )
     .option(
       '--termination-message-path <file>',
       'where to write the short summary the pod status shows',
@@ -165,6 +176,10 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     hostRoot: cli.hostRoot,
     hostReferencePid: Number(cli.hostPid),
     terminationMessagePath: cli.terminationMessagePath || null,
+    ...(cli.deadline !== undefined && { deadlineSeconds: parseSeconds('--deadline', cli.deadline) }),
+    ...(cli.stepTimeout !== undefined && {
+      stepTimeoutSeconds: parseSeconds('--step-timeout', cli.stepTimeout),
+    }),
     ...(cli.runtimeRoot && { runtimeRoot: cli.runtimeRoot }),
     ...(cli.pod && { pod: cli.pod }),
     ...(cli.namespace && { namespace: cli.namespace }),
@@ -203,6 +218,13 @@ function createStore(
     registry,
     logger,
   });
+}
+
+function parseSeconds(flag: string, s: string): number {
+  const n = Number(s);
+  if (!/^\d+(\.\d+)?$/.test(s.trim()) || !(n > 0))
+    throw new Error(`${flag}: expected a positive number of seconds, got "${s}"`);
+  return n;
 }
 
 const sizeUnits: Record<string, number> = {

@@ -1,17 +1,21 @@
-import { createReadStream } from 'node:fs';
-import { lstat, open, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { lstat, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
-import type { ArtifactMetadata, EvidenceStore, StoredArtifact } from '../evidence/store.js';
+import type { EvidenceStore, StoredArtifact } from '../evidence/store.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { assessExposure } from './exposure.js';
-import { homeTargets, opaqueDirs, overlayDiff, overlayLayout, targetedPaths } from './filesystem.js';
+import {
+  homeTargets,
+  opaqueDirs,
+  overlayDiff,
+  overlayLayout,
+  targetedPaths,
+  type OverlayLayout,
+} from './filesystem.js';
 import { locateContainer, runtimes, type LocatedContainer } from './locate.js';
 import { artifactSegment, findCheckpoints, findPodLogs } from './logs.js';
 import { memoryDump } from './memory.js';
-import { parseStatus } from './procfs.js';
 import { readNetwork } from './network.js';
 import {
   containerPids,
@@ -22,8 +26,11 @@ import {
   readProcess,
   type ProcessSnapshot,
 } from './processes.js';
+import { parseStatus } from './procfs.js';
 import { CollectionReport, collectorMetrics, errorMessage, type CollectionReportJson } from './report.js';
-import { containedPath, storeTar, walk, type TarGap } from './tar.js';
+import { CollectionRun, toJson } from './run.js';
+import { cappedStream, Dir, fileType, NotRegularError, openProcLink } from './safe-fs.js';
+import type { TarLimits } from './tar.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -40,6 +47,8 @@ export const artifactGroups = [
   'checkpoint',
 ] as const;
 export type ArtifactGroup = (typeof artifactGroups)[number];
+
+const bytes = (d: number) => z.number().int().positive().default(d);
 
 export const collectOptionsSchema = z.object({
   caseId: z.string().min(1),
@@ -62,44 +71,37 @@ export const collectOptionsSchema = z.object({
   groups: z.array(z.enum(artifactGroups)).default(artifactGroups.filter((g) => g !== 'fullRootfs')),
   caps: z
     .object({
-      /** Largest single file copied (executables, deleted files, memfds, files in a tar). */
-      maxFileBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(512 * MiB),
-      maxWritableLayerBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(20 * GiB),
-      maxTargetedBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(2 * GiB),
-      maxRootfsBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(20 * GiB),
-      maxMemoryBytesPerProcess: z
-        .number()
-        .int()
-        .positive()
-        .default(2 * GiB),
-      maxMemoryBytesTotal: z
-        .number()
-        .int()
-        .positive()
-        .default(8 * GiB),
+      /** Largest single file copied (executables, deleted files, memfds, logs, files in a tar). */
+      maxFileBytes: bytes(512 * MiB),
+      maxWritableLayerBytes: bytes(20 * GiB),
+      maxTargetedBytes: bytes(2 * GiB),
+      maxRootfsBytes: bytes(20 * GiB),
+      maxMemoryBytesPerProcess: bytes(2 * GiB),
+      maxMemoryBytesTotal: bytes(8 * GiB),
+      maxCheckpointBytes: bytes(16 * GiB),
+      /** Entries of one tar or of the diff: a million empty files is a way to stall a walk. */
+      maxEntries: bytes(1_000_000),
+      /** Directory levels a walk descends. */
+      maxDepth: bytes(256),
     })
     .prefault({}),
+  /**
+   * Seconds from the start by which the report must be stored. The steps stop a little before
+   * (reportReserve) so the report has time to be written; unset: no overall deadline.
+   */
+  deadlineSeconds: z.number().positive().optional(),
+  /** The most any one step may take: an artifact, a tar, one process's memory. */
+  stepTimeoutSeconds: z.number().positive().default(300),
   /** Where the kubelet reads the container's termination message; null to not write one. */
   terminationMessagePath: z.string().nullable().default('/dev/termination-log'),
 });
 export type CollectOptions = z.input<typeof collectOptionsSchema>;
 type Options = z.output<typeof collectOptionsSchema>;
+
+/** Of the run's deadline, the time kept for storing the report: 10%, between 1 and 20 seconds. */
+export function reportReserveMs(deadlineSeconds: number): number {
+  return Math.min(20_000, Math.max(1000, deadlineSeconds * 100));
+}
 
 export interface CollectResult {
   ok: boolean;
@@ -109,18 +111,59 @@ export interface CollectResult {
   container?: LocatedContainer;
 }
 
+/** What the first steps learned and the later ones read. */
+interface Context {
+  opts: Options;
+  container?: LocatedContainer;
+  processes: ProcessSnapshot[];
+  init?: ProcessSnapshot;
+  hostNs?: Record<string, string>;
+  layout?: OverlayLayout;
+}
+
+/**
+ * One entry per kind of evidence, in order of volatility (RFC 3227): what a process exit loses
+ * first, the file system next, what the node keeps last. A new kind of evidence is one entry.
+ */
+interface GroupSpec {
+  /** What the report calls it when it is skipped or cut short. */
+  label: string;
+  /** The --groups name that turns it on; always on when absent (small, and the rest needs it). */
+  group?: ArtifactGroup;
+  /** Needs the located container (logs and checkpoint do not). */
+  container: boolean;
+  collect(run: CollectionRun, ctx: Context): Promise<void>;
+}
+
+const groups: GroupSpec[] = [
+  { label: 'processes', group: 'processes', container: true, collect: processFiles },
+  { label: 'container', container: true, collect: containerJson },
+  { label: 'network', group: 'network', container: true, collect: network },
+  { label: 'exposure', container: true, collect: exposure },
+  { label: 'memory', group: 'memory', container: true, collect: memory },
+  { label: 'filesystem diff', group: 'filesystemDiff', container: true, collect: filesystemDiff },
+  { label: 'writable layer', group: 'writableLayer', container: true, collect: writableLayer },
+  { label: 'targeted files', group: 'targetedFiles', container: true, collect: targetedFiles },
+  { label: 'filesystem/rootfs.tar', group: 'fullRootfs', container: true, collect: fullRootfs },
+  { label: 'mounts', container: true, collect: mounts },
+  { label: 'logs', group: 'logs', container: false, collect: logs },
+  { label: 'checkpoint', group: 'checkpoint', container: false, collect: checkpoint },
+];
+
 /**
  * Collects everything the node holds about one container into the evidence store, most
- * volatile first (processes, their files and sockets, memory), then the file system, logs and
- * checkpoint. Every artifact streams straight from /proc or the disk into the store. A failure
- * of one piece is recorded in the report and the rest goes on; only a container that cannot be
- * found ends the run early (with a report saying so).
+ * volatile first. Every artifact streams straight from /proc or the disk into the store, through
+ * the reads of safe-fs.ts (never blocking, never following a link, never past a cap). Each step
+ * has a deadline and the run has one; a failure of one piece is recorded in the report and the
+ * rest goes on. The report is stored in every case: a container that cannot be found, a run
+ * cut short by its deadline.
  */
 export async function collectContainer(
   input: CollectOptions,
   store: EvidenceStore,
   deps: { registry: Registry; logger?: Logger },
 ): Promise<CollectResult> {
+  const startedAt = Date.now();
   const opts = collectOptionsSchema.parse(input);
   const log = (deps.logger ?? silentLogger).child({
     component: 'collector',
@@ -134,115 +177,66 @@ export async function collectContainer(
     ...(opts.node && { node: opts.node }),
   });
   const prefix = `containers/${artifactSegment(opts.containerId.replace(/^[a-z-]+:\/\//, '').slice(0, 12))}`;
-  const meta = (collectedBy: string, containerId?: string): ArtifactMetadata => ({
-    collectedBy: `collector/${collectedBy}`,
-    collectedAt: new Date().toISOString(),
-    ...(opts.node && { node: opts.node }),
-    ...(containerId && { containerId }),
-  });
-  const put = async (
-    name: string,
-    body: Readable | Buffer | string,
-    m: ArtifactMetadata,
-  ): Promise<StoredArtifact | undefined> => {
-    try {
-      const a = await store.put(opts.caseId, `${prefix}/${name}`, body, m);
-      report.stored(a);
-      return a;
-    } catch (err) {
-      report.fail(`${prefix}/${name}`, err);
-      log.warn({ artifact: name, err: errorMessage(err) }, 'artifact not stored');
-      return undefined;
-    }
-  };
-  const json = (v: unknown): string =>
-    `${JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x), 2)}\n`;
+  const stepsUntil =
+    opts.deadlineSeconds === undefined
+      ? Infinity
+      : startedAt + opts.deadlineSeconds * 1000 - reportReserveMs(opts.deadlineSeconds);
+  const run = new CollectionRun(
+    store,
+    report,
+    log,
+    { caseId: opts.caseId, prefix, ...(opts.node && { node: opts.node }) },
+    { stepsUntil, perStepMs: opts.stepTimeoutSeconds * 1000 },
+  );
 
-  let container: LocatedContainer | undefined;
+  const ctx: Context = { opts, processes: [] };
   let fatal: string | undefined;
-  try {
-    container = await locateContainer({
+  ctx.container = await run.step('container', () =>
+    locateContainer({
       containerId: opts.containerId,
       runtime: opts.runtime,
       procRoot: opts.procRoot,
       hostRoot: opts.hostRoot,
       ...(opts.runtimeRoot &&
         opts.runtime !== 'auto' && { runtimeRoots: { [opts.runtime]: [opts.runtimeRoot] } }),
-    });
-    report.header.containerId = container.id;
-    report.header.runtime = container.runtime;
-    log.info({ initPid: container.initPid, via: container.via }, 'container found');
-  } catch (err) {
-    fatal = errorMessage(err);
-    report.fail('container', err);
+    }),
+  );
+  if (ctx.container) {
+    run.containerId = report.header.containerId = ctx.container.id;
+    report.header.runtime = ctx.container.runtime;
+    log.info({ initPid: ctx.container.initPid, via: ctx.container.via }, 'container found');
+    await snapshotProcesses(run, ctx, ctx.container);
+  } else {
+    fatal = report.failed.find((f) => f.what === 'container')?.reason ?? 'container not found';
     log.error({ err: fatal }, 'container not found');
   }
 
-  if (container) {
-    const c = container;
-    const m = (g: string): ArtifactMetadata => meta(g, c.id);
-    const processes = await collectProcesses(opts, c, report, put, m, json, log);
-    const init = processes.find((p) => p.pid === c.initPid);
-    const hostNs = await readNamespaces(opts.procRoot, opts.hostReferencePid).catch((err: unknown) => {
-      report.fail(`host namespaces (PID ${opts.hostReferencePid})`, err);
-      return undefined;
-    });
-
-    await put(
-      'container.json',
-      json({ ...c, namespaces: init?.namespaces, cgroup: init?.cgroup, hostNamespaces: hostNs }),
-      { ...m('container'), contentType: 'application/json' },
-    );
-
-    if (want(opts, 'network')) {
-      const net = await readNetwork(opts.procRoot, c.initPid, processes, hostNs?.net).catch(
-        (err: unknown) => {
-          report.fail('network', err);
-          return undefined;
-        },
-      );
-      if (net) {
-        for (const [file, reason] of Object.entries(net.errors)) report.fail(`network ${file}`, reason);
-        await put('network.json', json(net), { ...m('network'), contentType: 'application/json' });
-      }
+  for (const g of groups) {
+    if (g.container && !ctx.container) continue;
+    if (g.group && !opts.groups.includes(g.group)) {
+      run.skip(g.label, 'group not requested');
+      continue;
     }
-
-    const capLastCap = await readFile(join(opts.procRoot, 'sys/kernel/cap_last_cap'), 'utf8').then(
-      Number,
-      () => undefined,
-    );
-    const hostCapabilities = await readFile(
-      join(opts.procRoot, String(opts.hostReferencePid), 'status'),
-      'utf8',
-    ).then(
-      (t) => parseStatus(t).capabilities.bounding,
-      () => undefined,
-    );
-    const exposure = assessExposure({
-      initStatus: init?.status,
-      capLastCap,
-      hostCapabilities,
-      namespaces: init?.namespaces,
-      hostNamespaces: hostNs,
-      mounts: init?.mounts,
-    });
-    await put('exposure.json', json(exposure), { ...m('exposure'), contentType: 'application/json' });
-
-    if (want(opts, 'memory')) await collectMemory(opts, processes, report, put, m, json);
-    else report.skip('memory', 'group not requested');
-
-    await collectFilesystem(opts, c, init, report, put, m, json, store, prefix);
+    if (run.expired) {
+      report.cutShort ??= `the run's deadline of ${opts.deadlineSeconds} s was reached before ${g.label}`;
+      run.skip(g.label, "not collected: the run's deadline was reached");
+      continue;
+    }
+    try {
+      await g.collect(run, ctx);
+    } catch (err) {
+      run.gap(g.label, err);
+    }
   }
-
-  if (want(opts, 'logs') || want(opts, 'checkpoint'))
-    await collectLogs(opts, report, put, meta('logs', container?.id));
 
   let reportArtifact: StoredArtifact | undefined;
   try {
-    reportArtifact = await store.put(opts.caseId, `${prefix}/report.json`, json(report.toJSON()), {
-      ...meta('report', container?.id),
-      contentType: 'application/json',
-    });
+    reportArtifact = await store.put(
+      opts.caseId,
+      `${prefix}/report.json`,
+      toJson(report.toJSON()),
+      run.meta('report', 'application/json'),
+    );
   } catch (err) {
     log.error({ err: errorMessage(err) }, 'report not stored');
     fatal ??= `report not stored: ${errorMessage(err)}`;
@@ -254,378 +248,473 @@ export async function collectContainer(
     );
   }
   log.info(
-    { collected: report.collected.length, failed: report.failed.length, skipped: report.skipped.length },
+    {
+      collected: report.collected.length,
+      failed: report.failed.length,
+      skipped: report.skipped.length,
+      deadlines: report.deadlines.length,
+    },
     'collection finished',
   );
-  return { ok: fatal === undefined, report: report.toJSON(), reportArtifact, summary, container };
+  return {
+    ok: fatal === undefined,
+    report: report.toJSON(),
+    reportArtifact,
+    summary,
+    container: ctx.container,
+  };
 }
 
-type Put = (
-  name: string,
-  body: Readable | Buffer | string,
-  m: ArtifactMetadata,
-) => Promise<StoredArtifact | undefined>;
-type Meta = (group: string) => ArtifactMetadata;
-
-async function collectProcesses(
-  opts: Options,
-  c: LocatedContainer,
-  report: CollectionReport,
-  put: Put,
-  m: Meta,
-  json: (v: unknown) => string,
-  log: Logger,
-): Promise<ProcessSnapshot[]> {
-  let pids: number[];
-  try {
-    pids = await containerPids(opts.procRoot, c.initPid, c.id, opts.hostReferencePid);
-  } catch (err) {
-    report.fail('process list', err);
-    pids = [c.initPid];
-  }
+/** /proc of every process of the container: what the later groups read. */
+async function snapshotProcesses(run: CollectionRun, ctx: Context, c: LocatedContainer): Promise<void> {
+  const { opts } = ctx;
+  const pids = (await run.step('process list', () =>
+    containerPids(opts.procRoot, c.initPid, c.id, opts.hostReferencePid),
+  )) ?? [c.initPid];
   const bootTime = await readBootTime(opts.procRoot).catch((err: unknown) => {
-    report.fail('boot time (/proc/stat)', err);
+    run.gap('boot time (/proc/stat)', err);
     return undefined;
   });
-  const processes: ProcessSnapshot[] = [];
   for (const pid of pids) {
-    const p = await readProcess(opts.procRoot, pid, bootTime);
+    // Reading cmdline or environ reads the process's memory: a page it holds with userfaultfd blocks the reader.
+    const p = await run.step(`process ${pid}`, () => readProcess(opts.procRoot, pid, bootTime));
+    if (!p) continue;
     if (p.errors.stat && p.errors.status) {
-      report.fail(`process ${pid}`, `exited during collection (${p.errors.stat})`);
+      run.gap(`process ${pid}`, `exited during collection (${p.errors.stat})`);
     } else {
-      for (const [field, reason] of Object.entries(p.errors)) report.fail(`process ${pid} ${field}`, reason);
+      for (const [field, reason] of Object.entries(p.errors)) run.gap(`process ${pid} ${field}`, reason);
     }
-    processes.push(p);
+    ctx.processes.push(p);
   }
-  log.info({ processes: processes.length }, 'processes read');
+  ctx.init = ctx.processes.find((p) => p.pid === c.initPid);
+  ctx.hostNs = await readNamespaces(opts.procRoot, opts.hostReferencePid).catch((err: unknown) => {
+    run.gap(`host namespaces (PID ${opts.hostReferencePid})`, err);
+    return undefined;
+  });
+  run.log.info({ processes: ctx.processes.length }, 'processes read');
+}
 
-  if (want(opts, 'processes')) {
-    // Executables: one copy per distinct binary; a deleted one is still readable through /proc/<pid>/exe.
-    const copied = new Map<string, { artifact: string; sha256: string; size: number }>();
-    for (const p of processes) {
-      if (!p.exe) continue;
-      const identity = await exeIdentity(opts.procRoot, p.pid).catch(() => undefined);
-      const known = identity ? copied.get(identity) : undefined;
-      if (known) {
-        Object.assign(p.exe, known);
-        continue;
-      }
+/** Executables, deleted files and memfds behind the processes' descriptors, then processes.json. */
+async function processFiles(run: CollectionRun, ctx: Context): Promise<void> {
+  const { opts, processes } = ctx;
+  // One copy per distinct binary; a deleted one is still readable through /proc/<pid>/exe.
+  const copied = new Map<string, { artifact: string; sha256: string; size: number }>();
+  for (const p of processes) {
+    if (!p.exe) continue;
+    const identity = await exeIdentity(opts.procRoot, p.pid).catch(() => undefined);
+    const known = identity ? copied.get(identity) : undefined;
+    if (known) {
+      Object.assign(p.exe, known);
+      continue;
+    }
+    const a = await copyProcFile(
+      run,
+      ctx,
+      `/proc/${p.pid}/exe (${p.exe.path})`,
+      join(opts.procRoot, String(p.pid), 'exe'),
+      `processes/${p.pid}/exe.bin`,
+      'processes/exe',
+    );
+    if (a) {
+      const ref = { artifact: a.name, sha256: a.sha256, size: a.size };
+      Object.assign(p.exe, ref);
+      if (identity) copied.set(identity, ref);
+    }
+  }
+  // Deleted files and memfds exist nowhere but behind the process's descriptor.
+  for (const p of processes) {
+    for (const f of p.fds ?? []) {
+      if (f.kind !== 'deleted-file' && f.kind !== 'memfd') continue;
       const a = await copyProcFile(
-        opts,
-        `/proc/${p.pid}/exe (${p.exe.path})`,
-        join(opts.procRoot, String(p.pid), 'exe'),
-        `processes/${p.pid}/exe.bin`,
-        report,
-        put,
-        m('processes/exe'),
+        run,
+        ctx,
+        `/proc/${p.pid}/fd/${f.fd} (${f.target})`,
+        join(opts.procRoot, String(p.pid), 'fd', String(f.fd)),
+        `processes/${p.pid}/fd-${f.fd}.bin`,
+        `processes/${f.kind}`,
+        (special) => (f.special = special),
       );
-      if (a) {
-        const ref = { artifact: a.name, sha256: a.sha256, size: a.size };
-        Object.assign(p.exe, ref);
-        if (identity) copied.set(identity, ref);
-      }
+      if (a) f.artifact = a.name;
     }
-    // Deleted files and memfds exist nowhere but behind the process's descriptor.
-    for (const p of processes) {
-      for (const f of p.fds ?? []) {
-        if (f.kind !== 'deleted-file' && f.kind !== 'memfd') continue;
-        const a = await copyProcFile(
-          opts,
-          `/proc/${p.pid}/fd/${f.fd} (${f.target})`,
-          join(opts.procRoot, String(p.pid), 'fd', String(f.fd)),
-          `processes/${p.pid}/fd-${f.fd}.bin`,
-          report,
-          put,
-          m(`processes/${f.kind}`),
-        );
-        if (a) f.artifact = a.name;
-      }
-    }
-    await put('processes.json', json({ processes, tree: processTree(processes) }), {
-      ...m('processes'),
-      contentType: 'application/json',
-    });
-  } else {
-    report.skip('processes', 'group not requested');
   }
-  return processes;
+  await run.json('processes.json', { processes, tree: processTree(processes) }, 'processes');
 }
 
-function want(opts: Options, g: ArtifactGroup): boolean {
-  return opts.groups.includes(g);
-}
-
-/** Copies a file (a /proc link to a binary, a deleted file, a memfd) if it is not over the cap. */
+/**
+ * Copies a regular file behind a /proc link, up to the per-file cap counted in bytes read. A
+ * FIFO, socket or device behind it is recorded (type, mode, rdev) and never read.
+ */
 async function copyProcFile(
-  opts: Options,
+  run: CollectionRun,
+  ctx: Context,
   what: string,
   path: string,
   name: string,
-  report: CollectionReport,
-  put: Put,
-  meta: ArtifactMetadata,
+  group: string,
+  onSpecial?: (s: NonNullable<ProcessSnapshot['fds']>[number]['special']) => void,
 ): Promise<StoredArtifact | undefined> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    report.fail(what, err);
-    return undefined;
-  }
-  try {
-    const { size } = await handle.stat();
-    if (size > opts.caps.maxFileBytes) {
-      report.skip(what, `${size} bytes exceeds the per-file cap of ${opts.caps.maxFileBytes}`);
-      return undefined;
-    }
-    // Read through the descriptor we opened: the path may vanish (process exit) meanwhile.
-    return await put(name, handle.createReadStream({ autoClose: false, start: 0 }), {
-      ...meta,
-      contentType: 'application/octet-stream',
-    });
-  } finally {
-    await handle.close();
-  }
-}
-
-async function collectMemory(
-  opts: Options,
-  processes: ProcessSnapshot[],
-  report: CollectionReport,
-  put: Put,
-  m: Meta,
-  json: (v: unknown) => string,
-): Promise<void> {
-  let budget = opts.caps.maxMemoryBytesTotal;
-  for (const p of processes) {
-    if (!p.maps) {
-      report.fail(`memory of ${p.pid}`, 'no memory map (process exited or maps unreadable)');
-      continue;
-    }
-    if (budget <= 0) {
-      report.skip(
-        `memory of ${p.pid}`,
-        `the total memory cap of ${opts.caps.maxMemoryBytesTotal} bytes is used up`,
-      );
-      continue;
-    }
-    const dump = memoryDump(
-      opts.procRoot,
-      p.pid,
-      p.maps,
-      Math.min(budget, opts.caps.maxMemoryBytesPerProcess),
-    );
-    const a = await put(`processes/${p.pid}/memory.bin`, dump.stream, {
-      ...m('memory'),
-      contentType: 'application/octet-stream',
-    });
-    budget -= a?.size ?? 0;
-    for (const r of dump.index) {
-      if (r.gap === undefined) continue;
-      const what = `memory of ${p.pid} ${r.start}-${r.end} ${r.path}`;
-      if (r.gap.startsWith('skipped')) report.skip(what, r.gap);
-      else report.fail(what, r.gap);
-    }
-    await put(`processes/${p.pid}/memory-index.json`, json(dump.index), {
-      ...m('memory'),
-      contentType: 'application/json',
-    });
-  }
-}
-
-function recordTarGaps(report: CollectionReport, artifact: string, gaps: TarGap[]): void {
-  for (const g of gaps) {
-    if (g.kind === 'skipped') report.skip(`${artifact}: ${g.path}`, g.reason);
-    else report.fail(`${artifact}: ${g.path}`, g.reason);
-  }
-}
-
-async function collectFilesystem(
-  opts: Options,
-  c: LocatedContainer,
-  init: ProcessSnapshot | undefined,
-  report: CollectionReport,
-  put: Put,
-  m: Meta,
-  json: (v: unknown) => string,
-  store: EvidenceStore,
-  prefix: string,
-): Promise<void> {
-  const tar = async (
-    name: string,
-    maxTotalBytes: number,
-    group: string,
-    fill: Parameters<typeof storeTar>[5],
-  ): Promise<void> => {
-    const artifact = `${prefix}/${name}`;
+  const cap = ctx.opts.caps.maxFileBytes;
+  return run.step(what, async (signal) => {
+    let handle;
     try {
-      const r = await storeTar(
-        store,
-        opts.caseId,
-        artifact,
-        { maxFileBytes: opts.caps.maxFileBytes, maxTotalBytes },
-        m(group),
-        fill,
-      );
-      report.stored(r.artifact);
-      recordTarGaps(report, artifact, r.gaps);
+      handle = await openProcLink(path);
     } catch (err) {
-      report.fail(artifact, err);
-    }
-  };
-
-  const layout = (() => {
-    try {
-      if (!init?.mounts)
-        throw new Error(`init's mountinfo unreadable: ${init?.errors.mountinfo ?? 'no init process'}`);
-      return overlayLayout(init.mounts);
-    } catch (err) {
-      report.fail('overlay layout', err);
-      return undefined;
-    }
-  })();
-  const host = (p: string): string => join(opts.hostRoot, p);
-
-  if (layout && (want(opts, 'filesystemDiff') || want(opts, 'writableLayer'))) {
-    const upper = host(layout.upperDir);
-    const opaque = await opaqueDirs(upper).catch((err: unknown) => {
-      report.fail('opaque directories (trusted.overlay.opaque)', err);
-      return new Set<string>();
-    });
-    if (want(opts, 'filesystemDiff')) {
-      const lowers = layout.lowerDirs.map(host);
-      const unreadable = [];
-      for (const l of lowers)
-        if (
-          !(await lstat(l).then(
-            () => true,
-            () => false,
-          ))
-        )
-          unreadable.push(l);
-      if (unreadable.length > 0)
-        report.fail(
-          'image layers',
-          `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`,
-        );
-      const diff = await overlayDiff(upper, lowers, opaque, (p, err) => report.fail(`diff ${p}`, err));
-      await put('filesystem/diff.json', json({ layout, changes: diff }), {
-        ...m('filesystem/diff'),
-        contentType: 'application/json',
+      if (!(err instanceof NotRegularError)) throw err;
+      onSpecial?.({
+        type: fileType(err.st),
+        mode: (err.st.mode & 0o7777).toString(8),
+        rdev: err.st.rdev,
       });
+      run.skip(what, err.message);
+      return undefined;
     }
-    if (want(opts, 'writableLayer')) {
-      await tar(
-        'filesystem/writable-layer.tar',
-        opts.caps.maxWritableLayerBytes,
-        'filesystem/writable-layer',
-        async (t) => {
-          for await (const { path, rel, st } of walk(upper, new Set(), (p, err) =>
-            t.gap(p, 'failed', errorMessage(err)),
-          )) {
-            // Opaque markers travel as pax xattrs, as containerd's own layer tars carry them.
-            const pax = opaque.has(rel) ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined;
-            await t.add(path, rel || '.', st, pax);
-          }
-        },
-      );
+    try {
+      const sizeAtOpen = (await handle.stat()).size;
+      const { stream, outcome } = cappedStream(handle, cap, signal);
+      const a = await run.put(name, stream, group);
+      if (a && outcome.truncated)
+        run.skip(
+          what,
+          `truncated: the first ${outcome.bytes} bytes are stored (per-file cap ${cap}; ${sizeAtOpen} bytes at open)`,
+        );
+      return a;
+    } finally {
+      await handle.close();
     }
-  } else if (!want(opts, 'filesystemDiff') && !want(opts, 'writableLayer')) {
-    report.skip('filesystem diff and writable layer', 'groups not requested');
-  }
-
-  // Everything else goes through /proc/<pid>/root: the container's own view, mounts included.
-  const root = join(opts.procRoot, String(c.initPid), 'root');
-  if (want(opts, 'targetedFiles')) {
-    const homes = await homeTargets(root).catch((err: unknown) => {
-      report.fail('filesystem/targeted.tar: /home', err);
-      return [];
-    });
-    const paths = [...targetedPaths, ...homes];
-    await tar('filesystem/targeted.tar', opts.caps.maxTargetedBytes, 'filesystem/targeted', async (t) => {
-      for (const p of paths) {
-        let path: string;
-        try {
-          path = await containedPath(root, p);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') t.gap(p, 'failed', errorMessage(err));
-          continue;
-        }
-        const st = await lstat(path).catch(() => undefined);
-        if (!st) continue;
-        // A planted symlink (e.g. /tmp -> /) is archived as the link it is, never followed.
-        if (st.isSymbolicLink()) await t.add(path, p.slice(1), st);
-        else await t.addTree(path, p.slice(1));
-      }
-    });
-  }
-  if (want(opts, 'fullRootfs')) {
-    // Other mounts (proc, sys, dev, volumes) are left out: they are not the container's file system.
-    const exclude = new Set(
-      (init?.mounts ?? []).filter((x) => x.mountPoint !== '/').map((x) => join(root, x.mountPoint)),
-    );
-    await tar('filesystem/rootfs.tar', opts.caps.maxRootfsBytes, 'filesystem/rootfs', async (t) => {
-      await t.addTree(root, '.', exclude, true);
-    });
-    for (const x of exclude)
-      report.skip(
-        `filesystem/rootfs.tar: ${x.slice(root.length)}`,
-        'separate mount, not part of the container root',
-      );
-  } else {
-    report.skip('filesystem/rootfs.tar', 'full export not requested');
-  }
-  await put('filesystem/mounts.json', json(init?.mounts ?? []), {
-    ...m('filesystem/mounts'),
-    contentType: 'application/json',
   });
 }
 
-async function collectLogs(
-  opts: Options,
-  report: CollectionReport,
-  put: Put,
-  meta: ArtifactMetadata,
+async function containerJson(run: CollectionRun, ctx: Context): Promise<void> {
+  const { init } = ctx;
+  await run.json(
+    'container.json',
+    { ...ctx.container, namespaces: init?.namespaces, cgroup: init?.cgroup, hostNamespaces: ctx.hostNs },
+    'container',
+  );
+}
+
+async function network(run: CollectionRun, ctx: Context): Promise<void> {
+  const c = ctx.container;
+  if (!c) return;
+  const net = await run.step('network', () =>
+    readNetwork(ctx.opts.procRoot, c.initPid, ctx.processes, ctx.hostNs?.net),
+  );
+  if (!net) return;
+  for (const [file, reason] of Object.entries(net.errors)) run.gap(`network ${file}`, reason);
+  await run.json('network.json', net, 'network');
+}
+
+async function exposure(run: CollectionRun, ctx: Context): Promise<void> {
+  const { procRoot, hostReferencePid } = ctx.opts;
+  const capLastCap = await readFile(join(procRoot, 'sys/kernel/cap_last_cap'), 'utf8').then(
+    Number,
+    () => undefined,
+  );
+  const hostCapabilities = await readFile(join(procRoot, String(hostReferencePid), 'status'), 'utf8').then(
+    (t) => parseStatus(t).capabilities.bounding,
+    () => undefined,
+  );
+  const found = assessExposure({
+    initStatus: ctx.init?.status,
+    capLastCap,
+    hostCapabilities,
+    namespaces: ctx.init?.namespaces,
+    hostNamespaces: ctx.hostNs,
+    mounts: ctx.init?.mounts,
+  });
+  await run.json('exposure.json', found, 'exposure');
+}
+
+async function memory(run: CollectionRun, ctx: Context): Promise<void> {
+  const { caps } = ctx.opts;
+  let budget = caps.maxMemoryBytesTotal;
+  for (const p of ctx.processes) {
+    if (!p.maps) {
+      run.gap(`memory of ${p.pid}`, 'no memory map (process exited or maps unreadable)');
+      continue;
+    }
+    if (budget <= 0) {
+      run.skip(`memory of ${p.pid}`, `the total memory cap of ${caps.maxMemoryBytesTotal} bytes is used up`);
+      continue;
+    }
+    const maps = p.maps;
+    await run.step(`memory of ${p.pid}`, async (signal) => {
+      const dump = memoryDump(
+        ctx.opts.procRoot,
+        p.pid,
+        maps,
+        Math.min(budget, caps.maxMemoryBytesPerProcess),
+        signal,
+      );
+      const a = await run.put(`processes/${p.pid}/memory.bin`, dump.stream, 'memory');
+      budget -= a?.size ?? 0;
+      for (const r of dump.index) {
+        if (r.gap === undefined) continue;
+        const what = `memory of ${p.pid} ${r.start}-${r.end} ${r.path}`;
+        if (r.gap.startsWith('skipped')) run.skip(what, r.gap);
+        else run.gap(what, r.gap);
+      }
+      await run.json(`processes/${p.pid}/memory-index.json`, dump.index, 'memory');
+    });
+  }
+}
+
+/** The container's root overlay, from init's mountinfo; recorded once when it cannot be read. */
+function layoutOf(run: CollectionRun, ctx: Context): OverlayLayout | undefined {
+  if (ctx.layout) return ctx.layout;
+  try {
+    if (!ctx.init?.mounts)
+      throw new Error(`init's mountinfo unreadable: ${ctx.init?.errors.mountinfo ?? 'no init process'}`);
+    ctx.layout = overlayLayout(ctx.init.mounts);
+    return ctx.layout;
+  } catch (err) {
+    if (!run.report.failed.some((f) => f.what === 'overlay layout')) run.gap('overlay layout', err);
+    return undefined;
+  }
+}
+
+const host = (ctx: Context, p: string): string => join(ctx.opts.hostRoot, p);
+
+function tarLimits(ctx: Context, maxTotalBytes: number): TarLimits {
+  const { caps } = ctx.opts;
+  return {
+    maxFileBytes: caps.maxFileBytes,
+    maxTotalBytes,
+    maxEntries: caps.maxEntries,
+    maxDepth: caps.maxDepth,
+  };
+}
+
+async function opaqueOf(run: CollectionRun, upper: string, signal: AbortSignal): Promise<Set<string>> {
+  return opaqueDirs(upper, signal).catch((err: unknown) => {
+    run.gap('opaque directories (trusted.overlay.opaque)', err);
+    return new Set<string>();
+  });
+}
+
+async function filesystemDiff(run: CollectionRun, ctx: Context): Promise<void> {
+  const layout = layoutOf(run, ctx);
+  if (!layout) return;
+  const { caps } = ctx.opts;
+  await run.step('filesystem/diff.json', async (signal) => {
+    const upper = host(ctx, layout.upperDir);
+    const lowers = layout.lowerDirs.map((l) => host(ctx, l));
+    const unreadable: string[] = [];
+    for (const l of lowers)
+      if (
+        !(await lstat(l).then(
+          () => true,
+          () => false,
+        ))
+      )
+        unreadable.push(l);
+    if (unreadable.length > 0)
+      run.gap(
+        'image layers',
+        `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`,
+      );
+    const opaque = await opaqueOf(run, upper, signal);
+    const changes = await overlayDiff(upper, lowers, opaque, (p, err) => run.gap(`diff ${p}`, err), {
+      signal,
+      maxDepth: caps.maxDepth,
+      maxEntries: caps.maxEntries,
+    });
+    await run.json('filesystem/diff.json', { layout, changes }, 'filesystem/diff');
+  });
+}
+
+async function writableLayer(run: CollectionRun, ctx: Context): Promise<void> {
+  const layout = layoutOf(run, ctx);
+  if (!layout) return;
+  const name = 'filesystem/writable-layer.tar';
+  await run.step(name, async (signal) => {
+    const upperPath = host(ctx, layout.upperDir);
+    const opaque = await opaqueOf(run, upperPath, signal);
+    const upper = await Dir.open(upperPath);
+    try {
+      await run.tar(
+        name,
+        'filesystem/writable-layer',
+        tarLimits(ctx, ctx.opts.caps.maxWritableLayerBytes),
+        signal,
+        (t) =>
+          // Opaque markers travel as pax xattrs, as containerd's own layer tars carry them.
+          t.addTree(upper, '', undefined, (rel) =>
+            opaque.has(rel) ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined,
+          ),
+      );
+    } finally {
+      await upper.close();
+    }
+  });
+}
+
+/** Everything else goes through /proc/<pid>/root: the container's own view, mounts included. */
+const containerRoot = (ctx: Context): string =>
+  join(ctx.opts.procRoot, String(ctx.container?.initPid), 'root');
+
+async function targetedFiles(run: CollectionRun, ctx: Context): Promise<void> {
+  const name = 'filesystem/targeted.tar';
+  const root = containerRoot(ctx);
+  const homes = await homeTargets(root).catch((err: unknown) => {
+    run.gap(`${name}: /home`, err);
+    return [];
+  });
+  await run.step(name, (signal) =>
+    run.tar(
+      name,
+      'filesystem/targeted',
+      tarLimits(ctx, ctx.opts.caps.maxTargetedBytes),
+      signal,
+      async (t) => {
+        for (const p of [...targetedPaths, ...homes]) {
+          if (signal.aborted) break;
+          let at;
+          try {
+            at = await Dir.openContained(root, p);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') t.gap(p, 'failed', errorMessage(err));
+            continue;
+          }
+          const { dir, name: last } = at;
+          try {
+            if (last === undefined) continue;
+            const st = await dir.lstat(last).catch(() => undefined);
+            if (!st) continue;
+            const entry = { parent: dir, name: last, rel: p.slice(1), st };
+            // A planted symlink (e.g. /tmp -> /) is archived as the link it is, never followed.
+            if (!st.isDirectory()) {
+              await t.add(entry, p.slice(1));
+              continue;
+            }
+            let sub: Dir;
+            try {
+              sub = await dir.openDir(last, st);
+            } catch (err) {
+              t.gap(p.slice(1), 'failed', errorMessage(err));
+              continue;
+            }
+            try {
+              await t.addTree(sub, p.slice(1));
+            } finally {
+              await sub.close();
+            }
+          } finally {
+            await dir.close();
+          }
+        }
+      },
+    ),
+  );
+}
+
+async function fullRootfs(run: CollectionRun, ctx: Context): Promise<void> {
+  const name = 'filesystem/rootfs.tar';
+  // Other mounts (proc, sys, dev, volumes) are left out: they are not the container's file system.
+  const exclude = new Set(
+    (ctx.init?.mounts ?? []).filter((x) => x.mountPoint !== '/').map((x) => x.mountPoint.slice(1)),
+  );
+  await run.step(name, async (signal) => {
+    const root = await Dir.open(containerRoot(ctx));
+    try {
+      await run.tar(name, 'filesystem/rootfs', tarLimits(ctx, ctx.opts.caps.maxRootfsBytes), signal, (t) =>
+        t.addTree(root, '.', exclude),
+      );
+    } finally {
+      await root.close();
+    }
+  });
+  for (const x of exclude) run.skip(`${name}: /${x}`, 'separate mount, not part of the container root');
+}
+
+async function mounts(run: CollectionRun, ctx: Context): Promise<void> {
+  await run.json('filesystem/mounts.json', ctx.init?.mounts ?? [], 'filesystem/mounts');
+}
+
+/** A host file the kubelet wrote (a log, a checkpoint): opened without following, copied up to `cap`. */
+async function copyHostFile(
+  run: CollectionRun,
+  path: string,
+  name: string,
+  group: string,
+  contentType: string,
+  cap: number,
 ): Promise<void> {
-  if (!opts.pod || !opts.namespace) {
-    report.skip('logs and checkpoint', 'no --pod/--namespace given');
-    return;
-  }
+  await run.step(path, async (signal) => {
+    const dir = await Dir.open(dirname(path));
+    try {
+      const st = await dir.lstat(basename(path));
+      const handle = await dir.openFile(basename(path), st);
+      try {
+        const { stream, outcome } = cappedStream(handle, cap, signal);
+        const a = await run.put(name, stream, group, contentType);
+        if (a && outcome.truncated)
+          run.skip(path, `truncated: the first ${outcome.bytes} bytes are stored (cap ${cap})`);
+      } finally {
+        await handle.close();
+      }
+    } finally {
+      await dir.close();
+    }
+  });
+}
+
+function podOf(
+  run: CollectionRun,
+  ctx: Context,
+  label: string,
+): { pod: string; namespace: string } | undefined {
+  const { pod, namespace } = ctx.opts;
+  if (pod && namespace) return { pod, namespace };
+  run.skip(label, 'no --pod/--namespace given');
+  return undefined;
+}
+
+async function logs(run: CollectionRun, ctx: Context): Promise<void> {
+  const { opts } = ctx;
+  const p = podOf(run, ctx, 'logs');
+  if (!p) return;
+  const root = join(opts.hostRoot, opts.podLogsRoot);
   const containers = opts.containerName ? [opts.containerName] : undefined;
-  if (want(opts, 'logs')) {
-    const root = join(opts.hostRoot, opts.podLogsRoot);
-    const files = await findPodLogs(root, opts.namespace, opts.pod, containers).catch((err: unknown) => {
-      report.fail(`pod logs under ${root}`, err);
-      return undefined;
-    });
-    if (files?.length === 0)
-      report.skip('pod logs', `no log files for ${opts.namespace}/${opts.pod} under ${root}`);
-    for (const f of files ?? []) {
-      await put(`logs/${artifactSegment(f.container)}/${artifactSegment(f.file)}`, createReadStream(f.path), {
-        ...meta,
-        collectedBy: 'collector/logs',
-        contentType: 'text/plain',
-      });
-    }
+  const files = await findPodLogs(root, p.namespace, p.pod, containers).catch((err: unknown) => {
+    run.gap(`pod logs under ${root}`, err);
+    return undefined;
+  });
+  if (files?.length === 0) run.skip('pod logs', `no log files for ${p.namespace}/${p.pod} under ${root}`);
+  for (const f of files ?? []) {
+    await copyHostFile(
+      run,
+      f.path,
+      `logs/${artifactSegment(f.container)}/${artifactSegment(f.file)}`,
+      'logs',
+      'text/plain',
+      opts.caps.maxFileBytes,
+    );
   }
-  if (want(opts, 'checkpoint')) {
-    const root = join(opts.hostRoot, opts.checkpointsRoot);
-    const files = await findCheckpoints(root, opts.namespace, opts.pod, containers).catch((err: unknown) => {
-      // No checkpoint directory at all is the common case: the kubelet never made one.
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') report.fail(`checkpoints under ${root}`, err);
-      return [];
-    });
-    if (files.length === 0)
-      report.skip(
-        'checkpoint',
-        `no kubelet checkpoint archive for ${opts.namespace}/${opts.pod} under ${root}`,
-      );
-    for (const f of files) {
-      await put(
-        `checkpoint/${artifactSegment(f.split('/').pop() ?? 'checkpoint.tar')}`,
-        createReadStream(f),
-        { ...meta, collectedBy: 'collector/checkpoint', contentType: 'application/x-tar' },
-      );
-    }
+}
+
+async function checkpoint(run: CollectionRun, ctx: Context): Promise<void> {
+  const { opts } = ctx;
+  const p = podOf(run, ctx, 'checkpoint');
+  if (!p) return;
+  const root = join(opts.hostRoot, opts.checkpointsRoot);
+  const containers = opts.containerName ? [opts.containerName] : undefined;
+  const found = await findCheckpoints(root, p.namespace, p.pod, containers).catch((err: unknown) => {
+    // No checkpoint directory at all is the common case: the kubelet never made one.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') run.gap(`checkpoints under ${root}`, err);
+    return { files: [], ambiguous: [] };
+  });
+  for (const a of found.ambiguous) run.skip(`checkpoint ${a.file}`, a.reason);
+  if (found.files.length === 0)
+    run.skip('checkpoint', `no kubelet checkpoint archive for ${p.namespace}/${p.pod} under ${root}`);
+  for (const f of found.files) {
+    await copyHostFile(
+      run,
+      join(root, f),
+      `checkpoint/${artifactSegment(f)}`,
+      'checkpoint',
+      'application/x-tar',
+      opts.caps.maxCheckpointBytes,
+    );
   }
 }

@@ -3,7 +3,8 @@ import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { unescapeOctal, type MountInfo } from './procfs.js';
-import { walk } from './tar.js';
+import { Dir } from './safe-fs.js';
+import { walkDir, type WalkEntry } from './tar.js';
 
 const execFileP = promisify(execFile);
 
@@ -47,7 +48,7 @@ export interface DiffEntry {
  * for userxattr mounts). Node has no xattr API, so getfattr (Debian's attr package) dumps them
  * all in one pass.
  */
-export async function opaqueDirs(upperHostPath: string): Promise<Set<string>> {
+export async function opaqueDirs(upperHostPath: string, signal?: AbortSignal): Promise<Set<string>> {
   const { stdout } = await execFileP(
     'getfattr',
     [
@@ -58,7 +59,7 @@ export async function opaqueDirs(upperHostPath: string): Promise<Set<string>> {
       '--match=^(trusted|user)\\.overlay\\.opaque$',
       upperHostPath,
     ],
-    { maxBuffer: 64 * 1024 * 1024 },
+    { maxBuffer: 64 * 1024 * 1024, ...(signal && { signal }) },
   ).catch((err: NodeJS.ErrnoException & { stdout?: string }) => {
     if (err.code === 'ENOENT')
       throw new Error('getfattr not installed (Debian package attr): opaque directories cannot be detected');
@@ -102,14 +103,44 @@ export async function overlayDiff(
   lowerHostPaths: string[],
   opaque: Set<string>,
   onError: (path: string, err: unknown) => void,
+  opts: { maxDepth?: number; maxEntries?: number; signal?: AbortSignal } = {},
 ): Promise<DiffEntry[]> {
   const out: DiffEntry[] = [];
-  for await (const { rel, st } of walk(upperHostPath, new Set(), onError)) {
-    if (!rel) continue;
+  const upper = await Dir.open(upperHostPath);
+  try {
+    for await (const e of walkDir(upper, (p, err) => onError(`/${p}`, err), opts)) {
+      const { rel } = e;
+      if (!rel) continue;
+      if (out.length >= (opts.maxEntries ?? Infinity)) {
+        onError(
+          `/${rel}`,
+          new Error(`the diff's cap of ${opts.maxEntries} entries is reached: the rest is not listed`),
+        );
+        break;
+      }
+      if (opts.signal?.aborted) {
+        onError(`/${rel}`, new Error(`deadline reached after ${out.length} entries: the rest is not listed`));
+        break;
+      }
+      await diffEntry(out, e, lowerHostPaths, opaque);
+    }
+  } finally {
+    await upper.close();
+  }
+  return out;
+}
+
+async function diffEntry(
+  out: DiffEntry[],
+  { parent, name, rel, st }: WalkEntry,
+  lowerHostPaths: string[],
+  opaque: Set<string>,
+): Promise<void> {
+  {
     const path = `/${rel}`;
     if (st.isCharacterDevice() && st.rdev === 0) {
       out.push({ kind: 'D', path, type: 'other' });
-      continue;
+      return;
     }
     const type = st.isDirectory()
       ? 'directory'
@@ -132,15 +163,20 @@ export async function overlayDiff(
       for (const lower of lowerHostPaths) {
         for (const n of await readdir(join(lower, rel)).catch(() => [] as string[])) hidden.add(n);
       }
-      const present = new Set(await readdir(join(upperHostPath, rel)).catch(() => [] as string[]));
+      // Listed through the walk's own descriptor: a directory swapped for a symlink lists nothing of the host.
+      const present = new Set<string>();
+      if (parent && name !== undefined) {
+        const d = await parent.openDir(name, st).catch(() => undefined);
+        for (const n of (await d?.names().catch(() => [])) ?? []) present.add(n);
+        await d?.close();
+      }
       out.push(entry);
       for (const n of [...hidden].sort())
         if (!present.has(n)) out.push({ kind: 'D', path: `${path}/${n}`, type: 'other' });
-      continue;
+      return;
     }
     out.push(entry);
   }
-  return out;
 }
 
 /** Paths an intruder typically leaves things in, read through /proc/<pid>/root. */
@@ -164,11 +200,24 @@ export const targetedPaths = [
 
 /** Shell histories and SSH keys of every home directory (/home/*). */
 export async function homeTargets(rootPath: string): Promise<string[]> {
-  const st = await lstat(join(rootPath, 'home')).catch(() => undefined);
-  if (!st) return [];
-  // Listing through a planted symlink would list a directory of the host instead.
-  if (st.isSymbolicLink()) throw new Error('/home is a symlink in the container: not followed from the host');
-  const homes = await readdir(join(rootPath, 'home')).catch(() => [] as string[]);
+  const root = await Dir.open(rootPath);
+  let homes: string[];
+  try {
+    const st = await root.lstat('home').catch(() => undefined);
+    if (!st) return [];
+    // Listing through a planted symlink would list a directory of the host instead.
+    if (st.isSymbolicLink())
+      throw new Error('/home is a symlink in the container: not followed from the host');
+    if (!st.isDirectory()) return [];
+    const home = await root.openDir('home', st);
+    try {
+      homes = await home.names();
+    } finally {
+      await home.close();
+    }
+  } finally {
+    await root.close();
+  }
   const files = ['.ash_history', '.bash_history', '.zsh_history', '.sh_history', '.python_history', '.ssh'];
   return homes.sort().flatMap((h) => files.map((f) => `/home/${h}/${f}`));
 }

@@ -33,27 +33,67 @@ export async function findPodLogs(
   return out;
 }
 
+/** Go's time.RFC3339, which the kubelet formats the checkpoint time with. */
+const rfc3339 = String.raw`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})`;
+const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export type CheckpointMatch =
+  { match: true; container: string; time: string } | { match: false; reason?: string };
+
 /**
- * Kubelet checkpoint archives of the pod's containers (the ContainerCheckpoint API writes
- * checkpoint-<pod>_<namespace>-<container>-<time>.tar).
+ * Whether `file` is a kubelet checkpoint archive of `pod` in `namespace`. The kubelet names it
+ * `checkpoint-<pod>_<namespace>-<container>-<RFC 3339 time>.tar`, and namespaces and container
+ * names may both hold '-', so `checkpoint-web_shop-prod-app-<time>.tar` is pod web's container
+ * `prod-app` in `shop` or its container `app` in `shop-prod`. The time is matched exactly at the
+ * end, and the container must be one of `containers` (the pod's, from the API server); without
+ * that list only a container name without '-' is unambiguous, and any other is refused with the
+ * reason (recorded in the report, never collected as this pod's).
+ */
+export function parseCheckpointName(
+  file: string,
+  pod: string,
+  namespace: string,
+  containers?: string[],
+): CheckpointMatch {
+  const prefix = `checkpoint-${pod}_${namespace}-`;
+  if (!file.startsWith(prefix) || !file.endsWith('.tar')) return { match: false };
+  const m = new RegExp(`^(.+)-(${rfc3339})$`).exec(file.slice(prefix.length, -'.tar'.length));
+  if (!m?.[1] || !m[2] || !dnsLabel.test(m[1])) return { match: false };
+  const [, container, time] = m;
+  if (containers && containers.length > 0) {
+    if (containers.includes(container)) return { match: true, container, time };
+    return { match: false };
+  }
+  if (container.includes('-')) {
+    const [first] = container.split('-');
+    return {
+      match: false,
+      reason:
+        `container "${container}" of ${namespace}, or a container of namespace ${namespace}-${first}...: ` +
+        'ambiguous without the container name (--container-name); not collected',
+    };
+  }
+  return { match: true, container, time };
+}
+
+/**
+ * Kubelet checkpoint archives of the pod's containers (the ContainerCheckpoint API), and the
+ * names that look like the pod's but cannot be told apart from another namespace's.
  */
 export async function findCheckpoints(
   checkpointsRoot: string,
   namespace: string,
   pod: string,
   containers?: string[],
-): Promise<string[]> {
-  const prefix = `checkpoint-${pod}_${namespace}-`;
-  const files = (await readdir(checkpointsRoot)).filter((f) => f.startsWith(prefix) && f.endsWith('.tar'));
-  return files
-    .filter(
-      (f) =>
-        !containers ||
-        containers.length === 0 ||
-        containers.some((c) => f.slice(prefix.length).startsWith(`${c}-`)),
-    )
-    .sort()
-    .map((f) => join(checkpointsRoot, f));
+): Promise<{ files: string[]; ambiguous: { file: string; reason: string }[] }> {
+  const files: string[] = [];
+  const ambiguous: { file: string; reason: string }[] = [];
+  for (const f of (await readdir(checkpointsRoot)).sort()) {
+    const m = parseCheckpointName(f, pod, namespace, containers);
+    if (m.match) files.push(f);
+    else if (m.reason) ambiguous.push({ file: f, reason: m.reason });
+  }
+  return { files, ambiguous };
 }
 
 /** Turns a host file name into a valid artifact path segment (letters, digits, '.', '_', '-'). */

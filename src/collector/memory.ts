@@ -35,6 +35,7 @@ export function memoryDump(
   pid: number,
   maps: MemoryMap[],
   maxBytes: number,
+  signal?: AbortSignal,
 ): { stream: Readable; index: DumpedRegion[] } {
   const index: DumpedRegion[] = [];
   async function* generate(): AsyncGenerator<Buffer> {
@@ -71,6 +72,10 @@ export function memoryDump(
           continue;
         }
         for (let off = 0; off < length; off += CHUNK) {
+          if (signal?.aborted) {
+            region.gap = `deadline reached at +${off}`;
+            return;
+          }
           const len = Math.min(CHUNK, length - off);
           const buf = Buffer.allocUnsafe(len);
           let n: number;

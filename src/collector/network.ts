@@ -1,4 +1,4 @@
-import { lstat, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ProcessSnapshot } from './processes.js';
 import {
@@ -13,7 +13,7 @@ import {
   type UnixSocket,
 } from './procfs.js';
 import { errorMessage } from './report.js';
-import { containedPath } from './tar.js';
+import { readContainedText } from './safe-fs.js';
 
 export interface SocketOwner {
   pid: number;
@@ -104,10 +104,7 @@ async function readContained(
   errors: Record<string, string>,
 ): Promise<string | undefined> {
   try {
-    const path = await containedPath(join(procPidDir, 'root'), rel);
-    if ((await lstat(path)).isSymbolicLink())
-      throw new Error(`/${rel} is a symlink in the container: not followed from the host`);
-    return await readFile(path, 'utf8');
+    return await readContainedText(join(procPidDir, 'root'), rel, 1024 * 1024);
   } catch (err) {
     errors[`root/${rel}`] = errorMessage(err);
     return undefined;

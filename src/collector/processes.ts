@@ -38,6 +38,8 @@ export interface OpenFile {
   kind: 'file' | 'deleted-file' | 'memfd' | 'socket' | 'pipe' | 'anon' | 'other';
   /** Set once the collector copied it out (deleted files and memfds). */
   artifact?: string;
+  /** A FIFO, socket or device behind a deleted name: recorded, never read. */
+  special?: { type: string; mode: string; rdev: number };
 }
 
 export interface ProcessSnapshot {

@@ -27,6 +27,18 @@ export interface CollectionReportJson {
   failed: GapEntry[];
   /** Deliberate omissions: size caps, options turned off, nothing of that kind present. */
   skipped: GapEntry[];
+  /** Artifacts cut short by their own deadline or the run's; `abandoned` when a system call never returned. */
+  deadlines: DeadlineEntry[];
+  /** Set when the run's deadline ended the collection: what was not even started is in `skipped`. */
+  cutShort?: string;
+  /** Nothing failed and nothing was cut short (deliberate skips, caps included, do not count). */
+  complete: boolean;
+}
+
+export interface DeadlineEntry {
+  what: string;
+  limitMs: number;
+  abandoned: boolean;
 }
 
 export interface CollectorMetrics {
@@ -63,6 +75,8 @@ export class CollectionReport {
   readonly collected: CollectedEntry[] = [];
   readonly failed: GapEntry[] = [];
   readonly skipped: GapEntry[] = [];
+  readonly deadlines: DeadlineEntry[] = [];
+  cutShort: string | undefined;
   private readonly startedAt = new Date().toISOString();
 
   constructor(
@@ -94,7 +108,20 @@ export class CollectionReport {
       collected: this.collected,
       failed: this.failed,
       skipped: this.skipped,
+      deadlines: this.deadlines,
+      ...(this.cutShort !== undefined && { cutShort: this.cutShort }),
+      complete: this.failed.length === 0 && this.deadlines.length === 0 && this.cutShort === undefined,
     };
+  }
+
+  deadline(what: string, limitMs: number, abandoned: boolean): void {
+    this.deadlines.push({ what, limitMs, abandoned });
+    this.fail(
+      what,
+      abandoned
+        ? `deadline of ${limitMs} ms passed inside a system call that never returned: abandoned`
+        : `deadline of ${limitMs} ms reached: cut short, what was read before is kept`,
+    );
   }
 
   /**
@@ -110,6 +137,8 @@ export class CollectionReport {
       collected: this.collected.length,
       failed: this.failed.length,
       skipped: this.skipped.length,
+      complete: this.failed.length === 0 && this.deadlines.length === 0 && this.cutShort === undefined,
+      ...(this.cutShort !== undefined && { cutShort: this.cutShort.slice(0, 200) }),
       bytes: this.collected.reduce((n, c) => n + c.size, 0),
       report: reportArtifact ? { uri: reportArtifact.uri, sha256: reportArtifact.sha256 } : null,
       firstFailures: [] as string[],

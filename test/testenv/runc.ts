@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeCapabilities } from '../../src/collector/procfs.js';
 import { RUN_ENV } from './procs.js';
-import { baseLayer } from './rootfs.js';
+import { baseLayer, staticProgram } from './rootfs.js';
 
 export interface ContainerOptions {
   /** argv of the container's init process (a busybox userland: /bin/sh -c '...' works). */
@@ -230,4 +230,181 @@ function quietly(cmd: string, args: string[]): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Attackers for the collector's tests: static programs (the test image has no libc) that keep
+ * changing the container's file system while the collector reads it from the host.
+ */
+
+/**
+ * `swapper <hostDir> <n>`: for i < n keeps exchanging, atomically (renameat2 RENAME_EXCHANGE),
+ * /tmp/race/f<i> (a regular file of the container) with a symlink to <hostDir>/secret, and
+ * /tmp/race/d<i> (a directory of the container holding a file `secret`) with a symlink to
+ * <hostDir>; and creates and removes symlinks under /tmp/vanish. A collector that follows any
+ * of them, or reads the file a name pointed to after its check, archives the host's bytes.
+ * Touches /ready once everything exists, then swaps until killed.
+ */
+export function swapperBinary(): string {
+  return staticProgram(
+    'swapper',
+    `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define RENAME_EXCHANGE (1 << 1)
+
+static void put(const char *path, const char *text) {
+  int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  if (fd < 0 || write(fd, text, strlen(text)) < 0) exit(2);
+  close(fd);
+}
+
+static void xchg(const char *a, const char *b) {
+  if (syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) != 0) {
+    perror("renameat2");
+    exit(3);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 1;
+  int n = atoi(argv[2]);
+  char a[256], b[256], target[4096];
+  mkdir("/tmp/race", 0755);
+  mkdir("/tmp/vanish", 0755);
+  snprintf(target, sizeof target, "%s/secret", argv[1]);
+  for (int i = 0; i < n; i++) {
+    snprintf(a, sizeof a, "/tmp/race/f%d", i);
+    put(a, "container file\\n");
+    snprintf(b, sizeof b, "/tmp/race/.f%d", i);
+    if (symlink(target, b) != 0) return 4;
+    snprintf(a, sizeof a, "/tmp/race/d%d", i);
+    mkdir(a, 0755);
+    snprintf(a, sizeof a, "/tmp/race/d%d/secret", i);
+    put(a, "container dir file\\n");
+    snprintf(b, sizeof b, "/tmp/race/.d%d", i);
+    if (symlink(argv[1], b) != 0) return 4;
+  }
+  put("/ready", "");
+  for (unsigned long round = 0;; round++) {
+    for (int i = 0; i < n; i++) {
+      snprintf(a, sizeof a, "/tmp/race/f%d", i);
+      snprintf(b, sizeof b, "/tmp/race/.f%d", i);
+      xchg(a, b);
+      snprintf(a, sizeof a, "/tmp/race/d%d", i);
+      snprintf(b, sizeof b, "/tmp/race/.d%d", i);
+      xchg(a, b);
+      snprintf(a, sizeof a, "/tmp/vanish/l%d", i);
+      symlink(target, a);
+      unlink(a);
+    }
+  }
+}
+`,
+  );
+}
+
+/**
+ * `hostile <wide>`: plants what must never hang, fool or overflow the collector, then touches
+ * /ready and keeps growing a file. FIFOs held read-only and read-write, present and deleted
+ * (/tmp/fifo-{ro,rw}, deleted ones held on descriptors); a character device present
+ * (/tmp/dev-zero, 1:5) and one deleted but held; a listening unix socket (/tmp/sock); a 64 GiB
+ * sparse file present (/tmp/sparse) and one deleted but held; a tree 300 directories deep
+ * (/tmp/deep) and one <wide> files wide (/tmp/wide); and a deleted file and /tmp/grow, both
+ * appended to without end (reset at 64 MiB), so they grow while the collector reads them.
+ * Needs CAP_MKNOD (allCapabilities).
+ */
+export function hostileBinary(): string {
+  return staticProgram(
+    'hostile',
+    `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int must(int v, const char *what) {
+  if (v < 0) { perror(what); exit(2); }
+  return v;
+}
+
+int main(int argc, char **argv) {
+  int wide = argc > 1 ? atoi(argv[1]) : 1000;
+  must(mkfifo("/tmp/fifo-ro", 0644), "mkfifo");
+  must(open("/tmp/fifo-ro", O_RDONLY | O_NONBLOCK), "fifo-ro");
+  must(mkfifo("/tmp/fifo-rw", 0644), "mkfifo");
+  must(open("/tmp/fifo-rw", O_RDWR), "fifo-rw");
+  must(mkfifo("/tmp/fifo-del-ro", 0644), "mkfifo");
+  must(open("/tmp/fifo-del-ro", O_RDONLY | O_NONBLOCK), "fifo-del-ro");
+  unlink("/tmp/fifo-del-ro");
+  must(mkfifo("/tmp/fifo-del-rw", 0644), "mkfifo");
+  must(open("/tmp/fifo-del-rw", O_RDWR), "fifo-del-rw");
+  unlink("/tmp/fifo-del-rw");
+
+  must(mknod("/tmp/dev-zero", S_IFCHR | 0666, makedev(1, 5)), "mknod");
+  must(mknod("/tmp/dev-del", S_IFCHR | 0666, makedev(1, 5)), "mknod");
+  must(open("/tmp/dev-del", O_RDONLY), "dev-del");
+  unlink("/tmp/dev-del");
+
+  int s = must(socket(AF_UNIX, SOCK_STREAM, 0), "socket");
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  strcpy(addr.sun_path, "/tmp/sock");
+  must(bind(s, (struct sockaddr *)&addr, sizeof addr), "bind");
+  must(listen(s, 1), "listen");
+
+  int sp = must(open("/tmp/sparse", O_CREAT | O_RDWR, 0644), "sparse");
+  must(ftruncate(sp, 64LL << 30), "ftruncate");
+  int sd = must(open("/tmp/sparse-del", O_CREAT | O_RDWR, 0644), "sparse-del");
+  must(ftruncate(sd, 64LL << 30), "ftruncate");
+  unlink("/tmp/sparse-del");
+
+  must(mkdir("/tmp/deep", 0755), "mkdir");
+  must(chdir("/tmp/deep"), "chdir");
+  for (int i = 0; i < 300; i++) {
+    must(mkdir("d", 0755), "mkdir deep");
+    must(chdir("d"), "chdir deep");
+  }
+  int leaf = must(open("leaf", O_CREAT | O_WRONLY, 0644), "leaf");
+  close(leaf);
+
+  char name[64];
+  must(mkdir("/tmp/wide", 0755), "mkdir");
+  for (int i = 0; i < wide; i++) {
+    snprintf(name, sizeof name, "/tmp/wide/f%06d", i);
+    close(must(open(name, O_CREAT | O_WRONLY, 0644), "wide"));
+  }
+
+  static char chunk[65536];
+  memset(chunk, 'G', sizeof chunk);
+  int gd = must(open("/tmp/grow-del", O_CREAT | O_RDWR, 0644), "grow-del");
+  unlink("/tmp/grow-del");
+  int gp = must(open("/tmp/grow", O_CREAT | O_RDWR, 0644), "grow");
+  must(write(gd, chunk, sizeof chunk), "write");
+  must(write(gp, chunk, sizeof chunk), "write");
+  close(must(open("/ready", O_CREAT | O_WRONLY, 0644), "ready"));
+  for (long n = 0;; n++) {
+    if (lseek(gd, 0, SEEK_END) >= (64L << 20)) {
+      must(ftruncate(gd, 0), "truncate");
+      must(ftruncate(gp, 0), "truncate");
+      lseek(gd, 0, SEEK_SET);
+      lseek(gp, 0, SEEK_SET);
+    }
+    must(write(gd, chunk, sizeof chunk), "write");
+    must(write(gp, chunk, sizeof chunk), "write");
+    usleep(500);
+  }
+}
+`,
+  );
 }
