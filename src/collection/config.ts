@@ -38,7 +38,7 @@ export const CollectionConfig = z.object({
   collectorDeadline: z
     .object({
       /** The option of `amber collect` that takes the deadline in seconds; null: not passed. */
-      flag: z.string().startsWith('--').nullable().default(null),
+      flag: z.string().startsWith('--').nullable().default('--deadline'),
       reportMarginSeconds: z.number().int().min(5).default(60),
     })
     .prefault({}),

@@ -247,7 +247,13 @@ export function collectionJob(input: CollectionJobInput): V1Job {
               // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: write-only, this
               // container's prefix only, short-lived (ADR 0009). Root on the node can read them.
               envFrom: [{ secretRef: { name: jobCredentialsSecretName(name) } }],
-              env: [{ name: 'NODE_NAME', value: pod.node }],
+              env: [
+                { name: 'NODE_NAME', value: pod.node },
+                // A read the suspect wedges in the kernel holds one of libuv's file-system
+                // threads; with the default 4 all wedged, even report.json would starve (ADR 0008).
+                // It must be set before the process starts, hence here.
+                { name: 'UV_THREADPOOL_SIZE', value: '64' },
+              ],
               securityContext: {
                 // Privileged, because reading another process's memory, descriptors and root
                 // needs CAP_SYS_PTRACE with an LSM profile that allows ptrace-read of a process

@@ -29,7 +29,7 @@ const input = (over: Partial<CollectionJobInput> = {}): CollectionJobInput => ({
   },
   image: 'amber:test',
   command: ['amber'],
-  collectorDeadline: { flag: null, reportMarginSeconds: 60 },
+  collectorDeadline: { flag: '--deadline', reportMarginSeconds: 60 },
   ...over,
 });
 
@@ -87,11 +87,11 @@ describe('collection Job', () => {
     expect(job.spec?.suspend).toBe(true);
   });
 
-  it("passes the collector a deadline before the Job's once the option is configured", () => {
-    expect(container.args).not.toContain('--deadline');
-    const args = collectionJob(input({ collectorDeadline: { flag: '--deadline', reportMarginSeconds: 60 } }))
-      .spec!.template.spec!.containers[0]!.args!;
-    expect(args.slice(-2)).toEqual(['--deadline', '60']);
+  it("passes the collector a deadline before the Job's, and threads a wedged read cannot starve", () => {
+    expect(container.args!.slice(-2)).toEqual(['--deadline', '60']);
+    const without = collectionJob(input({ collectorDeadline: { flag: null, reportMarginSeconds: 60 } }));
+    expect(without.spec!.template.spec!.containers[0]!.args).not.toContain('--deadline');
+    expect(container.env).toContainEqual({ name: 'UV_THREADPOOL_SIZE', value: '64' });
   });
 
   it.each([
