@@ -131,11 +131,15 @@ describe('charts/amber (helm template)', () => {
     const collectionRole = objects.find(
       (o) => o.kind === 'Role' && o.metadata?.name === 'amber-operator-collection',
     ) as KubernetesObject & {
-      rules: { resources: string[]; resourceNames?: string[] }[];
+      rules: { resources: string[]; resourceNames?: string[]; verbs: string[] }[];
     };
     expect(collectionRole.metadata?.namespace).toBe('forensics');
-    expect(collectionRole.rules.find((r) => r.resources.includes('secrets'))?.resourceNames).toEqual([
-      'case-signer',
+    // Reading a Secret is by name only: the signing key the values name, nothing else.
+    const secretReads = collectionRole.rules.filter(
+      (r) => r.resources.includes('secrets') && r.verbs.some((v) => v !== 'create'),
+    );
+    expect(secretReads).toEqual([
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['case-signer'], verbs: ['get'] },
     ]);
   });
 });
