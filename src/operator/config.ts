@@ -36,6 +36,19 @@ export const OperatorConfig = z.object({
   /** Secret the collection Jobs take S3 credentials from; `none` for workload identity (IRSA). */
   s3CredentialsSecret: z.string().min(1).optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
+  /**
+   * The intake's write-ahead log (ADR 0014): a directory on a volume (each replica uses its own
+   * subdirectory). Unset: accepted alerts live in memory until written, and a crash loses them.
+   */
+  walDir: z.string().startsWith('/').optional(),
+  /** Past this size on disk the intake answers 503 log-full. */
+  walMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(128 * 1024 * 1024),
+  /** This replica's subdirectory: the pod's name (POD_NAME, else the host name). */
+  walName: z.string().min(1).max(253).optional(),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 
@@ -62,6 +75,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Oper
     signingKeySecret: pick('SIGNING_KEY_SECRET'),
     s3CredentialsSecret: pick('S3_CREDENTIALS_SECRET'),
     localEvidenceDir: pick('LOCAL_EVIDENCE_DIR'),
+    walDir: pick('WAL_DIR'),
+    walMaxBytes: pick('WAL_MAX_BYTES'),
+    walName: pick('WAL_NAME') ?? (env.POD_NAME || undefined),
   };
 }
 
