@@ -13,7 +13,7 @@ import type { CaseLike } from './cases.js';
 import { IntakeEngine, type QueueLimits } from './engine.js';
 import { kubeCaseApi, type CaseApi, type PolicyStatusApi } from './kube.js';
 import { createIntakeMetrics } from './metrics.js';
-import { WriteAheadLog, type WalOptions } from './wal.js';
+import { WriteAheadLog, type RecoveredRecord, type WalOptions } from './wal.js';
 import type { GlobalLimits, NamedPolicy } from './policy.js';
 import { desiredStatus, evaluatePolicy, type PolicyEvaluation, type PolicyItem } from './policystatus.js';
 
@@ -70,12 +70,17 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   const log = opts.logger.child({ component: 'intake' });
   const metrics = createIntakeMetrics(opts.registry);
   const api = opts.api ?? kubeCaseApi(opts.kubeConfig);
+  // Replays wait for the caches: the cases' marks say which logged alerts were counted already.
+  let replay: ((records: RecoveredRecord[]) => void) | undefined;
+  const adoptedEarly: RecoveredRecord[] = [];
   // Opened first: its lock says this replica is alive before anything else can take its log.
   const opened = opts.wal
     ? await WriteAheadLog.open({
         ...opts.wal,
         logger: log.child({ wal: opts.wal.name }),
         onBytes: (bytes) => metrics.logBytes.set(bytes),
+        // A replica gone for good while this one runs: its log is replayed here.
+        onAdopted: (records) => (replay ? replay(records) : adoptedEarly.push(...records)),
       })
     : undefined;
   if (opts.wal) metrics.logLimitBytes.set(opts.wal.maxBytes);
@@ -127,8 +132,10 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   // Decisions before both caches are filled could open a second case for a pod: wait.
   await Promise.all([policies.waitForSync(), cases.waitForSync(), countNodes()]);
   const nodeTimer = setInterval(() => void countNodes(), opts.nodeCountIntervalMs ?? 60_000);
-  // After the caches synced: the cases' marks say which logged alerts were counted already.
-  if (opened) engine.restore(opened.recovered);
+  if (opened) {
+    engine.restore([...opened.recovered, ...adoptedEarly]);
+    replay = (records) => engine.restore(records);
+  }
   engine.start();
 
   const app = buildIntakeApp(

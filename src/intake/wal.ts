@@ -37,6 +37,11 @@ export interface WalOptions {
   logger: Logger;
   /** Told the bytes on disk whenever they change (a gauge). */
   onBytes?: (bytes: number) => void;
+  /**
+   * Given the records of a stale replica's log taken over while this one runs (to replay them).
+   * Without it, other replicas' logs are taken over at open() only.
+   */
+  onAdopted?: (records: RecoveredRecord[]) => void;
 }
 
 export interface RecoveredRecord {
@@ -103,6 +108,7 @@ export class WriteAheadLog {
   private readonly maxBytes: number;
   private readonly segmentBytes: number;
   private readonly onBytes: (bytes: number) => void;
+  private readonly opts: WalOptions;
   private readonly own: LogDir;
   private readonly runId: string;
   private readonly lockPath: string;
@@ -121,6 +127,7 @@ export class WriteAheadLog {
     this.maxBytes = opts.maxBytes;
     this.segmentBytes = opts.segmentBytes ?? 8 * 1024 * 1024;
     this.onBytes = opts.onBytes ?? (() => {});
+    this.opts = opts;
     this.own = own;
     this.lockPath = join(own.dir, 'lock');
     this.runId = newRunId();
@@ -154,6 +161,14 @@ export class WriteAheadLog {
       utimes(wal.lockPath, now, now).catch((err: unknown) =>
         wal.log.warn({ err: errorMessage(err) }, 'could not touch the write-ahead log lock'),
       );
+      if (opts.onAdopted) {
+        try {
+          const adopted = wal.adoptStaleLogs();
+          if (adopted.length > 0) opts.onAdopted(adopted);
+        } catch (err) {
+          wal.log.warn({ err: errorMessage(err) }, 'could not take over a stale write-ahead log');
+        }
+      }
     }, staleAfterMs / 4);
     wal.heartbeat.unref();
     opts.logger.info(
@@ -161,6 +176,22 @@ export class WriteAheadLog {
       'write-ahead log opened',
     );
     return { wal, recovered };
+  }
+
+  /**
+   * Takes over the logs of replicas whose lock went stale since open(), and returns their
+   * records for replay (the heartbeat calls it when `onAdopted` is set).
+   */
+  adoptStaleLogs(): RecoveredRecord[] {
+    const records: RecoveredRecord[] = [];
+    for (const dir of adoptStale(this.opts, this.own.dir)) {
+      for (const l of readLogTree(dir, true, this.log, records)) {
+        for (const s of l.segments) this.addBytes(s.bytes);
+        for (const s of [...l.segments]) this.maybeDelete(s);
+        if (l.segments.size === 0) rmSync(l.dir, { recursive: true, force: true });
+      }
+    }
+    return records;
   }
 
   /** This process's log id (the key of its high-water marks). */
@@ -324,21 +355,18 @@ export function newRunId(now = Date.now()): string {
  * Moves the directories of replicas whose lock went stale into ours: rename is atomic, so of two
  * replicas that find the same stale log only one takes it.
  */
-function adoptStale(opts: WalOptions, ownDir: string): void {
+function adoptStale(opts: WalOptions, ownDir: string): string[] {
   const staleAfterMs = opts.staleAfterMs ?? 120_000;
+  const taken: string[] = [];
   for (const entry of readdirSync(opts.baseDir, { withFileTypes: true })) {
     if (!entry.isDirectory() || entry.name === opts.name || entry.name === 'lost+found') continue;
     const dir = join(opts.baseDir, entry.name);
-    let touched: number;
-    try {
-      touched = statSync(join(dir, 'lock')).mtimeMs;
-    } catch {
-      touched = statSync(dir).mtimeMs;
-    }
-    if (Date.now() - touched < staleAfterMs) continue;
+    const touched = lastTouched(dir);
+    if (touched === undefined || Date.now() - touched < staleAfterMs) continue;
     const target = join(ownDir, 'adopted', `${entry.name}-${randomBytes(4).toString('hex')}`);
     try {
       renameSync(dir, target);
+      taken.push(target);
       opts.logger.warn(
         { from: entry.name, idleSeconds: Math.round((Date.now() - touched) / 1000) },
         'taking over the write-ahead log of a replica gone for good',
@@ -347,6 +375,19 @@ function adoptStale(opts: WalOptions, ownDir: string): void {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
+  return taken;
+}
+
+/** When a replica last showed it was alive; undefined when the directory is gone (taken). */
+function lastTouched(dir: string): number | undefined {
+  for (const path of [join(dir, 'lock'), dir]) {
+    try {
+      return statSync(path).mtimeMs;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return undefined;
 }
 
 /** Reads a log directory and the logs it adopted; the first LogDir is `dir`'s own. */

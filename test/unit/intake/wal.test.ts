@@ -166,3 +166,25 @@ async function waitFor(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !cond(); i++) await sleep(5);
   expect(cond()).toBe(true);
 }
+
+describe('WriteAheadLog taking over a log while it runs', () => {
+  it('adopts a sibling whose lock went stale after open, once, and replays nothing of a live one', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir, { name: 'amber-0', staleAfterMs: 60_000 });
+    expect(wal.adoptStaleLogs()).toEqual([]);
+    const gone = await openLog(dir, { name: 'amber-1' });
+    await Promise.all([1, 2, 3].map((n) => gone.wal.append({ n }).durable));
+    await gone.wal.close();
+    expect(wal.adoptStaleLogs()).toEqual([]); // its lock is fresh
+    const old = new Date(Date.now() - 10 * 60_000);
+    utimesSync(join(dir, 'amber-1', 'lock'), old, old);
+    const before = wal.bytes;
+    const adopted = wal.adoptStaleLogs();
+    expect(adopted.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+    expect(wal.bytes).toBeGreaterThan(before);
+    expect(wal.adoptStaleLogs()).toEqual([]); // taken once
+    wal.done(adopted.map((r) => r.token));
+    await waitFor(() => readdirSync(join(dir, 'amber-0', 'adopted')).length === 0);
+    expect(wal.bytes).toBe(before);
+  });
+});
