@@ -281,6 +281,9 @@ export class WriteAheadLog {
         this.log.error({ err: errorMessage(err), records: batch.length }, 'write-ahead log append failed');
         const error = new LogWriteError(`the write-ahead log could not be written: ${errorMessage(err)}`);
         for (const p of batch) p.reject(error);
+        // A failed write may have left part of a record: later records go to a new segment, so
+        // they are not behind it (decoding stops at the first bad record of a segment).
+        for (const p of batch) this.seal(p.segment);
       } finally {
         for (const p of batch) p.segment.unwritten--;
         for (const s of new Set(batch.map((p) => p.segment))) this.maybeDelete(s);

@@ -324,7 +324,11 @@ describe('amber operator with a write-ahead log, killed during an API server out
       (b) => b === 0,
     );
     expect(await op.metric('amber_intake_queue_depth')).toBe(0);
-    expect(readdirSync(own).filter((f) => f.endsWith('.wal'))).toEqual([]);
+    await until(
+      'segments deleted',
+      async () => readdirSync(own).filter((f) => f.endsWith('.wal')),
+      (files) => files.length === 0,
+    );
 
     // A third start on the same log counts nothing twice.
     await op.kill();
