@@ -242,6 +242,8 @@ export class WriteAheadLog {
     const durable = new Promise<void>((resolve, reject) =>
       this.queue.push({ segment, frame, resolve, reject }),
     );
+    // Whoever holds `durable` sees a failure; one nobody awaits must not crash the process.
+    durable.catch(() => {});
     if (!this.committing) this.committing = this.commitLoop();
     const token: Token = { log: this.runId, seq, segment };
     return { token, durable };
