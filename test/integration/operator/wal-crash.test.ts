@@ -308,6 +308,9 @@ describe('amber operator with a write-ahead log, killed during an API server out
       alreadyCounted: before.length,
     });
 
+    console.log(
+      `wal crash: ${answers.length} alerts answered 202 during the outage; after SIGKILL: ${JSON.stringify(replayed)}; torn: ${JSON.stringify(tornLine)}`,
+    );
     const want = Object.fromEntries([
       ...before.map((p) => [p, perPod + 1]),
       ...during.map((p) => [p, perPod]),
