@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { API_VERSION } from '../api/common.js';
 import type { Logger } from '../observability/logger.js';
@@ -68,8 +69,11 @@ export interface LoggedAlert {
   /** The case the alert opened, when it opened one. */
   create?: ForensicCase;
   alert: ReturnType<typeof alertRecord>;
-  /** Falcosidekick's uuid, else a digest of the event: for the logs of a replay. */
-  id?: string;
+  /**
+   * Falcosidekick's uuid, else a digest of the event: the alert's identity, for tracing a replay
+   * (whether it was counted is told by the case's marks, ADR 0014).
+   */
+  id: string;
 }
 
 export interface IntakeEngineOptions {
@@ -706,8 +710,16 @@ function loggedAlert(caseName: string, target: AlertTarget, alert: Alert): Logge
     case: caseName,
     target,
     alert: alertRecord(alert),
-    ...(alert.uuid ? { id: alert.uuid } : {}),
+    id: alert.uuid ?? eventDigest(alert),
   };
+}
+
+/** An event's identity when Falcosidekick gave it no uuid (Falco's http_output gives none). */
+function eventDigest(alert: Alert): string {
+  return createHash('sha256')
+    .update(JSON.stringify([alert.time, alert.rule, alert.source, alert.hostname ?? '', alert.output ?? '']))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 /** A record as the log returns it (written by this code, but checked: a disk is not a type). */
