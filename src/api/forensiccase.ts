@@ -147,6 +147,12 @@ export const ForensicCaseStatus = z.object({
       recent: z.array(AlertRecord).max(ALERTS_KEPT),
       /** Alerts past the recent window that the evidence store has not received yet. */
       dropped: z.number().int().min(0).default(0),
+      /**
+       * Per intake write-ahead log run, the highest log sequence number counted in `count`,
+       * written in the same patch as the count: a replay after a crash skips what it covers
+       * (ADR 0014). Bounded; the oldest runs go first.
+       */
+      logMarks: z.record(z.string().max(64), z.number().int().min(0)).optional(),
     })
     .optional(),
   timeline: z.array(TimelineEntry).max(TIMELINE_LIMIT).optional(),

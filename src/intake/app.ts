@@ -138,7 +138,10 @@ export const intakePlugin: FastifyPluginCallback<IntakeAppDeps> = (app, deps, do
     }
     const alert = toAlert(req.body as Parameters<typeof toAlert>[0]);
     metrics.received.inc();
-    return { accepted: true, ...sink.accept(alert) };
+    const { durable, ...outcome } = sink.accept(alert) as AcceptOutcome & { durable?: Promise<void> };
+    // With a write-ahead log, 202 means "on disk": the answer waits for the group commit.
+    if (durable) await durable;
+    return { accepted: true, ...outcome };
   };
   for (const url of ['/', '/falco']) {
     app.post(url, async (req, reply) => {

@@ -10,6 +10,7 @@ import {
 } from '../api/forensiccase.js';
 import type { ResponsePolicySpec } from '../api/responsepolicy.js';
 import { rfc3339ToNs, type Alert, type AlertTarget } from './falco.js';
+import type { WalToken } from './wal.js';
 
 /** Pure helpers for the cases the intake opens and the alerts it records on them. */
 
@@ -61,10 +62,12 @@ export interface AlertDelta {
   recent: AlertRecord[];
   /** Counted but not listed (repeats inside the dedup window, or pushed out of `recent`). */
   dropped: number;
+  /** The write-ahead log records of these alerts, oldest first (none without a log). */
+  tokens: WalToken[];
 }
 
 export function emptyDelta(): AlertDelta {
-  return { count: 0, rules: new Set(), recent: [], dropped: 0 };
+  return { count: 0, rules: new Set(), recent: [], dropped: 0, tokens: [] };
 }
 
 export function alertRecord(alert: Alert): AlertRecord {
@@ -79,8 +82,9 @@ export function alertRecord(alert: Alert): AlertRecord {
 }
 
 /** Adds one alert; `listed` false counts it without listing it (a repeat inside the window). */
-export function addToDelta(d: AlertDelta, alert: Alert, listed: boolean): void {
+export function addToDelta(d: AlertDelta, alert: Alert, listed: boolean, token?: WalToken): void {
   d.count++;
+  if (token) d.tokens.push(token);
   if (!d.first || alert.timeNs < d.first.ns) d.first = { time: alert.time, ns: alert.timeNs };
   if (!d.last || alert.timeNs >= d.last.ns) d.last = { time: alert.time, ns: alert.timeNs };
   if (d.rules.size < RULES_KEPT) d.rules.add(alert.rule);
@@ -105,6 +109,7 @@ export function prependDelta(older: AlertDelta, newer: AlertDelta): AlertDelta {
   const recent = [...older.recent, ...newer.recent];
   out.recent = recent.slice(-ALERTS_KEPT);
   out.dropped = older.dropped + newer.dropped + (recent.length - out.recent.length);
+  out.tokens = [...older.tokens, ...newer.tokens];
   return out;
 }
 
@@ -115,6 +120,41 @@ function pick<T>(a: T | undefined, b: T | undefined, aWins: (a: T, b: T) => bool
 }
 
 type AlertsStatus = NonNullable<ForensicCaseStatus['alerts']>;
+export type LogMarks = Record<string, number>;
+
+/** Runs of the write-ahead log whose marks a case keeps; past it the oldest runs go. */
+export const LOG_MARKS_KEPT = 64;
+
+/** Per log run, the highest sequence number among the delta's records. */
+export function deltaMarks(d: AlertDelta): LogMarks {
+  const marks: LogMarks = {};
+  for (const t of d.tokens) marks[t.log] = Math.max(marks[t.log] ?? 0, t.seq);
+  return marks;
+}
+
+/** True when a case's marks say this record was counted. */
+export function markCovers(marks: LogMarks | undefined, token: { log: string; seq: number }): boolean {
+  const mark = marks?.[token.log];
+  return mark !== undefined && mark >= token.seq;
+}
+
+/**
+ * True when the case's marks cover every record of the delta: the patch that carried it was
+ * applied (a delta is written whole, in one patch, together with its marks).
+ */
+export function deltaApplied(marks: LogMarks | undefined, d: AlertDelta): boolean {
+  return d.tokens.length > 0 && d.tokens.every((t) => markCovers(marks, t));
+}
+
+function mergeMarks(current: LogMarks | undefined, d: AlertDelta): LogMarks | undefined {
+  if (d.tokens.length === 0) return current;
+  const out: LogMarks = { ...current };
+  for (const [log, seq] of Object.entries(deltaMarks(d))) out[log] = Math.max(out[log] ?? 0, seq);
+  // Run ids begin with their start time, so sorting them puts the oldest first.
+  const runs = Object.keys(out).sort();
+  for (const old of runs.slice(0, Math.max(0, runs.length - LOG_MARKS_KEPT))) delete out[old];
+  return out;
+}
 
 /** status.alerts after adding a delta to what the case already says. */
 export function mergeAlerts(current: AlertsStatus | undefined, d: AlertDelta): AlertsStatus {
@@ -125,6 +165,7 @@ export function mergeAlerts(current: AlertsStatus | undefined, d: AlertDelta): A
   for (const r of d.rules) if (!rules.includes(r) && rules.length < RULES_KEPT) rules.push(r);
   const recent = [...cur.recent, ...d.recent];
   const kept = recent.slice(-ALERTS_KEPT);
+  const logMarks = mergeMarks(cur.logMarks, d);
   return {
     count: cur.count + d.count,
     ...optional('firstSeen', earlier(cur.firstSeen, d.first?.time)),
@@ -132,6 +173,7 @@ export function mergeAlerts(current: AlertsStatus | undefined, d: AlertDelta): A
     rules,
     recent: kept,
     dropped: (cur.dropped ?? 0) + d.dropped + (recent.length - kept.length),
+    ...(logMarks ? { logMarks } : {}),
   };
 }
 

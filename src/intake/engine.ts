@@ -1,25 +1,32 @@
 import pLimit from 'p-limit';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { API_VERSION } from '../api/common.js';
 import type { Logger } from '../observability/logger.js';
 import { classify, errorMessage, isConflict, isNotFound } from '../runtime/errors.js';
+import type { ForensicCase } from '../api/forensiccase.js';
 import {
   addToDelta,
+  alertRecord,
   buildCase,
   caseNameFor,
   CASE_LABELS,
+  deltaApplied,
   emptyDelta,
   isOpen,
+  markCovers,
   mergeAlerts,
   podKey,
   prependDelta,
   type AlertDelta,
   type CaseLike,
+  type LogMarks,
 } from './cases.js';
 import { QueueFullError } from './errors.js';
-import type { Alert, AlertTarget } from './falco.js';
+import { rfc3339ToNs, type Alert, type AlertTarget } from './falco.js';
 import type { CaseApi } from './kube.js';
 import type { IntakeMetrics } from './metrics.js';
+import type { RecoveredRecord, WalToken } from './wal.js';
 import {
   checkLimits,
   decideMatch,
@@ -37,8 +44,8 @@ import {
  */
 
 export type AcceptOutcome =
-  | { outcome: 'opened'; case: string; policy: string }
-  | { outcome: 'attached'; case: string }
+  | { outcome: 'opened'; case: string; policy: string; durable?: Promise<void> }
+  | { outcome: 'attached'; case: string; durable?: Promise<void> }
   | { outcome: 'dry-run'; case: string; policy: string }
   | { outcome: 'not-acted'; reason: string; message: string; policy?: string };
 
@@ -49,8 +56,30 @@ export interface QueueLimits {
   maxPendingCases: number;
 }
 
+/** Where accepted alerts are made durable before the webhook answers: the write-ahead log. */
+export interface Journal {
+  append(record: LoggedAlert): { token: WalToken; durable: Promise<void> };
+  done(tokens: readonly WalToken[]): void;
+}
+
+/** What the log keeps of an accepted alert: the decision, so a replay repeats it exactly. */
+export interface LoggedAlert {
+  case: string;
+  target: AlertTarget;
+  /** The case the alert opened, when it opened one. */
+  create?: ForensicCase;
+  alert: ReturnType<typeof alertRecord>;
+  /**
+   * Falcosidekick's uuid, else a digest of the event: the alert's identity, for tracing a replay
+   * (whether it was counted is told by the case's marks, ADR 0014).
+   */
+  id: string;
+}
+
 export interface IntakeEngineOptions {
   api: CaseApi;
+  /** Without one, accepted alerts live in memory until written (lost in a crash). */
+  journal?: Journal;
   logger: Logger;
   metrics: IntakeMetrics;
   limits?: Partial<GlobalLimits>;
@@ -69,6 +98,8 @@ interface IndexedCase {
   open: boolean;
   fromIntake: boolean;
   policy?: string;
+  /** status.alerts.logMarks as last observed. */
+  marks?: LogMarks;
 }
 
 interface PendingCase {
@@ -79,6 +110,8 @@ interface PendingCase {
   delta: AlertDelta;
   /** What the last write returned, so the next patch needs no read. */
   known?: { resourceVersion?: string; alerts?: NonNullable<CaseLike['status']>['alerts'] };
+  /** A patch that failed without an answer: it may or may not have been applied. */
+  unsure?: AlertDelta;
 }
 
 const MAX_SEQ = 100;
@@ -86,6 +119,7 @@ const MAX_CONFLICT_RETRIES = 5;
 
 export class IntakeEngine {
   private readonly api: CaseApi;
+  private readonly journal: Journal | undefined;
   private readonly log: Logger;
   private readonly metrics: IntakeMetrics;
   private readonly limits: GlobalLimits;
@@ -118,6 +152,7 @@ export class IntakeEngine {
 
   constructor(opts: IntakeEngineOptions) {
     this.api = opts.api;
+    this.journal = opts.journal;
     this.log = opts.logger;
     this.metrics = opts.metrics;
     this.limits = { ...DEFAULT_GLOBAL_LIMITS, ...opts.limits };
@@ -158,6 +193,7 @@ export class IntakeEngine {
       fromIntake:
         c.metadata?.labels?.['forensics.amber.io/source'] === CASE_LABELS['forensics.amber.io/source'],
       policy: c.spec?.policyRef,
+      marks: c.status?.alerts?.logMarks,
     });
     const current = this.openByPod.get(key);
     if (open && (current === undefined || !this.cases.get(current)?.open)) this.openByPod.set(key, name);
@@ -193,9 +229,10 @@ export class IntakeEngine {
     const openCase = this.openByPod.get(podKey(target));
     if (openCase) {
       this.reserve(openCase, 1);
-      this.record(openCase, target, alert, policy, now);
+      const logged = this.journal?.append(loggedAlert(openCase, target, alert));
+      this.record(openCase, target, alert, policy.spec.dedupWindowSeconds, now, logged?.token);
       this.metrics.deduplicated.inc();
-      return { outcome: 'attached', case: openCase };
+      return { outcome: 'attached', case: openCase, ...(logged ? { durable: logged.durable } : {}) };
     }
 
     const name = this.nextName(target);
@@ -233,6 +270,8 @@ export class IntakeEngine {
       policy,
       containment: policy.spec.containment,
     });
+    // Logged before anything changes: a full log refuses the alert and leaves no trace.
+    const logged = this.journal?.append({ ...loggedAlert(name, target, alert), create: body });
     this.pending.set(name, { name, target, create: body, delta: emptyDelta() });
     this.cases.set(name, {
       name,
@@ -242,10 +281,72 @@ export class IntakeEngine {
       policy: policy.name,
     });
     this.openByPod.set(podKey(target), name);
-    this.record(name, target, alert, policy, now);
+    this.record(name, target, alert, policy.spec.dedupWindowSeconds, now, logged?.token);
     this.log.info({ case: name, policy: policy.name, pod: podKey(target), rule: alert.rule }, 'opening case');
     this.writeSoon();
-    return { outcome: 'opened', case: name, policy: policy.name };
+    return {
+      outcome: 'opened',
+      case: name,
+      policy: policy.name,
+      ...(logged ? { durable: logged.durable } : {}),
+    };
+  }
+
+  /**
+   * Replays what the write-ahead log kept, after the informers synced: a record whose case's
+   * mark covers it was counted before the crash and is only released; any other repeats its
+   * decision (create the case unless it exists, count the alert). The queue limit does not
+   * apply: these alerts were answered 202 already.
+   */
+  restore(records: readonly RecoveredRecord[], now = Date.now()): { replayed: number; counted: number } {
+    let replayed = 0;
+    let counted = 0;
+    for (const { token, body } of records) {
+      const entry = parseLogged(body);
+      if (!entry) {
+        this.log.warn({ log: token.log, seq: token.seq }, 'write-ahead log record not understood, skipped');
+        this.journal?.done([token]);
+        continue;
+      }
+      if (this.countedOn(entry.target, token)) {
+        counted++;
+        this.journal?.done([token]);
+        continue;
+      }
+      const known = this.cases.get(entry.case);
+      if (entry.create && !known && !this.pending.get(entry.case)?.create) {
+        this.pending.set(entry.case, {
+          name: entry.case,
+          target: entry.target,
+          create: entry.create,
+          delta: this.pending.get(entry.case)?.delta ?? emptyDelta(),
+        });
+        this.observeCase(entry.create);
+      }
+      let alert: Alert;
+      try {
+        alert = { ...entry.alert, timeNs: rfc3339ToNs(entry.alert.time), tags: [], fields: {} } as Alert;
+      } catch {
+        alert = { ...entry.alert, timeNs: 0n, tags: [], fields: {} } as Alert;
+      }
+      this.record(entry.case, entry.target, alert, 0, now, token);
+      replayed++;
+    }
+    if (records.length > 0) {
+      this.log.info(
+        { replayed, alreadyCounted: counted, records: records.length },
+        'write-ahead log replayed',
+      );
+      this.writeSoon();
+    }
+    return { replayed, counted };
+  }
+
+  /** Counted already: some case of the pod has a mark covering the record (a case may have been renamed). */
+  private countedOn(target: AlertTarget, token: WalToken): boolean {
+    const key = podKey(target);
+    for (const c of this.cases.values()) if (c.podKey === key && markCovers(c.marks, token)) return true;
+    return false;
   }
 
   private notActed(reason: string, message: string, policy?: string): AcceptOutcome {
@@ -271,8 +372,9 @@ export class IntakeEngine {
     caseName: string,
     target: AlertTarget,
     alert: Alert,
-    policy: NamedPolicy,
+    dedupWindowSeconds: number,
     now: number,
+    token?: WalToken,
   ): void {
     let entry = this.pending.get(caseName);
     if (!entry) {
@@ -282,9 +384,9 @@ export class IntakeEngine {
     let rules = this.listedAt.get(caseName);
     if (!rules) this.listedAt.set(caseName, (rules = new Map()));
     const last = rules.get(alert.rule);
-    const listed = last === undefined || now - last >= policy.spec.dedupWindowSeconds * 1000;
+    const listed = last === undefined || now - last >= dedupWindowSeconds * 1000;
     if (listed && (rules.size < 64 || rules.has(alert.rule))) rules.set(alert.rule, now);
-    addToDelta(entry.delta, alert, listed);
+    addToDelta(entry.delta, alert, listed, token);
     this.queued++;
     this.metrics.queueDepth.set(this.queued);
   }
@@ -448,14 +550,17 @@ export class IntakeEngine {
       if (created !== 'done') return created === 'moved';
     }
     if (createOnly) return true;
-    if (entry.delta.count === 0) {
+    if (entry.delta.count === 0 && !entry.unsure) {
       this.pending.delete(entry.name);
       return true;
     }
     const delta = entry.delta;
     entry.delta = emptyDelta();
+    /** The delta of the patch sent last, whose answer we wait for. */
+    let attempted: AlertDelta | undefined;
     try {
       for (let attempt = 0; attempt < MAX_CONFLICT_RETRIES; attempt++) {
+        attempted = undefined;
         if (!entry.known) {
           const current = await this.api.getCase(entry.name);
           entry.known = {
@@ -463,14 +568,30 @@ export class IntakeEngine {
             alerts: current.status?.alerts,
           };
         }
+        let write = delta;
+        if (entry.unsure) {
+          if (deltaApplied(entry.known.alerts?.logMarks, entry.unsure)) {
+            // The patch without an answer was applied: its alerts are counted.
+            this.queued -= entry.unsure.count;
+            this.journal?.done(entry.unsure.tokens);
+            entry.unsure = undefined;
+          } else write = prependDelta(entry.unsure, delta);
+        }
+        if (write.count === 0) {
+          if (entry.delta.count === 0) this.pending.delete(entry.name);
+          return true;
+        }
         const patch = {
           metadata: { resourceVersion: entry.known.resourceVersion },
-          status: { alerts: mergeAlerts(entry.known.alerts, delta) },
+          status: { alerts: mergeAlerts(entry.known.alerts, write) },
         };
         try {
+          attempted = write;
           const res = await this.api.patchCaseStatus(entry.name, patch);
           entry.known = { resourceVersion: res.metadata?.resourceVersion, alerts: res.status?.alerts };
-          this.queued -= delta.count;
+          entry.unsure = undefined;
+          this.queued -= write.count;
+          this.journal?.done(write.tokens);
           return true;
         } catch (err) {
           if (!isConflict(err)) throw err;
@@ -486,11 +607,15 @@ export class IntakeEngine {
         this.drop(entry, prependDelta(delta, entry.delta), 'case-deleted', err);
         return true;
       }
-      entry.delta = prependDelta(delta, entry.delta);
       if (classify(err) === 'terminal') {
-        this.drop(entry, entry.delta, 'rejected-by-api', err);
+        this.drop(entry, prependDelta(delta, entry.delta), 'rejected-by-api', err);
         return true;
       }
+      if (attempted && attempted.count > 0 && attempted.tokens.length === attempted.count) {
+        // No answer to the patch: it may have been applied. The case's marks will tell on the
+        // next read (a patch carries the marks of its records).
+        entry.unsure = attempted;
+      } else entry.delta = prependDelta(attempted ?? delta, entry.delta);
       throw err;
     }
   }
@@ -543,6 +668,12 @@ export class IntakeEngine {
 
   private drop(entry: PendingCase, delta: AlertDelta, reason: string, err: unknown): void {
     this.pending.delete(entry.name);
+    this.journal?.done(delta.tokens);
+    if (entry.unsure) {
+      this.journal?.done(entry.unsure.tokens);
+      this.queued -= entry.unsure.count;
+      entry.unsure = undefined;
+    }
     this.queued -= delta.count;
     this.metrics.notActed.inc({ reason }, delta.count);
     this.log.error(
@@ -550,4 +681,36 @@ export class IntakeEngine {
       'alerts could not be written',
     );
   }
+}
+
+function loggedAlert(caseName: string, target: AlertTarget, alert: Alert): LoggedAlert {
+  return {
+    case: caseName,
+    target,
+    alert: alertRecord(alert),
+    id: alert.uuid ?? eventDigest(alert),
+  };
+}
+
+/** An event's identity when Falcosidekick gave it no uuid (Falco's http_output gives none). */
+function eventDigest(alert: Alert): string {
+  return createHash('sha256')
+    .update(JSON.stringify([alert.time, alert.rule, alert.source, alert.hostname ?? '', alert.output ?? '']))
+    .digest('hex')
+    .slice(0, 32);
+}
+
+/** A record as the log returns it (written by this code, but checked: a disk is not a type). */
+function parseLogged(body: unknown): LoggedAlert | undefined {
+  const b = body as Partial<LoggedAlert> | undefined;
+  if (
+    typeof b?.case !== 'string' ||
+    typeof b.target?.namespace !== 'string' ||
+    typeof b.target.pod !== 'string' ||
+    typeof b.alert?.time !== 'string' ||
+    typeof b.alert.rule !== 'string'
+  )
+    return undefined;
+  if (b.create !== undefined && b.create?.metadata?.name !== b.case) return undefined;
+  return b as LoggedAlert;
 }

@@ -13,6 +13,7 @@ import type { CaseLike } from './cases.js';
 import { IntakeEngine, type QueueLimits } from './engine.js';
 import { kubeCaseApi, type CaseApi, type PolicyStatusApi } from './kube.js';
 import { createIntakeMetrics } from './metrics.js';
+import { WriteAheadLog, type RecoveredRecord, type WalOptions } from './wal.js';
 import type { GlobalLimits, NamedPolicy } from './policy.js';
 import { desiredStatus, evaluatePolicy, type PolicyEvaluation, type PolicyItem } from './policystatus.js';
 
@@ -44,6 +45,8 @@ export interface StartIntakeOptions {
   eventNamespace?: string;
   /** How often the cluster's node count is read again (for the percentage node limit). */
   nodeCountIntervalMs?: number;
+  /** The write-ahead log (ADR 0014); without it a crash loses the alerts not yet written. */
+  wal?: Omit<WalOptions, 'logger' | 'onBytes'>;
   /** For tests: the API client to write through (default: the kubeConfig's). */
   api?: CaseApi;
   /** For tests: where ResponsePolicy statuses are written (default: the kubeConfig's API server). */
@@ -67,8 +70,24 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   const log = opts.logger.child({ component: 'intake' });
   const metrics = createIntakeMetrics(opts.registry);
   const api = opts.api ?? kubeCaseApi(opts.kubeConfig);
+  // Replays wait for the caches: the cases' marks say which logged alerts were counted already.
+  let replay: ((records: RecoveredRecord[]) => void) | undefined;
+  const adoptedEarly: RecoveredRecord[] = [];
+  // Opened first: its lock says this replica is alive before anything else can take its log.
+  const opened = opts.wal
+    ? await WriteAheadLog.open({
+        ...opts.wal,
+        logger: log.child({ wal: opts.wal.name }),
+        onBytes: (bytes) => metrics.logBytes.set(bytes),
+        // A replica gone for good while this one runs: its log is replayed here.
+        onAdopted: (records) => (replay ? replay(records) : adoptedEarly.push(...records)),
+      })
+    : undefined;
+  if (opts.wal) metrics.logLimitBytes.set(opts.wal.maxBytes);
+  else log.warn('no write-ahead log configured (AMBER_WAL_DIR): alerts not yet written are lost in a crash');
   const engine = new IntakeEngine({
     api,
+    journal: opened?.wal,
     logger: log,
     metrics,
     limits: opts.limits,
@@ -113,6 +132,10 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   // Decisions before both caches are filled could open a second case for a pod: wait.
   await Promise.all([policies.waitForSync(), cases.waitForSync(), countNodes()]);
   const nodeTimer = setInterval(() => void countNodes(), opts.nodeCountIntervalMs ?? 60_000);
+  if (opened) {
+    engine.restore([...opened.recovered, ...adoptedEarly]);
+    replay = (records) => engine.restore(records);
+  }
   engine.start();
 
   const app = buildIntakeApp(
@@ -130,6 +153,7 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
       await app.close();
       clearInterval(nodeTimer);
       await engine.stop();
+      await opened?.wal.close();
       await Promise.all([policies.stop(), cases.stop()]);
     },
   };

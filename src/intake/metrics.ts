@@ -8,6 +8,8 @@ export interface IntakeMetrics {
   rejected: Counter<'reason'>;
   notActed: Counter<'reason'>;
   queueDepth: Gauge;
+  logBytes: Gauge;
+  logLimitBytes: Gauge;
   webhookDuration: Histogram<'status'>;
 }
 
@@ -45,6 +47,16 @@ export function createIntakeMetrics(registry: Registry): IntakeMetrics {
     queueDepth: new Gauge({
       name: 'amber_intake_queue_depth',
       help: 'Accepted alerts not yet written to the API server.',
+      registers,
+    }),
+    logBytes: new Gauge({
+      name: 'amber_intake_log_bytes',
+      help: 'Bytes of the write-ahead log on disk (alerts answered 202 and not yet known to be on the API server).',
+      registers,
+    }),
+    logLimitBytes: new Gauge({
+      name: 'amber_intake_log_limit_bytes',
+      help: 'Size past which the intake refuses alerts with 503 log-full (amber_alerts_rejected_total{reason="log-full"}).',
       registers,
     }),
     webhookDuration: new Histogram({

@@ -44,6 +44,19 @@ export const OperatorConfig = z.object({
   stsEndpoint: z.url().optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /**
+   * The intake's write-ahead log (ADR 0014): a directory on a volume (each replica uses its own
+   * subdirectory). Unset: accepted alerts live in memory until written, and a crash loses them.
+   */
+  walDir: z.string().startsWith('/').optional(),
+  /** Past this size on disk the intake answers 503 log-full. */
+  walMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(128 * 1024 * 1024),
+  /** This replica's subdirectory: the pod's name (POD_NAME, else the host name). */
+  walName: z.string().min(1).max(253).optional(),
 });
 export type OperatorConfig = z.infer<typeof OperatorConfig>;
 
@@ -238,6 +251,27 @@ export const operatorSettings: readonly OperatorSetting[] = [
     env: ['AMBER_LOCAL_EVIDENCE_DIR'],
     value: 'dir',
     help: 'evidence directory instead of S3 (absolute; development only)',
+  },
+  {
+    key: 'walDir',
+    flag: 'wal-dir',
+    env: ['AMBER_WAL_DIR'],
+    value: 'dir',
+    help: "the intake's write-ahead log (a volume; each replica uses its own subdirectory). Unset: a crash loses alerts answered 202 and not yet written",
+  },
+  {
+    key: 'walMaxBytes',
+    flag: 'wal-max-bytes',
+    env: ['AMBER_WAL_MAX_BYTES'],
+    value: 'bytes',
+    help: 'size of the write-ahead log past which the intake answers 503 log-full (default 128 MiB)',
+  },
+  {
+    key: 'walName',
+    flag: 'wal-name',
+    env: ['AMBER_WAL_NAME', 'POD_NAME'],
+    value: 'name',
+    help: "this replica's subdirectory of the log (default: the pod's name, else the host name)",
   },
   {
     key: 'logLevel',

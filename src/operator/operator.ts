@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
 import { caseController } from '../cases/controller.js';
@@ -97,6 +98,9 @@ export async function runOperator(
       port: cfg.intakePort,
       tls,
       eventNamespace: 'default',
+      wal: cfg.walDir
+        ? { baseDir: cfg.walDir, name: cfg.walName ?? hostname(), maxBytes: cfg.walMaxBytes }
+        : undefined,
       limits: {
         protectedNamespaces,
         ...(cfg.maxOpenCases !== undefined ? { maxOpenCases: cfg.maxOpenCases } : {}),

@@ -1,0 +1,449 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { open, type FileHandle, unlink, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../observability/logger.js';
+import { errorMessage } from '../runtime/errors.js';
+import { IntakeError } from './errors.js';
+import { decodeFrames, encodeFrame } from './walframe.js';
+
+/**
+ * The intake's write-ahead log (ADR 0014). Every alert the webhook answers 2xx for is appended
+ * here and fsynced before the answer; the log is replayed on start; a segment is deleted once
+ * every record in it is on the API server (the engine calls done()).
+ *
+ * Layout: <base>/<name>/ holds one replica's log (name: the pod's name), with
+ *   lock                touched every few seconds while a process owns the directory
+ *   <run>.<seq>.wal     segments: <run> is a new id for each process (a time, so ids sort by
+ *                       age), the key of its high-water mark on each case; <seq> the segment's
+ *                       first sequence number. A new run never reuses a sequence number.
+ *   adopted/            logs of replicas gone for good, taken over whole (same layout)
+ *
+ * Group commit: appends made while a write+fsync is in flight go out together in the next one,
+ * so one fsync covers every alert that arrived during the previous fsync.
+ */
+
+export interface WalOptions {
+  /** The volume's directory; each replica keeps its own subdirectory. */
+  baseDir: string;
+  /** This replica's subdirectory (the pod's name: stable across container restarts). */
+  name: string;
+  /** Past this many bytes on disk, append() refuses (HTTP 503 log-full). */
+  maxBytes: number;
+  /** A segment is closed and a new one begun past this size. */
+  segmentBytes?: number;
+  /** A sibling directory whose lock was not touched for this long belongs to a replica gone for good. */
+  staleAfterMs?: number;
+  logger: Logger;
+  /** Told the bytes on disk whenever they change (a gauge). */
+  onBytes?: (bytes: number) => void;
+  /**
+   * Given the records of a stale replica's log taken over while this one runs (to replay them).
+   * Without it, other replicas' logs are taken over at open() only.
+   */
+  onAdopted?: (records: RecoveredRecord[]) => void;
+}
+
+export interface RecoveredRecord {
+  token: WalToken;
+  body: unknown;
+}
+
+/** Names one appended record; the engine hands it back to done() once it is on the API server. */
+export interface WalToken {
+  readonly log: string;
+  readonly seq: number;
+}
+
+interface Segment {
+  path: string;
+  log: LogDir;
+  bytes: number;
+  /** Records not yet on the API server. */
+  outstanding: number;
+  /** Frames appended but not yet written to the file. */
+  unwritten: number;
+  sealed: boolean;
+}
+
+interface LogDir {
+  dir: string;
+  segments: Set<Segment>;
+  /** Another replica's log: its directory goes once its last segment does. */
+  adopted: boolean;
+}
+
+interface Token extends WalToken {
+  segment: Segment;
+}
+
+interface Pending {
+  segment: Segment;
+  frame: Buffer;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** The log is at its size limit: the alert was not accepted (HTTP 503). */
+export class LogFullError extends IntakeError {
+  constructor(message: string) {
+    super('log-full', 503, message);
+    this.name = 'LogFullError';
+  }
+}
+
+/** The append could not be made durable (a disk error): the alert was not accepted. */
+export class LogWriteError extends IntakeError {
+  constructor(message: string) {
+    super('log-write-failed', 503, message);
+    this.name = 'LogWriteError';
+  }
+}
+
+const SEGMENT_NAME = /^([a-z0-9]{1,32})\.(\d{16})\.wal$/;
+const IDLE_ROTATE_BYTES = 64 * 1024;
+
+export class WriteAheadLog {
+  private readonly log: Logger;
+  private readonly maxBytes: number;
+  private readonly segmentBytes: number;
+  private readonly onBytes: (bytes: number) => void;
+  private readonly opts: WalOptions;
+  private readonly own: LogDir;
+  private readonly runId: string;
+  private readonly lockPath: string;
+  private nextSeq = 1;
+  private active: Segment | undefined;
+  private totalBytes = 0;
+  private queue: Pending[] = [];
+  private committing: Promise<void> | undefined;
+  private fh: { segment: Segment; handle: FileHandle } | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private closed = false;
+  private syncs = 0;
+
+  private constructor(opts: WalOptions, own: LogDir) {
+    this.log = opts.logger;
+    this.maxBytes = opts.maxBytes;
+    this.segmentBytes = opts.segmentBytes ?? 8 * 1024 * 1024;
+    this.onBytes = opts.onBytes ?? (() => {});
+    this.opts = opts;
+    this.own = own;
+    this.lockPath = join(own.dir, 'lock');
+    this.runId = newRunId();
+  }
+
+  /**
+   * Opens this replica's log (creating it), takes over the logs of replicas whose lock went
+   * stale, and returns every record not yet known to be on the API server, oldest first per log.
+   */
+  static async open(opts: WalOptions): Promise<{ wal: WriteAheadLog; recovered: RecoveredRecord[] }> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(opts.name))
+      throw new Error(`the write-ahead log name "${opts.name}" must be a DNS-1123 name (the pod's name)`);
+    const dir = join(opts.baseDir, opts.name);
+    mkdirSync(join(dir, 'adopted'), { recursive: true });
+    // A process restarted in the same pod takes its own directory back: the pod's name is unique
+    // in the cluster, and the container before it has exited.
+    await writeFile(join(dir, 'lock'), `${JSON.stringify({ pid: process.pid, since: new Date() })}\n`);
+    adoptStale(opts, dir);
+
+    const recovered: RecoveredRecord[] = [];
+    const logs = readLogTree(dir, false, opts.logger, recovered);
+    const wal = new WriteAheadLog(opts, logs[0]!);
+    // Segments of the last run are never appended to again: a torn tail stays where it is.
+    for (const l of logs) for (const s of l.segments) s.sealed = true;
+    wal.totalBytes = logs.reduce((n, l) => n + [...l.segments].reduce((m, s) => m + s.bytes, 0), 0);
+    wal.onBytes(wal.totalBytes);
+    for (const l of logs) for (const s of [...l.segments]) wal.maybeDelete(s);
+    const staleAfterMs = opts.staleAfterMs ?? 120_000;
+    wal.heartbeat = setInterval(() => {
+      const now = new Date();
+      utimes(wal.lockPath, now, now).catch((err: unknown) =>
+        wal.log.warn({ err: errorMessage(err) }, 'could not touch the write-ahead log lock'),
+      );
+      if (opts.onAdopted) {
+        try {
+          const adopted = wal.adoptStaleLogs();
+          if (adopted.length > 0) opts.onAdopted(adopted);
+        } catch (err) {
+          wal.log.warn({ err: errorMessage(err) }, 'could not take over a stale write-ahead log');
+        }
+      }
+    }, staleAfterMs / 4);
+    wal.heartbeat.unref();
+    opts.logger.info(
+      { dir, run: wal.runId, records: recovered.length, logs: logs.length, bytes: wal.totalBytes },
+      'write-ahead log opened',
+    );
+    return { wal, recovered };
+  }
+
+  /**
+   * Takes over the logs of replicas whose lock went stale since open(), and returns their
+   * records for replay (the heartbeat calls it when `onAdopted` is set).
+   */
+  adoptStaleLogs(): RecoveredRecord[] {
+    const records: RecoveredRecord[] = [];
+    for (const dir of adoptStale(this.opts, this.own.dir)) {
+      for (const l of readLogTree(dir, true, this.log, records)) {
+        for (const s of l.segments) this.addBytes(s.bytes);
+        for (const s of [...l.segments]) this.maybeDelete(s);
+        if (l.segments.size === 0) rmSync(l.dir, { recursive: true, force: true });
+      }
+    }
+    return records;
+  }
+
+  /** This process's log id (the key of its high-water marks). */
+  get id(): string {
+    return this.runId;
+  }
+
+  get bytes(): number {
+    return this.totalBytes;
+  }
+
+  /** fsyncs so far: with group commit, far fewer than appends under load. */
+  get fsyncs(): number {
+    return this.syncs;
+  }
+
+  /**
+   * Appends a record; `durable` settles once it is fsynced. Throws LogFullError, before anything
+   * changed, when the log is at its size limit.
+   */
+  append(body: unknown): { token: WalToken; durable: Promise<void> } {
+    if (this.closed) throw new LogWriteError('the write-ahead log is closed');
+    const seq = this.nextSeq;
+    const frame = encodeFrame(Buffer.from(JSON.stringify({ seq, body })));
+    if (this.totalBytes + frame.length > this.maxBytes) {
+      throw new LogFullError(
+        `the write-ahead log holds ${this.totalBytes} bytes not yet on the API server (limit ${this.maxBytes})`,
+      );
+    }
+    this.nextSeq++;
+    if (!this.active || this.active.sealed || this.active.bytes >= this.segmentBytes) {
+      if (this.active) this.seal(this.active);
+      this.active = {
+        path: join(this.own.dir, `${this.runId}.${String(seq).padStart(16, '0')}.wal`),
+        log: this.own,
+        bytes: 0,
+        outstanding: 0,
+        unwritten: 0,
+        sealed: false,
+      };
+      this.own.segments.add(this.active);
+    }
+    const segment = this.active;
+    segment.bytes += frame.length;
+    segment.outstanding++;
+    segment.unwritten++;
+    this.addBytes(frame.length);
+    const durable = new Promise<void>((resolve, reject) =>
+      this.queue.push({ segment, frame, resolve, reject }),
+    );
+    // Whoever holds `durable` sees a failure; one nobody awaits must not crash the process.
+    durable.catch(() => {});
+    if (!this.committing) this.committing = this.commitLoop();
+    const token: Token = { log: this.runId, seq, segment };
+    return { token, durable };
+  }
+
+  /** The records are on the API server: their segments may go. */
+  done(tokens: readonly WalToken[]): void {
+    for (const t of tokens) {
+      const segment = (t as Token).segment;
+      if (!segment) continue;
+      segment.outstanding--;
+      if (segment.outstanding === 0 && segment === this.active && segment.bytes >= IDLE_ROTATE_BYTES)
+        this.seal(segment);
+      this.maybeDelete(segment);
+    }
+  }
+
+  /** Writes what is queued and stops; the files stay for the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    await this.committing;
+    await this.fh?.handle.close();
+    this.fh = undefined;
+  }
+
+  private async commitLoop(): Promise<void> {
+    // Let the appends of this turn of the event loop join the first batch.
+    await new Promise((r) => setImmediate(r));
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      try {
+        await this.writeBatch(batch);
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err), records: batch.length }, 'write-ahead log append failed');
+        const error = new LogWriteError(`the write-ahead log could not be written: ${errorMessage(err)}`);
+        for (const p of batch) p.reject(error);
+        // A failed write may have left part of a record: later records go to a new segment, so
+        // they are not behind it (decoding stops at the first bad record of a segment).
+        for (const p of batch) this.seal(p.segment);
+      } finally {
+        for (const p of batch) p.segment.unwritten--;
+        for (const s of new Set(batch.map((p) => p.segment))) this.maybeDelete(s);
+      }
+    }
+    this.committing = undefined;
+  }
+
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    let i = 0;
+    while (i < batch.length) {
+      const segment = batch[i]!.segment;
+      let j = i;
+      while (j < batch.length && batch[j]!.segment === segment) j++;
+      const handle = await this.handleFor(segment);
+      const data = Buffer.concat(batch.slice(i, j).map((p) => p.frame));
+      await handle.write(data);
+      await handle.datasync();
+      this.syncs++;
+      i = j;
+    }
+  }
+
+  private async handleFor(segment: Segment): Promise<FileHandle> {
+    if (this.fh?.segment === segment) return this.fh.handle;
+    await this.fh?.handle.close();
+    this.fh = undefined;
+    const handle = await open(segment.path, 'a');
+    this.fh = { segment, handle };
+    return handle;
+  }
+
+  private seal(segment: Segment): void {
+    segment.sealed = true;
+    if (this.active === segment) this.active = undefined;
+  }
+
+  /** Deletes a sealed segment whose records are all on the API server and all written. */
+  private maybeDelete(segment: Segment): void {
+    if (!segment.sealed || segment.outstanding > 0 || segment.unwritten > 0) return;
+    if (!segment.log.segments.delete(segment)) return;
+    this.addBytes(-segment.bytes);
+    const log = segment.log;
+    const closing = this.fh?.segment === segment ? this.fh.handle.close() : undefined;
+    if (closing) this.fh = undefined;
+    void Promise.resolve(closing)
+      .then(() => unlink(segment.path))
+      .then(() => {
+        if (log.adopted && log.segments.size === 0) {
+          rmSync(log.dir, { recursive: true, force: true });
+          this.log.info({ dir: log.dir }, 'adopted write-ahead log fully replayed, removed');
+        }
+      })
+      .catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          this.log.warn({ err: errorMessage(err), segment: segment.path }, 'could not delete a segment');
+      });
+  }
+
+  private addBytes(n: number): void {
+    this.totalBytes += n;
+    this.onBytes(this.totalBytes);
+  }
+}
+
+/** Milliseconds since the epoch in base 36 (fixed width until 2059), then randomness. */
+export function newRunId(now = Date.now()): string {
+  return `${now.toString(36).padStart(9, '0')}${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * Moves the directories of replicas whose lock went stale into ours: rename is atomic, so of two
+ * replicas that find the same stale log only one takes it.
+ */
+function adoptStale(opts: WalOptions, ownDir: string): string[] {
+  const staleAfterMs = opts.staleAfterMs ?? 120_000;
+  const taken: string[] = [];
+  for (const entry of readdirSync(opts.baseDir, { withFileTypes: true })) {
+    if (!entry.isDirectory() || entry.name === opts.name || entry.name === 'lost+found') continue;
+    const dir = join(opts.baseDir, entry.name);
+    const touched = lastTouched(dir);
+    if (touched === undefined || Date.now() - touched < staleAfterMs) continue;
+    const target = join(ownDir, 'adopted', `${entry.name}-${randomBytes(4).toString('hex')}`);
+    try {
+      renameSync(dir, target);
+      taken.push(target);
+      opts.logger.warn(
+        { from: entry.name, idleSeconds: Math.round((Date.now() - touched) / 1000) },
+        'taking over the write-ahead log of a replica gone for good',
+      );
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return taken;
+}
+
+/** When a replica last showed it was alive; undefined when the directory is gone (taken). */
+function lastTouched(dir: string): number | undefined {
+  for (const path of [join(dir, 'lock'), dir]) {
+    try {
+      return statSync(path).mtimeMs;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return undefined;
+}
+
+/** Reads a log directory and the logs it adopted; the first LogDir is `dir`'s own. */
+function readLogTree(dir: string, adopted: boolean, log: Logger, out: RecoveredRecord[]): LogDir[] {
+  const logDir: LogDir = { dir, segments: new Set(), adopted };
+  const logs = [logDir];
+  // Sorted by name: by run (oldest first), then by sequence.
+  const files = readdirSync(dir)
+    .filter((f) => SEGMENT_NAME.test(f))
+    .sort();
+  for (const file of files) {
+    const run = SEGMENT_NAME.exec(file)![1]!;
+    const path = join(dir, file);
+    const buf = readFileSync(path);
+    const decoded = decodeFrames(buf);
+    if (decoded.torn) {
+      log.warn(
+        { segment: path, offset: decoded.torn.offset, reason: decoded.torn.reason, bytes: buf.length },
+        'torn record in the write-ahead log skipped (a crash mid-append); the records before it are replayed',
+      );
+    }
+    const segment: Segment = {
+      path,
+      log: logDir,
+      bytes: buf.length,
+      outstanding: 0,
+      unwritten: 0,
+      sealed: true,
+    };
+    logDir.segments.add(segment);
+    for (const payload of decoded.payloads) {
+      let record: { seq?: unknown; body?: unknown };
+      try {
+        record = JSON.parse(payload.toString('utf8')) as typeof record;
+      } catch {
+        record = {};
+      }
+      if (typeof record.seq !== 'number' || record.body === undefined) {
+        log.warn({ segment: path }, 'write-ahead log record with a valid checksum but no sequence skipped');
+        continue;
+      }
+      segment.outstanding++;
+      const token: Token = { log: run, seq: record.seq, segment };
+      out.push({ token, body: record.body });
+    }
+  }
+  const adoptedDir = join(dir, 'adopted');
+  if (existsSync(adoptedDir)) {
+    for (const entry of readdirSync(adoptedDir, { withFileTypes: true })) {
+      if (entry.isDirectory()) logs.push(...readLogTree(join(adoptedDir, entry.name), true, log, out));
+    }
+  }
+  return logs;
+}

@@ -1,0 +1,190 @@
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame } from '../../../src/intake/walframe.js';
+import { LogFullError, newRunId, WriteAheadLog, type WalOptions } from '../../../src/intake/wal.js';
+
+/** Real files in a temporary directory: the log's file handling is what is under test. */
+const opened: WriteAheadLog[] = [];
+afterEach(async () => {
+  for (const w of opened.splice(0)) await w.close();
+});
+
+function capture() {
+  const lines: Array<{ msg: string } & Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  return { logger, lines };
+}
+
+async function openLog(baseDir: string, over: Partial<WalOptions> = {}) {
+  const { logger, lines } = capture();
+  const res = await WriteAheadLog.open({ baseDir, name: 'amber-0', maxBytes: 1024 * 1024, logger, ...over });
+  opened.push(res.wal);
+  return { ...res, lines };
+}
+
+const segments = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.wal'));
+const base = () => mkdtempSync(join(tmpdir(), 'amber-wal-'));
+
+describe('WriteAheadLog', () => {
+  it('gives back, after a crash, every record whose append resolved, in order', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir);
+    const appended = Array.from({ length: 50 }, (_, i) => wal.append({ n: i }));
+    await Promise.all(appended.map((a) => a.durable));
+    // No close(): the process is gone.
+    const { recovered, wal: second } = await openLog(dir);
+    expect(recovered.map((r) => r.body)).toEqual(Array.from({ length: 50 }, (_, i) => ({ n: i })));
+    expect(recovered.map((r) => r.token.seq)).toEqual(appended.map((a) => a.token.seq));
+    expect(new Set(recovered.map((r) => r.token.log))).toEqual(new Set([wal.id]));
+    expect(second.id > wal.id).toBe(true); // a new run: its sequence numbers are its own
+  });
+
+  it('commits a burst with far fewer fsyncs than appends (group commit)', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir);
+    const first = wal.append({ n: 0 });
+    const rest = Array.from({ length: 999 }, (_, i) => wal.append({ n: i + 1 }));
+    await Promise.all([first, ...rest].map((a) => a.durable));
+    expect(wal.fsyncs).toBeGreaterThan(0);
+    expect(wal.fsyncs).toBeLessThanOrEqual(2);
+    const { recovered } = await openLog(dir);
+    expect(recovered).toHaveLength(1000);
+  });
+
+  it('skips a torn last record with a log line and replays the ones before it', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir);
+    await Promise.all([1, 2, 3].map((n) => wal.append({ n }).durable));
+    await wal.close();
+    const own = join(dir, 'amber-0');
+    const file = join(own, segments(own)[0]!);
+    truncateSync(file, statSync(file).size - 3);
+    const { recovered, lines } = await openLog(dir);
+    expect(recovered.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }]);
+    const torn = lines.find((l) => l.msg.startsWith('torn record'));
+    expect(torn).toMatchObject({ reason: 'short-record', segment: file });
+  });
+
+  it('skips a record with a valid checksum but no sequence (never replays it as something else)', async () => {
+    const dir = base();
+    const own = join(dir, 'amber-0');
+    mkdirSync(own, { recursive: true });
+    writeFileSync(
+      join(own, `${newRunId(1)}.0000000000000001.wal`),
+      Buffer.concat([
+        encodeFrame(Buffer.from('{"body":{}}')),
+        encodeFrame(Buffer.from('{"seq":2,"body":{"n":2}}')),
+      ]),
+    );
+    const { recovered, lines } = await openLog(dir);
+    expect(recovered.map((r) => r.body)).toEqual([{ n: 2 }]);
+    expect(lines.some((l) => l.msg.includes('no sequence'))).toBe(true);
+  });
+
+  it('refuses past its size with a stable code and changes nothing', async () => {
+    const dir = base();
+    const bytes: number[] = [];
+    const { wal } = await openLog(dir, { maxBytes: 300, onBytes: (b) => bytes.push(b) });
+    const ok = wal.append({ pad: 'x'.repeat(200) });
+    const before = wal.bytes;
+    expect(() => wal.append({ pad: 'x'.repeat(200) })).toThrow(LogFullError);
+    try {
+      wal.append({ pad: 'y' });
+    } catch (err) {
+      throw new Error(`a small record should still fit: ${String(err)}`);
+    }
+    expect(() => wal.append({ pad: 'x'.repeat(200) })).toThrowError(
+      expect.objectContaining({ code: 'log-full', statusCode: 503 }),
+    );
+    await ok.durable;
+    expect(wal.bytes).toBeGreaterThan(before);
+    expect(bytes.at(-1)).toBe(wal.bytes);
+  });
+
+  it('deletes a segment once its records are done, and frees the room', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir, { segmentBytes: 200, maxBytes: 1000 });
+    const own = join(dir, 'amber-0');
+    const a = Array.from({ length: 12 }, (_, i) => wal.append({ n: i, pad: 'z'.repeat(40) }));
+    await Promise.all(a.map((x) => x.durable));
+    expect(() => wal.append({ pad: 'z'.repeat(400) })).toThrow(LogFullError);
+    const before = segments(own).length;
+    expect(before).toBeGreaterThan(2);
+    wal.done(a.slice(0, 8).map((x) => x.token));
+    await waitFor(() => segments(own).length < before);
+    expect(wal.bytes).toBeLessThan(1000 - 400);
+    const { recovered } = await openLog(dir, { name: 'amber-0' });
+    // What is not done is still there after a crash.
+    expect(recovered.map((r) => (r.body as { n: number }).n)).toEqual(expect.arrayContaining([8, 9, 10, 11]));
+  });
+
+  it('takes over the log of a replica whose lock went stale, and leaves a live one alone', async () => {
+    const dir = base();
+    const gone = await openLog(dir, { name: 'amber-1' });
+    await Promise.all([1, 2].map((n) => gone.wal.append({ from: 'amber-1', n }).durable));
+    const live = await openLog(dir, { name: 'amber-2' });
+    await live.wal.append({ from: 'amber-2' }).durable;
+    const old = new Date(Date.now() - 10 * 60_000);
+    utimesSync(join(dir, 'amber-1', 'lock'), old, old);
+
+    const { recovered, lines, wal } = await openLog(dir, { name: 'amber-0', staleAfterMs: 60_000 });
+    expect(recovered.map((r) => r.body)).toEqual([
+      { from: 'amber-1', n: 1 },
+      { from: 'amber-1', n: 2 },
+    ]);
+    expect(readdirSync(dir).sort()).toEqual(['amber-0', 'amber-2']);
+    expect(lines.some((l) => l.msg.startsWith('taking over'))).toBe(true);
+    // Once replayed, the adopted directory goes.
+    wal.done(recovered.map((r) => r.token));
+    await waitFor(() => readdirSync(join(dir, 'amber-0', 'adopted')).length === 0);
+  });
+
+  it('refuses a name that could escape its directory', async () => {
+    await expect(openLog(base(), { name: '../x' })).rejects.toThrow(/DNS-1123/);
+  });
+
+  it('orders run ids by time', () => {
+    expect(newRunId(1_000) < newRunId(2_000)).toBe(true);
+    expect(newRunId(Date.parse('2059-01-01')) > newRunId(Date.parse('2026-01-01'))).toBe(true);
+  });
+});
+
+async function waitFor(cond: () => boolean): Promise<void> {
+  // Deletions run on the fs thread pool; poll on the event, not a fixed sleep.
+  for (let i = 0; i < 500 && !cond(); i++) await sleep(5);
+  expect(cond()).toBe(true);
+}
+
+describe('WriteAheadLog taking over a log while it runs', () => {
+  it('adopts a sibling whose lock went stale after open, once, and replays nothing of a live one', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir, { name: 'amber-0', staleAfterMs: 60_000 });
+    expect(wal.adoptStaleLogs()).toEqual([]);
+    const gone = await openLog(dir, { name: 'amber-1' });
+    await Promise.all([1, 2, 3].map((n) => gone.wal.append({ n }).durable));
+    await gone.wal.close();
+    expect(wal.adoptStaleLogs()).toEqual([]); // its lock is fresh
+    const old = new Date(Date.now() - 10 * 60_000);
+    utimesSync(join(dir, 'amber-1', 'lock'), old, old);
+    const before = wal.bytes;
+    const adopted = wal.adoptStaleLogs();
+    expect(adopted.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+    expect(wal.bytes).toBeGreaterThan(before);
+    expect(wal.adoptStaleLogs()).toEqual([]); // taken once
+    wal.done(adopted.map((r) => r.token));
+    await waitFor(() => readdirSync(join(dir, 'amber-0', 'adopted')).length === 0);
+    expect(wal.bytes).toBe(before);
+  });
+});
