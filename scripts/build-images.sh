@@ -91,7 +91,7 @@ recipe_base() {
   root="$work/root"
   # debootstrap mounts /proc and /sys inside the target: unmount them before removing anything,
   # and never cross into another file system while removing.
-  trap "findmnt -rn -o TARGET | grep -F '$root/' | sort -r | xargs -r umount -l; rm -rf --one-file-system '$work'" EXIT
+  trap "findmnt -rn -o TARGET | grep -F '$root/' | sort -r | xargs -r umount -l || true; rm -rf --one-file-system '$work'" EXIT
   debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$(debian_mirror)" >"$work/debootstrap.log" 2>&1 || {
     tail -20 "$work/debootstrap.log" >&2
     exit 1
