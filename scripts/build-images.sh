@@ -44,6 +44,7 @@ timed_image() {
     rm -f "$archive.tmp"
     ("$recipe" "$ref" "$archive.tmp") &
     if ! wait $!; then
+      rm -f "$archive.tmp"
       log "$name: FAILED after $((SECONDS - start))s"
       return 1
     fi
