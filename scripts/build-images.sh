@@ -50,10 +50,21 @@ timed_image() {
     fi
     mv "$archive.tmp" "$archive"
     log "$name: built in $((SECONDS - start))s"
+    prune "$name" "$key" "$ref"
   else
     log "$name: cached $archive (0s)"
   fi
   printf '%s %s %s\n' "$name" "$archive" "$ref"
+}
+
+# A new build of an image replaces the older ones: their archives and their storage images.
+prune() { # NAME KEY REF
+  local old
+  find "$IMAGES" -maxdepth 1 -name "$1-*.tar" ! -name "$1-$2.tar" -delete
+  for old in $(bh images --format '{{.Repository}}:{{.Tag}}' | grep "^${3%:*}:" | grep -vxF "$3"); do
+    bh rmi "$old" >/dev/null 2>&1 || true
+  done
+  bh rmi --prune >/dev/null 2>&1 || true
 }
 
 # The storage may have been wiped while the archives stayed: a later `bud --pull=never` needs

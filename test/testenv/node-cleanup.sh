@@ -79,7 +79,7 @@ clean_iptables() {
     fi
   done
   if command -v ipset >/dev/null; then
-    ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router)' | xargs -r -n1 ipset destroy 2>/dev/null
+    ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router|TMP-)' | xargs -r -n1 ipset destroy 2>/dev/null
   fi
   return 0
 }
