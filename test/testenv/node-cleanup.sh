@@ -94,6 +94,8 @@ remove_files() {
   done
   rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null
   rm -rf /var/lib/cni/networks/"$CNI_NETWORK" 2>/dev/null
+  # Directories the kubelet, CNI and the shims make at fixed paths, when nothing else is in them.
+  rmdir /var/lib/cni/results /var/lib/cni/networks /var/lib/cni /var/log/containers /run/containerd/s /run/containerd 2>/dev/null
   [[ -d "$BASE" ]] && rm -rf --one-file-system "$BASE"
   [[ -d "$BASE" ]] && echo "node-cleanup: $BASE could not be removed" >&2
   return 0

@@ -55,31 +55,48 @@ describe.skipIf(unavailable)('a real node: kubelet, containerd, runc and CNI', (
   });
 
   it("keeps the previous container's log after a restart", async () => {
+    // The first run leaves a mark in an emptyDir (it outlives the container) and fails; the
+    // second one sees it and stays up, so the kubelet keeps exactly one previous container.
     await pods.core.createNamespacedPod({
       namespace: 'shop',
       body: {
         metadata: { name: 'restarts' },
         spec: {
           nodeName: node.name,
+          volumes: [{ name: 'data', emptyDir: {} }],
           containers: [
             {
               name: 'main',
               image: node.images.busybox!.ref,
               imagePullPolicy: 'Never',
-              command: ['sh', '-c', 'echo run; exit 3'],
+              volumeMounts: [{ name: 'data', mountPath: '/data' }],
+              command: [
+                'sh',
+                '-c',
+                'if [ -f /data/ran ]; then echo second; exec sleep 3600; fi; touch /data/ran; echo first; exit 3',
+              ],
             },
           ],
         },
       },
     });
     const pod = await waitFor(
-      'a restart',
+      'restarted and running',
       () => pods.core.readNamespacedPod({ namespace: 'shop', name: 'restarts' }),
-      (p) => (p.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1,
+      (p) =>
+        p.status?.containerStatuses?.[0]?.restartCount === 1 &&
+        !!p.status.containerStatuses[0].state?.running,
       60_000,
     );
     expect(pod.status?.containerStatuses?.[0]?.lastState?.terminated?.exitCode).toBe(3);
-    expect(await pods.logs('shop', 'restarts', true)).toBe('run\n');
+    expect(await pods.logs('shop', 'restarts', true)).toBe('first\n');
+    expect(
+      await waitFor(
+        'current log',
+        () => pods.logs('shop', 'restarts'),
+        (l) => l !== '',
+      ),
+    ).toBe('second\n');
   });
 
   it('refuses an image that was never imported, and never pulls it', async () => {
