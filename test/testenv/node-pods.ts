@@ -40,15 +40,25 @@ export class NodePods {
     return opts.waitFor === 'Done' ? this.waitDone(namespace, name) : this.waitReady(namespace, name);
   }
 
-  waitReady(namespace: string, name: string, timeoutMs = 60_000): Promise<V1Pod> {
-    return waitFor(
-      `pod ${namespace}/${name} Ready`,
-      () => this.core.readNamespacedPod({ namespace, name }),
-      (p) =>
-        !!p.status?.podIP &&
-        (p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false),
-      timeoutMs,
-    );
+  async waitReady(namespace: string, name: string, timeoutMs = 60_000): Promise<V1Pod> {
+    try {
+      return await waitFor(
+        `pod ${namespace}/${name} Ready`,
+        () => this.core.readNamespacedPod({ namespace, name }),
+        (p) =>
+          !!p.status?.podIP &&
+          (p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false),
+        timeoutMs,
+      );
+    } catch (err) {
+      // The object's managed fields hide what matters: say what its containers are doing.
+      const pod = await this.core.readNamespacedPod({ namespace, name }).catch(() => undefined);
+      const log = await this.logs(namespace, name).catch(() => '');
+      throw new Error(
+        `pod ${namespace}/${name} not Ready after ${timeoutMs} ms: ${JSON.stringify(pod?.status?.containerStatuses)}; log: ${log.slice(-500)}`,
+        { cause: err },
+      );
+    }
   }
 
   /** Waits for a restartPolicy: Never pod to finish (Succeeded or Failed). */

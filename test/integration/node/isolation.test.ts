@@ -12,7 +12,7 @@ const unavailable = nodeUnavailable();
 if (unavailable) console.warn(`SKIPPED test/integration/node/isolation.test.ts: ${unavailable}`);
 
 /** Every pod listens on 8080 and answers "pong" to each new connection. */
-const SERVER = ['nc', '-lk', '-p', '8080', '-e', 'echo', 'pong'];
+const SERVER = ['nc', '-ll', '-p', '8080', '-e', 'echo', 'pong'];
 
 describe.skipIf(unavailable)('containment enforced on packets by a real node (kube-router)', () => {
   let cluster: Cluster;
