@@ -195,7 +195,10 @@ export class RealNode {
     const dir = join(BASE, 'containerd');
     const config = join(dir, 'config.toml');
     writeFileSync(config, containerdConfig(this.images.pause!.ref));
-    writeFileSync(join(BASE, 'cni', 'net.d', '10-amber.conflist'), JSON.stringify(cniConfig(), null, 2));
+    writeFileSync(
+      join(BASE, 'cni', 'net.d', '10-amber.conflist'),
+      JSON.stringify(cniConfig(this.address), null, 2),
+    );
     const p = ManagedProcess.start('containerd', bin('containerd'), ['--config', config], {
       logFile: join(this.logDir, 'containerd.log'),
       // containerd finds its shim on PATH: the one built with it, not a distribution's.
@@ -487,7 +490,11 @@ state = "${d}/state"
 `;
 }
 
-function cniConfig(): unknown {
+/**
+ * Pods reach each other on the bridge, and the node's own address through it (a collection
+ * Job's store forwarded there), but have no default route: nothing leaves this machine.
+ */
+function cniConfig(nodeAddress: string): unknown {
   return {
     cniVersion: '1.0.0',
     name: 'amber-test',
@@ -501,6 +508,7 @@ function cniConfig(): unknown {
         ipam: {
           type: 'host-local',
           ranges: [[{ subnet: POD_CIDR }]],
+          routes: [{ dst: `${nodeAddress}/32` }],
           dataDir: join(BASE, 'cni', 'ipam'),
         },
       },

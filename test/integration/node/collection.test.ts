@@ -152,8 +152,31 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
     });
     expect(report.ok).toBe(true);
     const names = (kase.status?.artifacts ?? []).map((a) => a.name);
-    console.log(names.join('\n'));
-    expect(names).toContain('orchestrator/logs/main.log');
+    const dir = names
+      .find((n) => n.startsWith('containers/'))!
+      .split('/')
+      .slice(0, 2)
+      .join('/');
+    const read = async (name: string) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await store.get('case-node', name)) chunks.push(Buffer.from(chunk as Buffer));
+      return Buffer.concat(chunks).toString('utf8');
+    };
+    console.log(
+      `artifacts:\n${names.join('\n')}\ncollector report: ${(await read(`${dir}/report.json`)).slice(0, 3000)}`,
+    );
+
+    // Every attacker action is in the evidence, read from the host side of a containerd container.
+    const diff = await read(`${dir}/filesystem/diff.json`);
+    expect(diff).toContain('/etc/evil.conf');
+    expect(diff).toContain('/var/spool/cron/crontabs/root');
+    expect(await read(`${dir}/processes.json`)).toContain('/tmp/.dropper');
+    expect(names.some((n) => /^containers\/[0-9a-f]+\/processes\/\d+\/exe\.bin$/.test(n))).toBe(true);
+    const network = await read(`${dir}/network.json`);
+    expect(network).toContain('4444');
+    expect(network).toContain(peer.status!.podIP!);
+    // The container's log, read through the API server and the kubelet.
+    expect(await read('orchestrator/logs/main.current.log')).toContain('attacker ready');
   });
 });
 
