@@ -50,7 +50,7 @@ timed_image() {
     fi
     mv "$archive.tmp" "$archive"
     log "$name: built in $((SECONDS - start))s"
-    prune "$name" "$key" "$ref"
+    prune "$name" "$key" "$ref" || log "$name: could not remove older builds"
   else
     log "$name: cached $archive (0s)"
   fi
@@ -61,7 +61,7 @@ timed_image() {
 prune() { # NAME KEY REF
   local old
   find "$IMAGES" -maxdepth 1 -name "$1-*.tar" ! -name "$1-$2.tar" -delete
-  for old in $(bh images --format '{{.Repository}}:{{.Tag}}' | grep "^${3%:*}:" | grep -vxF "$3"); do
+  for old in $(bh images --format '{{.Name}}:{{.Tag}}' | grep "^${3%:*}:" | grep -vxF "$3"); do
     bh rmi "$old" >/dev/null 2>&1 || true
   done
   bh rmi --prune >/dev/null 2>&1 || true
