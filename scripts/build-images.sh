@@ -15,7 +15,9 @@
 #
 #   bash scripts/build-images.sh [base] [amber] [busybox] [pause]    (default: all)
 set -euo pipefail
+# Keys hash sorted file lists: the same order whatever the caller's locale.
 cd "$(dirname "$0")/.."
+export LC_ALL=C
 
 CACHE="${AMBER_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/amber-testenv}"
 IMAGES="$CACHE/images"

@@ -15,7 +15,12 @@ import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
 import { createSigningKeySecret } from '../collection/helpers.js';
 
-const unavailable = nodeUnavailable();
+// Opt-in until it has passed several runs in a row (see docs/adr/0012-real-node.md).
+const unavailable =
+  nodeUnavailable() ??
+  (process.env.AMBER_NODE_COLLECTION_TEST
+    ? undefined
+    : 'not yet proven reliable on the real node; set AMBER_NODE_COLLECTION_TEST=1 to run it');
 if (unavailable) console.warn(`SKIPPED test/integration/node/collection.test.ts: ${unavailable}`);
 
 type SealedView = CaseView & { status?: CaseView['status'] & { artifacts?: { name: string }[] } };
