@@ -8,6 +8,12 @@
 #   falcosidekick                            (github.com/falcosecurity/falcosidekick, wrapper module)
 #   etcd, runc, busybox-static, attr, gcc    (Debian packages, installed with apt-get when missing)
 #
+# The real node (test/testenv/node.ts, docs/adr/0012-real-node.md), asked for as `node`:
+#   kubelet, kubectl                         (the same wrapper module as kube-apiserver)
+#   containerd, containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2)
+#   kube-router                              (github.com/cloudnativelabs/kube-router/v2: NetworkPolicy)
+#   containernetworking-plugins, iptables, ipset, conntrack, buildah, debootstrap (Debian packages)
+#
 # Each Go program lands in $AMBER_TESTENV_CACHE/<name>-<version>/ and is reused when present.
 # Prints how long each build took. Safe to run again; safe to run by anyone.
 set -euo pipefail
@@ -19,6 +25,8 @@ KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 FALCOSIDEKICK_VERSION="${FALCOSIDEKICK_VERSION:-2.32.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 
 export GOFLAGS="-buildvcs=false -trimpath"
 export CGO_ENABLED=0
@@ -66,6 +74,23 @@ apt_packages() {
     # Debian starts an etcd service on install; the tests run their own.
     (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || pkill -x etcd || true)
     log "apt packages installed in $((SECONDS - start))s"
+  fi
+}
+
+node_apt_packages() { # the real node's host programs, and buildah/debootstrap for its images
+  local missing=()
+  [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v ipset >/dev/null || missing+=(ipset)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v buildah >/dev/null || missing+=(buildah)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    local start=$SECONDS
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    log "node apt packages installed in $((SECONDS - start))s"
   fi
 }
 
@@ -127,6 +152,49 @@ MOD
   return $rc
 }
 
+# ---- the real node (docs/adr/0012-real-node.md) ----------------------------------------------
+build_kubelet() { # kubelet and kubectl from the same wrapper module as build_kube (its caches are warm)
+  local out=$1 work gomod staging
+  work=$(mktemp -d)
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  staging="v0.${KUBE_VERSION#v1.}"
+  {
+    echo "module amber.local/kubewrapper"
+    echo "go 1.24.0"
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#replace \1 => \1 '"$staging"'#p' "$gomod"
+  } >"$work/go.mod"
+  (cd "$work" &&
+    go mod download k8s.io/kubernetes &&
+    go get "k8s.io/kubernetes/cmd/kubelet@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" >/dev/null &&
+    for cmd in kubelet kubectl; do
+      local start=$SECONDS
+      nice -n 19 go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
+        -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd" || exit 1
+      log "  $cmd: $((SECONDS - start))s"
+    done)
+  local rc=$?
+  rm -rf "$work"
+  return $rc
+}
+
+build_containerd() { # the CRI checkpoint call needs 2.x; graph drivers the node never uses are left out
+  local m=github.com/containerd/containerd/v2
+  GOBIN="$1" nice -n 19 go install -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
+    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION"
+}
+
+build_kube_router() { # only its NetworkPolicy firewall runs (no BGP routing, no service proxy)
+  GOBIN="$1" nice -n 19 go install -ldflags "-s -w" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+}
+
+node_images() { # the node's base, pause and suspect images (the amber image is built by its test)
+  local start=$SECONDS
+  bash "$(dirname "$0")/build-images.sh" base busybox pause >/dev/null
+  log "node images: ready in $((SECONDS - start))s"
+}
+
 want=("${@:-all}")
 has() { [[ " ${want[*]} " == *" all "* || " ${want[*]} " == *" $1 "* ]]; }
 
@@ -136,6 +204,13 @@ has kube && { timed kube "$CACHE/kube-$KUBE_VERSION" build_kube || status=1; }
 has kwok && { timed kwok "$CACHE/kwok-$KWOK_VERSION" build_kwok && kwok_stages || status=1; }
 has minio && { timed minio "$CACHE/minio-$MINIO_VERSION" build_minio || status=1; }
 has helm && { timed helm "$CACHE/helm-$HELM_VERSION" build_helm || status=1; }
+if has node; then
+  node_apt_packages
+  timed kubelet "$CACHE/kubelet-$KUBE_VERSION" build_kubelet || status=1
+  timed containerd "$CACHE/containerd-$CONTAINERD_VERSION" build_containerd || status=1
+  timed kube-router "$CACHE/kube-router-$KUBE_ROUTER_VERSION" build_kube_router || status=1
+  node_images || status=1
+fi
 # The Go module proxy refuses github.com/falcosecurity/falcosidekick (403 "This module version
 # is not available", every version): the intake's end-to-end tests post Falcosidekick's exact
 # request shape over real HTTP instead (docs/falcosidekick.md). Try it only when asked by name.

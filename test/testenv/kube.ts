@@ -14,6 +14,11 @@ export interface ClusterOptions {
   controllerManager?: boolean;
   /** kwok: keeps Nodes annotated `kwok.x-k8s.io/node: fake` Ready and runs their Pods. */
   kwok?: boolean;
+  /**
+   * A real kubelet will join (test/testenv/node.ts): the Node authorizer, and the client
+   * certificate the API server shows kubelets for logs, exec and checkpoints.
+   */
+  realNode?: boolean;
 }
 
 /**
@@ -27,6 +32,7 @@ export class Cluster {
   readonly server: string;
   readonly kubeconfigPath: string;
   private readonly admin: { cert: string; key: string };
+  private realNode = false;
 
   private constructor(
     readonly dir: string,
@@ -46,6 +52,7 @@ export class Cluster {
     const pki = new TestPki(dir);
     const ports = { etcd: await freePort(), etcdPeer: await freePort(), api: await freePort() };
     const cluster = new Cluster(dir, pki, ports, pki.serviceAccountKeys());
+    cluster.realNode = opts.realNode ?? false;
     try {
       await cluster.startEtcd();
       await cluster.startApiServer();
@@ -67,6 +74,11 @@ export class Cluster {
   userKubeConfig(user: string, groups: string[] = []): KubeConfig {
     const name = `user-${user.replace(/[^a-z0-9-]/gi, '_')}`;
     return this.configFor(this.pki.issue(name, { cn: user, org: groups }));
+  }
+
+  /** A kubeconfig file's content for a certificate issued by `pki` (a kubelet's node identity). */
+  kubeConfigFile(id: { cert: string; key: string }): string {
+    return this.configFor(id).exportConfig();
   }
 
   private configFor(id: { cert: string; key: string }): KubeConfig {
@@ -109,6 +121,7 @@ export class Cluster {
 
   async startApiServer(): Promise<void> {
     const serving = this.pki.issue('apiserver', { cn: 'kube-apiserver' }, ['127.0.0.1', 'localhost']);
+    const kubeletAccess = this.realNode ? this.kubeletAccessFlags() : ['--authorization-mode=RBAC'];
     this.apiserver = ManagedProcess.start(
       'kube-apiserver',
       binary('kube', 'kube-apiserver'),
@@ -122,7 +135,7 @@ export class Cluster {
         `--client-ca-file=${this.pki.caCert}`,
         '--service-cluster-ip-range=10.0.0.0/24',
         '--allow-privileged=true',
-        '--authorization-mode=RBAC',
+        ...kubeletAccess,
         '--disable-admission-plugins=ServiceAccount',
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         `--service-account-key-file=${this.sa.publicKey}`,
@@ -135,6 +148,21 @@ export class Cluster {
       { logFile: join(this.dir, 'kube-apiserver.log') },
     );
     await this.apiserver.waitUntil(() => this.healthy('/readyz'), 90_000);
+  }
+
+  private kubeletAccessFlags(): string[] {
+    // The kubelet authorizes this user with a SubjectAccessReview: system:masters may do anything.
+    const client = this.pki.issue('apiserver-kubelet-client', {
+      cn: 'kube-apiserver-kubelet-client',
+      org: ['system:masters'],
+    });
+    return [
+      '--authorization-mode=Node,RBAC',
+      `--kubelet-client-certificate=${client.cert}`,
+      `--kubelet-client-key=${client.key}`,
+      `--kubelet-certificate-authority=${this.pki.caCert}`,
+      '--kubelet-preferred-address-types=InternalIP',
+    ];
   }
 
   /** Stops the API server only (etcd keeps the data): for watch/relist and outage tests. */
