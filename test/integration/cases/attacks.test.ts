@@ -129,7 +129,12 @@ describe('containment an attacker cannot steer or escape (real API server, opera
         const p = await w.core.readNamespacedPod({ namespace: 'shop', name: target.pod });
         expect(p.metadata?.labels?.[CASE_LABEL]).toBe(c.metadata.name);
       }
-      expect((await events(limited[0]!.metadata.name)).map((e) => e.reason)).toContain('NodeLimitReached');
+      // Events go out after the status write: wait for it, not race it.
+      await waitFor(
+        'NodeLimitReached Event',
+        async () => (await events(limited[0]!.metadata.name)).map((e) => e.reason),
+        (reasons) => reasons.includes('NodeLimitReached'),
+      );
       await releaseAll(cases);
     },
   );
@@ -157,7 +162,12 @@ describe('containment an attacker cannot steer or escape (real API server, opera
     );
     expect(condition(kase, 'PodReplaced')?.message).toContain(fresh.metadata!.uid!);
     expect(actions(kase)).toContain('PodReplaced Skipped');
-    expect((await events('replaced')).map((e) => e.reason)).toContain('PodReplaced');
+    // The Event goes out after the status write that recorded the step: wait for it, not race it.
+    await waitFor(
+      'PodReplaced Event',
+      async () => (await events('replaced')).map((e) => e.reason),
+      (reasons) => reasons.includes('PodReplaced'),
+    );
     expect(kase.status).toMatchObject({ node: 'n1' });
     expect((kase.status as { podUID?: string }).podUID).toBe(old.metadata?.uid);
 

@@ -94,10 +94,13 @@ describe('containment and release against a real control plane, as the operator 
     const contained = kase.status?.conditions?.find((c) => c.type === 'Contained');
     expect(contained).toMatchObject({ status: 'True', observedGeneration: kase.metadata.generation });
 
-    const events = await w.core.listNamespacedEvent({
-      namespace: 'default',
-      fieldSelector: 'involvedObject.name=case-web',
-    });
+    // Events go out after the status write that recorded them: wait for it, not race it.
+    const events = await waitFor(
+      'Contained Event',
+      () =>
+        w.core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=case-web' }),
+      (l) => l.items.length > 0,
+    );
     expect(events.items.map((e) => e.reason)).toEqual(['Contained']);
     expect(events.items[0]?.message).toContain('IsolateNetwork, LabelPod, ContainNode');
   });
