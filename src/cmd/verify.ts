@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { formatBytes } from '../report/model.js';
 import type { Writable } from 'node:stream';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
@@ -146,17 +147,6 @@ export function renderReport(report: VerifyReport): string {
     report.ok ? 'VERIFIED: the case is intact.' : `FAILED: ${problems.length} problem(s) found.`,
   );
   return `${lines.join('\n')}\n`;
-}
-
-function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
 /** Progress for long downloads only (16 MiB and up), at most once a second; rewrites its line on a TTY. */
