@@ -39,6 +39,24 @@ export class KubeClients {
     });
   }
 
+  /** Every ForensicCase, read from the API server (not a cache), page by page. */
+  async listCases(): Promise<unknown[]> {
+    const items: unknown[] = [];
+    let next: string | undefined;
+    do {
+      const page = (await this.custom.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: FORENSIC_CASE.plural,
+        limit: 500,
+        _continue: next,
+      })) as { items?: unknown[]; metadata?: { continue?: string } };
+      items.push(...(page.items ?? []));
+      next = page.metadata?.continue || undefined;
+    } while (next);
+    return items;
+  }
+
   getResponsePolicy(name: string): Promise<unknown> {
     return this.custom.getClusterCustomObject({
       group: GROUP,

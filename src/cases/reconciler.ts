@@ -4,7 +4,13 @@ import { ForensicCase, type ForensicCaseStatus } from '../api/forensiccase.js';
 import { PolicyLimits } from '../api/responsepolicy.js';
 import type { CollectionPipeline } from '../collection/pipeline.js';
 import { CASE_LABEL, FINALIZER, NODE_HELD_LABEL, networkPolicyName } from '../containment/labels.js';
-import { DEFAULT_NODE_LIMIT, type NodeLimit, type NodeSlots } from '../containment/limits.js';
+import {
+  DEFAULT_NODE_LIMIT,
+  nodesHeldByCases,
+  type CaseHold,
+  type NodeLimit,
+  type NodeSlots,
+} from '../containment/limits.js';
 import { holders, nodeMergePatch, nodePatch, type NodeContainment } from '../containment/node.js';
 import {
   NO_NODE,
@@ -19,7 +25,7 @@ import {
 import { isQuarantinedBy, selectorKeys, selectorMatches } from '../containment/pod.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
-import { isConflict, orNotFound } from '../runtime/errors.js';
+import { apiStatusCode, isConflict, orNotFound } from '../runtime/errors.js';
 import type { KubeClients } from './client.js';
 import type { CaseEvents } from './events.js';
 import type { CaseMetrics } from './metrics.js';
@@ -234,9 +240,14 @@ export class CaseReconciler {
         });
       }
     }
+    const [clusterNodes, cases] = await Promise.all([
+      this.deps.clients.countNodes(),
+      this.deps.clients.listCases(),
+    ]);
+    const byCases = nodesHeldByCases(cases as CaseHold[]);
     return {
-      heldNodes: held.map((n) => n.metadata!.name!),
-      clusterNodes: await this.deps.clients.countNodes(),
+      heldNodes: [...new Set([...held.map((n) => n.metadata!.name!), ...byCases])],
+      clusterNodes,
       limits,
     };
   }
@@ -407,8 +418,19 @@ export class CaseReconciler {
       // Only the fields this controller owns: status.alerts belongs to the intake, which
       // merge-patches it concurrently, so no resourceVersion precondition is needed here.
       const { alerts: _alerts, ...owned } = finished;
-      await this.deps.clients.patchCaseStatus(kase.metadata.name, { status: whole ? finished : owned });
+      try {
+        await this.deps.clients.patchCaseStatus(kase.metadata.name, { status: whole ? finished : owned });
+      } catch (err) {
+        // No answer: the status may well be written, and then the next pass finds the condition
+        // already set and says nothing. Send the Events now; at worst they are said twice.
+        if (apiStatusCode(err) === undefined) this.sendEvents(kase, status);
+        throw err;
+      }
     }
+    this.sendEvents(kase, status);
+  }
+
+  private sendEvents(kase: Pick<Case, 'metadata'>, status: StatusBuilder): void {
     for (const e of status.events.splice(0))
       void this.deps.events.emit(kase.metadata, e.type, e.reason, e.message);
   }

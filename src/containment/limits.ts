@@ -17,10 +17,37 @@ export const DEFAULT_NODE_LIMIT = { maxNodes: 3, maxPercent: 20 } as const;
 
 /** The cluster as a node decision sees it, read under the decision lock. */
 export interface NodeSlots {
-  /** Nodes that some case holds (holder annotation not empty), cluster-wide. */
+  /**
+   * Nodes that some case holds, cluster-wide: the nodes whose holder annotation names a case,
+   * and the nodes that open cases say they hold (root on a held node can strip its Node's
+   * label and annotation, which must not free a slot).
+   */
   heldNodes: readonly string[];
   clusterNodes: number;
   limits: readonly NodeLimit[];
+}
+
+/** The parts of a ForensicCase a hold count reads; anything else in the object is ignored. */
+export interface CaseHold {
+  status?: {
+    node?: string;
+    conditions?: readonly { type?: string; status?: string }[];
+  };
+}
+
+/**
+ * Nodes that cases not yet released say they hold (NodeHeld=True with a node). A case that is
+ * releasing still counts until Released is True: its node may still be cordoned.
+ */
+export function nodesHeldByCases(cases: readonly CaseHold[]): string[] {
+  const held = new Set<string>();
+  for (const c of cases) {
+    const conditions = c.status?.conditions ?? [];
+    const is = (type: string) => conditions.some((x) => x.type === type && x.status === 'True');
+    const node = c.status?.node;
+    if (typeof node === 'string' && node && is('NodeHeld') && !is('Released')) held.add(node);
+  }
+  return [...held];
 }
 
 export function nodesAllowedByPercent(percent: number, clusterNodes: number): number {

@@ -1,7 +1,13 @@
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { CASE_LABEL, POD_UID_ANNOTATION } from '../../../src/containment/labels.js';
-import { decideNode, nodesAllowedByPercent, type NodeSlots } from '../../../src/containment/limits.js';
+import {
+  decideNode,
+  nodesAllowedByPercent,
+  nodesHeldByCases,
+  type CaseHold,
+  type NodeSlots,
+} from '../../../src/containment/limits.js';
 import {
   pinnedByPolicy,
   policyDrift,
@@ -13,6 +19,46 @@ const global = (maxNodes: number, maxPercent: number) => ({
   source: 'the operator configuration',
   maxNodes,
   maxPercent,
+});
+
+const hold = (node: string | undefined, ...conditions: [string, string][]): CaseHold => ({
+  status: { node, conditions: conditions.map(([type, status]) => ({ type, status })) },
+});
+
+describe('nodesHeldByCases', () => {
+  it.each<[string, CaseHold[], string[]]>([
+    ['no cases', [], []],
+    ['a case holding its node', [hold('n1', ['NodeHeld', 'True'])], ['n1']],
+    ['NodeHeld False (limit reached) holds nothing', [hold('n1', ['NodeHeld', 'False'])], []],
+    ['no NodeHeld condition yet', [hold('n1', ['Contained', 'True'])], []],
+    ['released', [hold('n1', ['NodeHeld', 'True'], ['Released', 'True'])], []],
+    [
+      'releasing, not yet released, still counts',
+      [hold('n1', ['NodeHeld', 'True'], ['Released', 'False'])],
+      ['n1'],
+    ],
+    ['held without a node name', [hold(undefined, ['NodeHeld', 'True'])], []],
+    [
+      'two cases on one node count once',
+      [hold('n1', ['NodeHeld', 'True']), hold('n1', ['NodeHeld', 'True'])],
+      ['n1'],
+    ],
+    ['no status at all', [{}], []],
+  ])('%s', (_name, cases, held) => {
+    expect(nodesHeldByCases(cases).sort()).toEqual(held);
+  });
+
+  it('a node stripped of its label still uses its slot when its case says it is held', () => {
+    // The Node's label and annotation are gone (root on the node removed them); only the case
+    // still says so. The next node must be refused under a limit of one.
+    const slots: NodeSlots = {
+      heldNodes: nodesHeldByCases([hold('n1', ['NodeHeld', 'True'])]),
+      clusterNodes: 8,
+      limits: [global(1, 100)],
+    };
+    expect(decideNode('n2', slots).take).toBe(false);
+    expect(decideNode('n1', slots).take).toBe(true);
+  });
 });
 
 describe('decideNode', () => {
