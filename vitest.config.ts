@@ -9,6 +9,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          // A timeout catches a hang, never slowness: property tests take seconds on a loaded
+          // 2-core machine (a 5 s default failed one once).
+          testTimeout: 60_000,
           sequence: { groupOrder: 0 },
         },
       },

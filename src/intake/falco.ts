@@ -116,6 +116,10 @@ export interface Alert {
 export interface AuditRequest {
   /** The API server's response code (`ka.response.code`), when the rule's output carries it. */
   responseCode?: number;
+  /** The request's verb (`ka.verb`), lower case, when the rule's output carries it. */
+  verb?: string;
+  /** The target's subresource (`ka.target.subresource`): exec, attach, status, ... */
+  subresource?: string;
 }
 
 /** Event sources of Kubernetes audit alerts: Falco's k8saudit plugins (EKS, GKE, AKS, …) say `k8s_audit`. */
@@ -231,6 +235,17 @@ export function responseCode(v: FieldValue | undefined): number | undefined {
   return typeof n === 'number' && Number.isInteger(n) && n >= 100 && n <= 599 ? n : undefined;
 }
 
+function auditRequest(fields: Record<string, FieldValue>): AuditRequest {
+  const text = (v: FieldValue | undefined) => (typeof v === 'string' && v ? v.toLowerCase() : undefined);
+  const verb = text(fields['ka.verb']);
+  const subresource = text(fields['ka.target.subresource']);
+  return {
+    responseCode: responseCode(fields['ka.response.code']),
+    ...(verb ? { verb } : {}),
+    ...(subresource ? { subresource } : {}),
+  };
+}
+
 export function toAlert(event: FalcoEvent): Alert {
   // Falcosidekick fills an empty source with `syscalls`; Falco itself says `syscall`.
   const source = event.source ?? 'syscall';
@@ -248,8 +263,6 @@ export function toAlert(event: FalcoEvent): Alert {
     fields: event.output_fields,
     target,
     noTargetReason: reason,
-    ...(fromAuditRequest
-      ? { auditRequest: { responseCode: responseCode(event.output_fields['ka.response.code']) } }
-      : {}),
+    ...(fromAuditRequest ? { auditRequest: auditRequest(event.output_fields) } : {}),
   };
 }

@@ -1,6 +1,6 @@
 import { DEFAULT_PROTECTED_NAMESPACES } from '../cases/safety.js';
 import { FALCO_PRIORITIES, type FalcoPriority, type ResponsePolicySpec } from '../api/responsepolicy.js';
-import type { Alert, FieldValue } from './falco.js';
+import type { Alert, AuditRequest, FieldValue } from './falco.js';
 import { matches } from './wildcard.js';
 
 /**
@@ -94,12 +94,31 @@ export function requestSucceeded(code: number | undefined): boolean {
   return code !== undefined && ((code >= 200 && code < 300) || code === 101);
 }
 
+/** Verbs of an audited request that change its target. */
+const CHANGING_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+/** Subresources that reach into a running pod, whatever the verb (a WebSocket exec is a GET). */
+const INTO_POD_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
+
+/**
+ * Whether an audited request did something to its target: changed it, or reached into the pod.
+ * A read (get, list, watch) names a pod without touching it, and anyone allowed to read pods
+ * could aim such an alert at an innocent one. Without a verb or subresource: fail closed.
+ */
+export function requestActed(audit: AuditRequest): boolean {
+  if (audit.subresource !== undefined && INTO_POD_SUBRESOURCES.has(audit.subresource)) return true;
+  return audit.verb !== undefined && CHANGING_VERBS.has(audit.verb);
+}
+
 export type MatchDecision =
   | { policy: NamedPolicy }
   | {
       policy?: undefined;
       reason:
-        'unmatched' | 'protected-namespace' | 'audit-request-not-succeeded' | 'audit-target-not-opted-in';
+        | 'unmatched'
+        | 'protected-namespace'
+        | 'audit-request-not-succeeded'
+        | 'audit-request-read-only'
+        | 'audit-target-not-opted-in';
       message: string;
     };
 
@@ -121,6 +140,15 @@ export function decideMatch(
         audit.responseCode === undefined
           ? 'the audited request carries no response code (ka.response.code), so it may have been refused'
           : `the audited request was answered ${audit.responseCode}, so it did not act on its target`,
+    };
+  }
+  if (audit && !requestActed(audit)) {
+    return {
+      reason: 'audit-request-read-only',
+      message:
+        audit.verb === undefined && audit.subresource === undefined
+          ? 'the audited request carries no verb (ka.verb) or subresource, so it may only have read its target'
+          : `the audited request (${audit.verb ?? 'no verb'}${audit.subresource ? ` on ${audit.subresource}` : ''}) did not change its target or reach into it`,
     };
   }
   const policy = selectPolicy(policies, alert, protectedNamespaces);

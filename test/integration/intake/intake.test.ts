@@ -159,6 +159,11 @@ describe('intake against a real kube-apiserver', () => {
     });
     // Allowed (200), and the policy opts in to audit targets: a case.
     expect(await outcome(nginx('k8saudit-disallowed-user.json'))).toMatchObject({ outcome: 'opened' });
+    // Allowed, but only a read: anyone who may read pods could aim such an alert at an innocent
+    // pod. Not acted on, and not recorded on the open case.
+    const read = nginx('k8saudit-disallowed-user.json').replace('"ka.verb":"update"', '"ka.verb":"get"');
+    expect(read).toContain('"ka.verb":"get"');
+    expect(await outcome(read)).toMatchObject({ outcome: 'not-acted', reason: 'audit-request-read-only' });
     // A refused request naming the pod now is not recorded on its case either.
     expect(await outcome(nginx('k8saudit-disallowed-user-denied.json'))).toMatchObject({
       reason: 'audit-request-not-succeeded',
@@ -188,6 +193,9 @@ describe('intake against a real kube-apiserver', () => {
     ).toBe(1);
     expect(await registry.metrics()).toMatch(
       /amber_alerts_not_acted_total\{reason="audit-request-not-succeeded"\} 4/,
+    );
+    expect(await registry.metrics()).toMatch(
+      /amber_alerts_not_acted_total\{reason="audit-request-read-only"\} 1/,
     );
   });
 

@@ -82,12 +82,12 @@ describe('parseFalcoBody on real Falco events', () => {
   it('marks the target of a k8s_audit event as the object of an audited request', () => {
     const exec = toAlert(parseFalcoBody(fixture('k8saudit-attach-exec-pod.json')));
     // The stock Attach/Exec rule does not output ka.response.code: unknown.
-    expect(exec.auditRequest).toEqual({ responseCode: undefined });
+    expect(exec.auditRequest).toEqual({ responseCode: undefined, subresource: 'exec' });
     const denied = toAlert(parseFalcoBody(aimAtPod(fixture('k8saudit-disallowed-user-denied.json'))));
     expect(denied.target).toEqual({ namespace: 'shop', pod: 'web-0' });
-    expect(denied.auditRequest).toEqual({ responseCode: 403 });
+    expect(denied.auditRequest).toEqual({ responseCode: 403, verb: 'patch' });
     const allowed = toAlert(parseFalcoBody(aimAtPod(fixture('k8saudit-disallowed-user.json'))));
-    expect(allowed.auditRequest).toEqual({ responseCode: 200 });
+    expect(allowed.auditRequest).toEqual({ responseCode: 200, verb: 'update' });
     // Syscall alerts have a workload target, not a request's.
     expect(toAlert(parseFalcoBody(fixture('syscall-read-sensitive-file.json'))).auditRequest).toBeUndefined();
   });

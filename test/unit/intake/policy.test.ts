@@ -120,11 +120,15 @@ describe('decideMatch', () => {
   const shells = policy('shells', { rules: ['Terminal*'] });
   const audits = policy('audits', { rules: ['Disallowed K8s User'], auditTargets: true });
   const auditsNoOptIn = policy('audits', { rules: ['Disallowed K8s User'] });
-  const auditAlert = (code: number | undefined, over: Partial<Alert> = {}) =>
+  const auditAlert = (
+    code: number | undefined,
+    over: Partial<Alert> = {},
+    request: { verb?: string; subresource?: string } = { verb: 'update' },
+  ) =>
     alert({
       rule: 'Disallowed K8s User',
       source: 'k8s_audit',
-      auditRequest: { responseCode: code },
+      auditRequest: { responseCode: code, ...request },
       ...over,
     });
   it.each([
@@ -142,6 +146,52 @@ describe('decideMatch', () => {
     ['no response code, opted in', [audits], auditAlert(undefined), 'audit-request-not-succeeded'],
     ['a denied request, not opted in', [auditsNoOptIn], auditAlert(403), 'audit-request-not-succeeded'],
     ['a succeeded request, no policy for the rule', [shells], auditAlert(200), 'unmatched'],
+    [
+      'a read (get 200) names a pod without touching it',
+      [audits],
+      auditAlert(200, {}, { verb: 'get' }),
+      'audit-request-read-only',
+    ],
+    ['list 200', [audits], auditAlert(200, {}, { verb: 'list' }), 'audit-request-read-only'],
+    ['watch 200', [audits], auditAlert(200, {}, { verb: 'watch' }), 'audit-request-read-only'],
+    ['no verb, no subresource: fail closed', [audits], auditAlert(200, {}, {}), 'audit-request-read-only'],
+    [
+      'a verb the attacker made up',
+      [audits],
+      auditAlert(200, {}, { verb: 'escalate-me' }),
+      'audit-request-read-only',
+    ],
+    [
+      'a read of the status subresource',
+      [audits],
+      auditAlert(200, {}, { verb: 'get', subresource: 'status' }),
+      'audit-request-read-only',
+    ],
+    ['create', [audits], auditAlert(201, {}, { verb: 'create' }), 'audits'],
+    ['patch', [audits], auditAlert(200, {}, { verb: 'patch' }), 'audits'],
+    ['delete', [audits], auditAlert(200, {}, { verb: 'delete' }), 'audits'],
+    ['deletecollection', [audits], auditAlert(200, {}, { verb: 'deletecollection' }), 'audits'],
+    [
+      'exec over WebSocket (a GET upgrade)',
+      [audits],
+      auditAlert(101, {}, { verb: 'get', subresource: 'exec' }),
+      'audits',
+    ],
+    ['exec, no verb in the output', [audits], auditAlert(101, {}, { subresource: 'exec' }), 'audits'],
+    ['attach', [audits], auditAlert(101, {}, { verb: 'create', subresource: 'attach' }), 'audits'],
+    ['portforward', [audits], auditAlert(101, {}, { verb: 'get', subresource: 'portforward' }), 'audits'],
+    [
+      'a read, not opted in: read-only decides first',
+      [auditsNoOptIn],
+      auditAlert(200, {}, { verb: 'get' }),
+      'audit-request-read-only',
+    ],
+    [
+      'a denied change: not succeeded decides first',
+      [audits],
+      auditAlert(403, {}, { verb: 'get' }),
+      'audit-request-not-succeeded',
+    ],
     [
       'a succeeded request at a protected namespace',
       [audits],
