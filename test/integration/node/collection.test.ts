@@ -84,7 +84,7 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
   it('contains the suspect, runs the Job on the node, seals what it did; verify passes', async () => {
     const peer = await pods.run('shop', 'peer', node.images.busybox!.ref, [
       'nc',
-      '-lk',
+      '-ll',
       '-p',
       '8080',
       '-e',
