@@ -1,12 +1,13 @@
-import type { KubeConfig, KubernetesObject, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import { API_VERSION } from '../api/common.js';
 import { FORENSIC_CASE, type ForensicCase } from '../api/forensiccase.js';
 import { CollectionConfig, type CollectionConfigInput } from '../collection/config.js';
 import { MANAGED_BY } from '../collection/job.js';
 import { CollectionPipeline } from '../collection/pipeline.js';
-import { CASE_LABEL } from '../containment/labels.js';
+import { CASE_LABEL, NODE_HELD_LABEL } from '../containment/labels.js';
 import { MANAGED_BY_LABEL } from '../containment/network-policy.js';
+import { holders } from '../containment/node.js';
 import type { Logger } from '../observability/logger.js';
 import { Controller, ownerKeys } from '../runtime/controller.js';
 import { Informer, apiListWatch } from '../runtime/informer.js';
@@ -62,6 +63,13 @@ export function caseController(opts: CaseControllerOptions) {
   const pods = new Informer<V1Pod & KubernetesObject>(
     apiListWatch(opts.kc, '/api/v1/pods', { labelSelector: CASE_LABEL }),
     { logger: opts.logger.child({ informer: 'quarantined-pods' }) },
+  );
+  // Held nodes: root on a node can uncordon it and strip Amber's label and annotation; every
+  // case that says it holds the node comes back and puts the hold back (a node that loses the
+  // label leaves the selector, and the watch reports it as deleted, with what it had).
+  const nodes = new Informer<V1Node & KubernetesObject>(
+    apiListWatch(opts.kc, '/api/v1/nodes', { labelSelector: NODE_HELD_LABEL }),
+    { logger: opts.logger.child({ informer: 'held-nodes' }) },
   );
   const events = new CaseEvents(clients.core, opts.logger);
   const collectionConfig = opts.collection ? CollectionConfig.parse(opts.collection) : undefined;
@@ -137,10 +145,20 @@ export function caseController(opts: CaseControllerOptions) {
     onDelete: (o) => enqueueLabelled(o),
   });
   jobs?.addHandler({ onUpdate: (_o, n) => enqueueOwners(n), onDelete: enqueueOwners });
+  const enqueueHolders = (...objs: V1Node[]) => {
+    const names = new Set(objs.flatMap((n) => holders(n)));
+    const node = objs[0]?.metadata?.name;
+    for (const c of cases.list()) if (node && c.status?.node === node) names.add(c.metadata.name);
+    for (const name of names) controller.enqueue(name);
+  };
+  nodes.addHandler({
+    onUpdate: (o, n) => enqueueHolders(o, n),
+    onDelete: (o) => enqueueHolders(o),
+  });
 
   return {
     controller,
-    informers: jobs ? [cases, policies, pods, jobs] : [cases, policies, pods],
+    informers: jobs ? [cases, policies, pods, nodes, jobs] : [cases, policies, pods, nodes],
     cases,
     reconciler,
     collection,

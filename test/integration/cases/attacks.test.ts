@@ -157,6 +157,7 @@ describe('containment an attacker cannot steer or escape (real API server, opera
       },
       mergePatch,
     );
+    const stripped = Date.now();
     await pod('strip-b', 'n4');
     await w.createCase('strip-b', { target: { namespace: 'shop', pod: 'strip-b' }, reason: 'shell' });
 
@@ -167,6 +168,19 @@ describe('containment an attacker cannot steer or escape (real API server, opera
     const n4 = await w.core.readNode({ name: 'n4' });
     expect(n4.spec?.unschedulable).toBeFalsy();
     expect(holdersOf(n4)).toEqual([]);
+
+    // The held-node watch brings the case back, and it puts its hold back on n3.
+    const n3 = await waitFor(
+      'hold on n3 repaired',
+      () => w.core.readNode({ name: 'n3' }),
+      (n) =>
+        n.spec?.unschedulable === true &&
+        holdersOf(n).includes('strip-a') &&
+        n.metadata?.labels?.[NODE_HELD_LABEL] === 'true',
+    );
+    console.log(`stripped node hold repaired within ${Date.now() - stripped} ms`);
+    expect(n3.spec?.taints?.some((t) => t.key === QUARANTINE_TAINT_KEY)).toBe(true);
+    expect(actions(await w.getCase('strip-a'))).toContain('ContainNode Succeeded');
     await releaseAll(['strip-a', 'strip-b']);
   });
 
