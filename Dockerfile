@@ -31,8 +31,10 @@ LABEL org.opencontainers.image.title="amber" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # attr: getfattr, read by `amber collect` for trusted.overlay.opaque markers.
+# conntrack: `amber collect --cut-connections` deletes the suspect's tracked connections in the
+# host's network namespace (entered with util-linux's nsenter, which Debian always installs).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends attr \
+ && apt-get install -y --no-install-recommends attr conntrack \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { isIP } from 'node:net';
 import {
   artifactGroups,
   collectContainer,
@@ -43,6 +44,7 @@ export interface CollectCliOptions {
   hostPid: string;
   podLogsRoot?: string;
   checkpointsRoot?: string;
+  cutConnections?: string;
   terminationMessagePath: string;
   deadline?: string;
   stepTimeout?: string;
@@ -102,6 +104,10 @@ export function registerCollectCommand(program: Command): void {
       '--host-root <dir>',
       "where the host's file system is mounted (for overlay layers, logs, runtime state)",
       '/',
+    )
+    .option(
+      '--cut-connections <addresses>',
+      "after reading the socket table, delete these pod addresses' tracked connections in the host's network namespace (comma-separated)",
     )
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
@@ -187,7 +193,17 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.node && { node: cli.node }),
     ...(cli.podLogsRoot && { podLogsRoot: cli.podLogsRoot }),
     ...(cli.checkpointsRoot && { checkpointsRoot: cli.checkpointsRoot }),
+    ...(cli.cutConnections && { cutConnectionsOf: addresses(cli.cutConnections) }),
   };
+}
+
+function addresses(list: string): string[] {
+  const out = list
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  for (const a of out) if (isIP(a) === 0) throw new Error(`--cut-connections: not an IP address: "${a}"`);
+  return out;
 }
 
 function createStore(

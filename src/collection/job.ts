@@ -25,6 +25,18 @@ export interface CollectionTarget {
   runtime: string;
 }
 
+/** The suspect pod as the collection sees it. */
+export interface CollectionPod {
+  namespace: string;
+  name: string;
+  node: string;
+  /**
+   * The pod's addresses whose tracked connections the collector cuts once it has read the
+   * socket table (the case isolates the network and the pod has its own network namespace).
+   */
+  cutConnections?: string[];
+}
+
 export interface CaseIdentity {
   name: string;
   uid: string;
@@ -149,7 +161,7 @@ export interface CollectionJobInput {
   kase: CaseIdentity;
   /** The operator's namespace: the Job never runs in the suspect's namespace. */
   namespace: string;
-  pod: { namespace: string; name: string; node: string };
+  pod: CollectionPod;
   target: CollectionTarget;
   collection: z.infer<typeof Collection>;
   store: Extract<ResolvedStore, { type: 's3' }>;
@@ -197,6 +209,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
   const name = collectionJobName(kase, target.name);
   const deadline = input.collection.timeoutSeconds;
   const args = collectorArgs(req, input.store);
+  if (pod.cutConnections?.length) args.push('--cut-connections', pod.cutConnections.join(','));
   if (input.collectorDeadline.flag)
     args.push(
       input.collectorDeadline.flag,

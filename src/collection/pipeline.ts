@@ -35,7 +35,13 @@ import {
   type ContainerProgress,
 } from './decide.js';
 import { credentialSeconds, JobCredentialsMinter, JobScopeError } from './credentials.js';
-import { collectRequest, collectionJob, jobCredentialsSecretName, type CollectionTarget } from './job.js';
+import {
+  collectRequest,
+  collectionJob,
+  jobCredentialsSecretName,
+  type CollectionPod,
+  type CollectionTarget,
+} from './job.js';
 import { collectionMetrics, type CollectionMetrics } from './metrics.js';
 import { collectOrchestratorView, ORCHESTRATOR_PREFIX } from './orchestrator.js';
 import {
@@ -199,7 +205,10 @@ export class CollectionPipeline {
     let listed: Map<string, StoredArtifact> | undefined;
     const storedNow = async () => (listed ??= new Map((await store.list(caseId)).map((a) => [a.name, a])));
     const progress: ContainerProgress[] = [];
-    const where = { namespace, name: podName, node: node ?? '' };
+    const where: CollectionPod = { namespace, name: podName, node: node ?? '' };
+    // Connections opened before containment meet the policy only once the node forgets them.
+    if (kase.spec.containment.isolateNetwork && pod && !pod.spec?.hostNetwork)
+      where.cutConnections = (pod.status?.podIPs ?? []).map((p) => p.ip).filter((ip) => !!ip);
     if (node) {
       if (config.mode === 'job' && resolved.type === 's3') {
         for (const t of targets)
@@ -276,7 +285,7 @@ export class CollectionPipeline {
   /** One container through its Job: created if missing, then read. The store has the final word. */
   private async viaJob(
     kase: Case,
-    pod: { namespace: string; name: string; node: string },
+    pod: CollectionPod,
     target: CollectionTarget,
     store: Extract<ResolvedStore, { type: 's3' }>,
     evidence: EvidenceStore,

@@ -16,6 +16,7 @@ import {
 import { locateContainer, runtimes, type LocatedContainer } from './locate.js';
 import { artifactSegment, findCheckpoints, findPodLogs } from './logs.js';
 import { memoryDump } from './memory.js';
+import { cutTrackedConnections } from './conntrack.js';
 import { readNetwork } from './network.js';
 import {
   containerPids,
@@ -92,6 +93,12 @@ export const collectOptionsSchema = z.object({
   deadlineSeconds: z.number().positive().optional(),
   /** The most any one step may take: an artifact, a tar, one process's memory. */
   stepTimeoutSeconds: z.number().positive().default(300),
+  /**
+   * The pod's addresses whose tracked connections are cut once the socket table is read: the
+   * NetworkPolicy then applies to connections opened before containment too (conntrack.ts).
+   * Empty: nothing is cut (the case does not isolate the network, or the pod is hostNetwork).
+   */
+  cutConnectionsOf: z.array(z.string().min(1).max(64)).max(8).default([]),
   /** Where the kubelet reads the container's termination message; null to not write one. */
   terminationMessagePath: z.string().nullable().default('/dev/termination-log'),
 });
@@ -139,6 +146,7 @@ const groups: GroupSpec[] = [
   { label: 'processes', group: 'processes', container: true, collect: processFiles },
   { label: 'container', container: true, collect: containerJson },
   { label: 'network', group: 'network', container: true, collect: network },
+  { label: 'connections cut', container: true, collect: cutConnections },
   { label: 'exposure', container: true, collect: exposure },
   { label: 'memory', group: 'memory', container: true, collect: memory },
   { label: 'filesystem diff', group: 'filesystemDiff', container: true, collect: filesystemDiff },
@@ -402,6 +410,24 @@ async function network(run: CollectionRun, ctx: Context): Promise<void> {
   if (!net) return;
   for (const [file, reason] of Object.entries(net.errors)) run.gap(`network ${file}`, reason);
   await run.json('network.json', net, 'network');
+}
+
+/** After the socket table: connections opened before containment meet the policy too. */
+async function cutConnections(run: CollectionRun, ctx: Context): Promise<void> {
+  const { cutConnectionsOf, procRoot, hostReferencePid } = ctx.opts;
+  if (cutConnectionsOf.length === 0) return;
+  const shim = ctx.init?.ppid;
+  const cut = await run.step('connections cut', () =>
+    cutTrackedConnections(cutConnectionsOf, {
+      procRoot,
+      hostPids: shim && shim > 1 ? [hostReferencePid, shim] : [hostReferencePid],
+      containerNetns: ctx.init?.namespaces?.net,
+      timeoutMs: 10_000,
+    }),
+  );
+  if (!cut) return;
+  for (const c of cut) if (c.error) run.gap(`connections cut: ${c.direction} ${c.address}`, c.error);
+  await run.json('connections-cut.json', { at: new Date().toISOString(), flows: cut }, 'network');
 }
 
 async function exposure(run: CollectionRun, ctx: Context): Promise<void> {

