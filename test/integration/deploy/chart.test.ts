@@ -427,6 +427,62 @@ describe('charts/amber (helm template)', () => {
     });
   });
 
+  describe('helm install, uninstall and install again, on a cluster of its own', () => {
+    let own: Cluster;
+    beforeAll(async () => {
+      own = await startCluster();
+    });
+    afterAll(async () => own?.stop());
+
+    it('adopts CRDs applied with kubectl (as docs/deploy.md says), keeps them and the cases on uninstall, and installs again', () => {
+      const kubectl = (...args: string[]) =>
+        execFileSync(kubectlPath, ['--kubeconfig', own.kubeconfigPath, ...args], { encoding: 'utf8' });
+      const helmIn = (...args: string[]) =>
+        execFileSync(helm, ['--kubeconfig', own.kubeconfigPath, '--namespace', 'amber-helm', ...args], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+      const install = () => helmIn('install', 'amber', chart, '--set', 's3.bucket=amber-evidence');
+      const crds = ['forensiccases.forensics.amber.io', 'responsepolicies.forensics.amber.io'];
+      kubectl('create', 'namespace', 'amber-helm');
+      // An install made with kubectl first: Helm refuses objects it does not own...
+      kubectl('apply', '--server-side', '-f', join(root, 'crds'));
+      kubectl('wait', '--for=condition=Established', ...crds.map((c) => `crd/${c}`));
+      expect(() => install()).toThrow(/CustomResourceDefinition .* invalid ownership metadata/);
+      // ...until they are handed over.
+      kubectl('label', 'crd', ...crds, 'app.kubernetes.io/managed-by=Helm');
+      kubectl(
+        'annotate',
+        'crd',
+        ...crds,
+        'meta.helm.sh/release-name=amber',
+        'meta.helm.sh/release-namespace=amber-helm',
+      );
+      install();
+      expect(
+        kubectl('get', 'crd', crds[0]!, '-o', 'jsonpath={.metadata.annotations.helm\\.sh/resource-policy}'),
+      ).toBe('keep');
+      kubectl('create', '-f', join(root, 'deploy', 'examples', 'forensiccase.yaml'));
+      const cases = kubectl('get', 'fcase', '-o', 'name').trim();
+      expect(cases).toMatch(/^forensiccase\.forensics\.amber\.io\//);
+
+      helmIn('uninstall', 'amber');
+      expect(kubectl('get', 'deployment', '-n', 'amber-helm', '-o', 'name').trim()).toBe('');
+      // Kept: the CRDs, and so every case.
+      expect(
+        kubectl('get', 'crd', ...crds, '-o', 'name')
+          .trim()
+          .split('\n'),
+      ).toHaveLength(2);
+      expect(kubectl('get', 'fcase', '-o', 'name').trim()).toBe(cases);
+
+      // The kept CRDs still carry the release's annotations: a new install takes them over.
+      install();
+      expect(helmIn('status', 'amber')).toMatch(/STATUS: deployed/);
+      expect(kubectl('get', 'fcase', '-o', 'name').trim()).toBe(cases);
+    });
+  });
+
   async function waitEstablished(names: string[]): Promise<void> {
     const kc = cluster.kubeConfig();
     const { ApiextensionsV1Api } = await import('@kubernetes/client-node');
