@@ -1,9 +1,14 @@
-// Writes crds/*.yaml from the zod schemas in src/api (run: npm run gen:crds).
-import { writeFileSync } from 'node:fs';
+// Writes crds/*.yaml and the chart's copy (charts/amber/files/crds/) from the zod schemas in
+// src/api (run: npm run gen:crds). A unit test fails when either drifts from the schemas.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderCrds } from '../src/api/render.js';
+import { CRD_DIRS, renderCrds } from '../src/api/render.js';
 
-for (const [file, text] of Object.entries(renderCrds())) {
-  writeFileSync(join(import.meta.dirname, '..', 'crds', file), text);
-  console.log(`wrote crds/${file}`);
+const root = join(import.meta.dirname, '..');
+for (const dir of CRD_DIRS) {
+  mkdirSync(join(root, dir), { recursive: true });
+  for (const [file, text] of Object.entries(renderCrds())) {
+    writeFileSync(join(root, dir, file), text);
+    console.log(`wrote ${dir}/${file}`);
+  }
 }

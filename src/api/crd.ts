@@ -8,7 +8,12 @@ export interface CrdNames {
   plural: string;
   singular: string;
   shortNames: readonly string[];
+  /** What `kubectl explain <kind>` says about the kind. */
+  description: string;
 }
+
+/** `kubectl get amber` lists every kind Amber owns. */
+export const CATEGORY = 'amber';
 
 export interface PrinterColumn {
   name: string;
@@ -42,6 +47,7 @@ export function crdFor(
         plural: names.plural,
         singular: names.singular,
         shortNames: [...names.shortNames],
+        categories: [CATEGORY],
       },
       versions: [
         {
@@ -54,7 +60,12 @@ export function crdFor(
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {
-            openAPIV3Schema: { type: 'object', required: ['spec'], properties },
+            openAPIV3Schema: {
+              description: names.description,
+              type: 'object',
+              required: ['spec'],
+              properties,
+            },
           },
         },
       ],

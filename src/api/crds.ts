@@ -9,13 +9,18 @@ export function allCrds(): Record<string, Record<string, unknown>> {
       { name: 'Namespace', type: 'string', jsonPath: '.spec.target.namespace' },
       { name: 'Pod', type: 'string', jsonPath: '.spec.target.pod' },
       { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+      // Why a case is Failed, SealedIncomplete, Tampered, ... without a describe.
+      { name: 'Reason', type: 'string', jsonPath: '.status.reason' },
       { name: 'Node', type: 'string', jsonPath: '.status.node' },
       { name: 'Alerts', type: 'integer', jsonPath: '.status.alerts.count', priority: 1 },
-      { name: 'Reason', type: 'string', jsonPath: '.spec.reason', priority: 1 },
+      { name: 'Message', type: 'string', jsonPath: '.status.message', priority: 1 },
+      { name: 'Opened-For', type: 'string', jsonPath: '.spec.reason', priority: 1 },
     ]),
     'responsepolicies.yaml': crdFor(RESPONSE_POLICY, ResponsePolicySpec, ResponsePolicyStatus, [
       { name: 'Priority', type: 'integer', jsonPath: '.spec.priority' },
       { name: 'DryRun', type: 'boolean', jsonPath: '.spec.dryRun' },
+      { name: 'InForce', type: 'string', jsonPath: '.status.conditions[?(@.type=="InForce")].status' },
+      { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="InForce")].reason' },
     ]),
   };
 }

@@ -14,18 +14,22 @@ export const FORENSIC_CASE = {
   plural: 'forensiccases',
   singular: 'forensiccase',
   shortNames: ['fcase'],
+  description:
+    'One suspect pod: Amber contains it, collects its evidence from the node and seals it in S3 under Object Lock. Opened by the intake from a Falco alert (through a ResponsePolicy) or by hand.',
 } as const;
 
 /** The Falco alert that opened the case (the first one; later ones are counted in status). */
-export const TriggeringAlert = z.object({
-  rule: z.string().min(1).max(1024),
-  priority: z.string().min(1).max(32),
-  time: z.string().max(64),
-  source: z.string().max(64).default('syscalls'),
-  uuid: z.string().max(64).optional(),
-  hostname: z.string().max(253).optional(),
-  output: z.string().max(8192).optional(),
-});
+export const TriggeringAlert = z
+  .object({
+    rule: z.string().min(1).max(1024).describe("The Falco rule's name."),
+    priority: z.string().min(1).max(32).describe("The alert's Falco priority (e.g. Critical)."),
+    time: z.string().max(64).describe('When Falco saw the event (RFC 3339).'),
+    source: z.string().max(64).default('syscalls').describe('Falco event source (syscall, k8s_audit, ...).'),
+    uuid: z.string().max(64).optional().describe("Falcosidekick's ID of the alert."),
+    hostname: z.string().max(253).optional().describe('The node Falco ran on.'),
+    output: z.string().max(8192).optional().describe("Falco's output line."),
+  })
+  .describe('The Falco alert that opened the case; later alerts are counted in status.alerts.');
 
 /**
  * Rules the API server enforces on updates (CEL, in the generated CRD): a case is about one pod
@@ -36,27 +40,45 @@ export const TARGET_IMMUTABLE_MESSAGE =
 export const RELEASE_ONE_WAY_MESSAGE =
   'spec.release cannot be set back to false: a released case stays released; open a new ForensicCase to contain the pod again';
 
-export const ForensicCaseSpec = z.object({
-  target: z
-    .object({
-      namespace: NamespaceName,
-      pod: ObjectName,
-      /** Containers to collect from; all of them (sidecars included) when empty. */
-      containers: z.array(z.string().min(1).max(63)).max(64).default([]),
-    })
-    .meta({ 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: TARGET_IMMUTABLE_MESSAGE }] }),
-  reason: z.string().min(1).max(4096),
-  policyRef: z.string().max(253).optional(),
-  alert: TriggeringAlert.optional(),
-  containment: Containment.default(Containment.parse({})),
-  collection: Collection.default(Collection.parse({})),
-  evidence: Evidence.default(Evidence.parse({})),
-  /** true lifts containment, for good. Evidence is never deleted by Amber. */
-  release: z
-    .boolean()
-    .default(false)
-    .meta({ 'x-kubernetes-validations': [{ rule: '!oldSelf || self', message: RELEASE_ONE_WAY_MESSAGE }] }),
-});
+export const ForensicCaseSpec = z
+  .object({
+    target: z
+      .object({
+        namespace: NamespaceName.describe("The suspect pod's namespace."),
+        pod: ObjectName.describe("The suspect pod's name."),
+        containers: z
+          .array(z.string().min(1).max(63))
+          .max(64)
+          .default([])
+          .describe('Containers to collect from; all of them (sidecars included) when empty.'),
+      })
+      .meta({ 'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: TARGET_IMMUTABLE_MESSAGE }] })
+      .describe('The suspect pod. Immutable: a case investigates one pod for its whole life.'),
+    reason: z
+      .string()
+      .min(1)
+      .max(4096)
+      .describe(
+        'Why the case was opened (the alert rule and its output, or the words of whoever opened it).',
+      ),
+    policyRef: z
+      .string()
+      .max(253)
+      .optional()
+      .describe('The ResponsePolicy that opened the case, if one did.'),
+    alert: TriggeringAlert.optional(),
+    containment: Containment.default(Containment.parse({})),
+    collection: Collection.default(Collection.parse({})),
+    evidence: Evidence.default(Evidence.parse({})),
+    release: z
+      .boolean()
+      .default(false)
+      .meta({ 'x-kubernetes-validations': [{ rule: '!oldSelf || self', message: RELEASE_ONE_WAY_MESSAGE }] })
+      .describe(
+        'true lifts containment, for good (it cannot be set back). Evidence is never deleted by Amber.',
+      ),
+  })
+  .describe('The suspect pod, and how to contain it, collect its evidence and seal it.');
 export type ForensicCaseSpec = z.infer<typeof ForensicCaseSpec>;
 
 export const PHASES = [
@@ -76,88 +98,149 @@ export const Phase = z.enum(PHASES);
 export type Phase = z.infer<typeof Phase>;
 
 export const TIMELINE_LIMIT = 64;
-export const TimelineEntry = z.object({
-  time: z.string(),
-  action: z.string().max(128),
-  outcome: z.enum(['Succeeded', 'Failed', 'Skipped']),
-  message: z.string().max(1024).optional(),
-});
+export const TimelineEntry = z
+  .object({
+    time: z.string().describe('When (RFC 3339).'),
+    action: z.string().max(128).describe('What Amber did (e.g. IsolateNetwork, CordonNode, Seal).'),
+    outcome: z.enum(['Succeeded', 'Failed', 'Skipped']).describe('Succeeded, Failed or Skipped.'),
+    message: z.string().max(1024).optional().describe('Details, for people.'),
+  })
+  .describe('One step Amber took on the case.');
 export type TimelineEntry = z.infer<typeof TimelineEntry>;
 
 export const ALERTS_KEPT = 20;
-export const AlertRecord = z.object({
-  time: z.string().max(64),
-  rule: z.string().max(1024),
-  priority: z.string().max(32),
-  source: z.string().max(64).optional(),
-  uuid: z.string().max(64).optional(),
-  output: z.string().max(2048).optional(),
-});
+export const AlertRecord = z
+  .object({
+    time: z.string().max(64).describe('When Falco saw the event.'),
+    rule: z.string().max(1024).describe("The Falco rule's name."),
+    priority: z.string().max(32).describe('Falco priority.'),
+    source: z.string().max(64).optional().describe('Falco event source.'),
+    uuid: z.string().max(64).optional().describe("Falcosidekick's ID of the alert."),
+    output: z.string().max(2048).optional().describe("Falco's output line, cut to 2048 characters."),
+  })
+  .describe("A Falco alert about the case's pod.");
 export type AlertRecord = z.infer<typeof AlertRecord>;
 
-export const ArtifactStatus = z.object({
-  name: z.string().max(512),
-  uri: z.string().max(2048),
-  size: z.number().int().min(0),
-  sha256: z.string().regex(/^[a-f0-9]{64}$/),
-  retainUntil: z.string().optional(),
-});
+export const ArtifactStatus = z
+  .object({
+    name: z.string().max(512).describe('Artifact name, relative to the case.'),
+    uri: z.string().max(2048).describe('Where it is stored (s3://bucket/key or file://).'),
+    size: z.number().int().min(0).describe('Bytes.'),
+    sha256: z
+      .string()
+      .regex(/^[a-f0-9]{64}$/)
+      .describe('SHA-256 of the content, hex.'),
+    retainUntil: z.string().optional().describe('Object Lock retain-until date.'),
+  })
+  .describe('One stored piece of evidence.');
 
 export const GAPS_KEPT = 64;
-export const EvidenceNote = z.object({ what: z.string().max(1024), reason: z.string().max(1024) });
+export const EvidenceNote = z
+  .object({
+    what: z.string().max(1024).describe('The artifact or object concerned.'),
+    reason: z.string().max(1024).describe('Why.'),
+  })
+  .describe('Something about the evidence and why.');
 
-export const ForensicCaseStatus = z.object({
-  phase: Phase.optional(),
-  observedGeneration: z.number().int().min(0).optional(),
-  conditions: z.array(Condition).max(16).optional(),
-  node: z.string().max(253).optional(),
-  podUID: z.string().max(64).optional(),
-  containers: z
-    .array(
-      z.object({
-        name: z.string().max(63),
-        id: z.string().max(128),
-        runtime: z.string().max(32),
-        /** The image digest the runtime reports (containerStatuses[].imageID). */
-        imageID: z.string().max(512).optional(),
-      }),
-    )
-    .max(64)
-    .optional(),
-  artifacts: z.array(ArtifactStatus).max(512).optional(),
-  manifest: z
-    .object({
-      uri: z.string().max(2048),
-      sha256: z.string().max(64),
-      versionId: z.string().max(1024).optional(),
-    })
-    .optional(),
-  /** What the collection wanted and did not get (the manifest lists them all). */
-  gaps: z.array(EvidenceNote).max(GAPS_KEPT).optional(),
-  /** Objects under the case that nothing accounts for: recorded, never signed as evidence. */
-  findings: z.array(EvidenceNote).max(GAPS_KEPT).optional(),
-  alerts: z
-    .object({
-      count: z.number().int().min(0),
-      firstSeen: z.string().optional(),
-      lastSeen: z.string().optional(),
-      /** Distinct rules seen, bounded. */
-      rules: z.array(z.string().max(1024)).max(32),
-      /** The most recent alerts, newest last; the full log is appended to the evidence store. */
-      recent: z.array(AlertRecord).max(ALERTS_KEPT),
-      /** Alerts past the recent window that the evidence store has not received yet. */
-      dropped: z.number().int().min(0).default(0),
-      /**
-       * Per intake write-ahead log run, the highest log sequence number counted in `count`,
-       * written in the same patch as the count: a replay after a crash skips what it covers
-       * (ADR 0014). Bounded; the oldest runs go first.
-       */
-      logMarks: z.record(z.string().max(64), z.number().int().min(0)).optional(),
-    })
-    .optional(),
-  timeline: z.array(TimelineEntry).max(TIMELINE_LIMIT).optional(),
-  containedAt: z.string().optional(),
-});
+const PHASE_HELP =
+  'Pending, Contained, Collecting, Sealed, SealedIncomplete (sealed, with gaps), Tampered (a manifest the operator did not write: never sealed), Released, Failed, Invalid. Derived from the conditions.';
+
+export const ForensicCaseStatus = z
+  .object({
+    phase: Phase.optional().describe(PHASE_HELP),
+    reason: z
+      .string()
+      .max(1024)
+      .optional()
+      .describe(
+        'Why the case is in its phase: the reason of the condition that decided it (e.g. NoEvidenceBucket for a Failed case, Incomplete for SealedIncomplete).',
+      ),
+    message: z.string().max(32_768).optional().describe("That condition's message."),
+    observedGeneration: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('The metadata.generation status was built from.'),
+    conditions: z
+      .array(Condition)
+      .max(16)
+      .optional()
+      .describe(
+        'Valid, Contained, EvidenceCollected, EvidenceSealed, EvidenceTampered, Released, NetworkIsolated, NodeHeld, PodReplaced.',
+      ),
+    node: z.string().max(253).optional().describe("The suspect pod's node."),
+    podUID: z.string().max(64).optional().describe('The UID of the pod the case pinned at containment.'),
+    containers: z
+      .array(
+        z
+          .object({
+            name: z.string().max(63).describe("The container's name."),
+            id: z.string().max(128).describe("The runtime's container ID."),
+            runtime: z.string().max(32).describe('containerd, cri-o or docker.'),
+            imageID: z
+              .string()
+              .max(512)
+              .optional()
+              .describe('The image digest the runtime reports (containerStatuses[].imageID).'),
+          })
+          .describe('A container of the suspect pod.'),
+      )
+      .max(64)
+      .optional()
+      .describe('The containers recorded at containment, by ID: evidence is about these.'),
+    artifacts: z.array(ArtifactStatus).max(512).optional().describe('The evidence stored for the case.'),
+    manifest: z
+      .object({
+        uri: z.string().max(2048).describe('Where the signed manifest is.'),
+        sha256: z.string().max(64).describe('SHA-256 of the manifest, hex.'),
+        versionId: z.string().max(1024).optional().describe("The manifest object's S3 version."),
+      })
+      .optional()
+      .describe('The signed manifest (DSSE, in-toto) that seals the evidence; amber verify checks it.'),
+    gaps: z
+      .array(EvidenceNote)
+      .max(GAPS_KEPT)
+      .optional()
+      .describe('What the collection wanted and did not get (the manifest lists them all).'),
+    findings: z
+      .array(EvidenceNote)
+      .max(GAPS_KEPT)
+      .optional()
+      .describe('Objects under the case that nothing accounts for: recorded, never signed as evidence.'),
+    alerts: z
+      .object({
+        count: z.number().int().min(0).describe('Alerts about the pod, the first one included.'),
+        firstSeen: z.string().optional().describe('Time of the first alert.'),
+        lastSeen: z.string().optional().describe('Time of the latest alert.'),
+        rules: z.array(z.string().max(1024)).max(32).describe('Distinct rules seen, bounded.'),
+        recent: z
+          .array(AlertRecord)
+          .max(ALERTS_KEPT)
+          .describe('The most recent alerts, newest last; the full log is appended to the evidence store.'),
+        dropped: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe('Alerts past the recent window that the evidence store has not received yet.'),
+        logMarks: z
+          .record(z.string().max(64), z.number().int().min(0))
+          .optional()
+          .describe(
+            'Per intake write-ahead log run, the highest log sequence number counted in count, written in the same patch: a replay after a crash skips what it covers (ADR 0014). Bounded; the oldest runs go first.',
+          ),
+      })
+      .optional()
+      .describe("Falco alerts about the case's pod, written by the intake."),
+    timeline: z
+      .array(TimelineEntry)
+      .max(TIMELINE_LIMIT)
+      .optional()
+      .describe(`The steps Amber took, oldest first; the latest ${TIMELINE_LIMIT}.`),
+    containedAt: z.string().optional().describe('When containment completed.'),
+  })
+  .describe('What Amber did and found; written by the operator (alerts: by the intake).');
 export type ForensicCaseStatus = z.infer<typeof ForensicCaseStatus>;
 
 export const ForensicCase = z.object({

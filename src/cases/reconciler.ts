@@ -29,7 +29,7 @@ import { apiStatusCode, isConflict, orNotFound } from '../runtime/errors.js';
 import type { KubeClients } from './client.js';
 import type { CaseEvents } from './events.js';
 import type { CaseMetrics } from './metrics.js';
-import { phaseOf } from './phase.js';
+import { phaseOf, phaseReasonOf } from './phase.js';
 import { refusal, type SafetyConfig } from './safety.js';
 import { StatusBuilder } from './status.js';
 
@@ -413,6 +413,10 @@ export class CaseReconciler {
     whole = false,
   ): Promise<void> {
     status.status.phase = phaseOf(status.status.conditions);
+    // Always a string: a merge patch cannot leave a stale reason behind.
+    const why = phaseReasonOf(status.status.conditions);
+    status.status.reason = why.reason;
+    status.status.message = why.message;
     const finished = status.finish();
     if (status.changed) {
       // Only the fields this controller owns: status.alerts belongs to the intake, which

@@ -17,6 +17,8 @@ export const CollectionConfig = z.object({
   /** The image with the `amber` CLI that collection Jobs run. */
   image: z.string().min(1).default('amber:latest'),
   command: z.array(z.string().min(1)).min(1).default(['amber']),
+  /** Secrets in `namespace` the Jobs pull `image` with (a private registry). */
+  imagePullSecrets: z.array(z.string().min(1)).default([]),
   /**
    * Unused since ADR 0009: a Secret shared by every Job let root on any suspect's node write
    * anywhere in the bucket. Jobs now get per-Job STS credentials (jobCredentials). Still

@@ -166,6 +166,8 @@ export interface CollectionJobInput {
   collection: z.infer<typeof Collection>;
   store: Extract<ResolvedStore, { type: 's3' }>;
   image: string;
+  /** Secrets in `namespace` to pull `image` with. */
+  imagePullSecrets?: readonly string[];
   command: string[];
   /** How the collector's own deadline is passed, and how long before the Job's it falls. */
   collectorDeadline: CollectorDeadline;
@@ -251,6 +253,10 @@ export function collectionJob(input: CollectionJobInput): V1Job {
           // The collector talks to the store, not to the Kubernetes API.
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          // A private image on a node the operator does not run on needs its own pull secret.
+          ...(input.imagePullSecrets?.length
+            ? { imagePullSecrets: input.imagePullSecrets.map((name) => ({ name })) }
+            : {}),
           containers: [
             {
               name: 'collector',

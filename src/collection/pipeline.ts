@@ -301,6 +301,7 @@ export class CollectionPipeline {
       collection: kase.spec.collection,
       store,
       image: config.image,
+      imagePullSecrets: config.imagePullSecrets,
       command: config.command,
       collectorDeadline: config.collectorDeadline,
     });

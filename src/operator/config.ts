@@ -33,6 +33,8 @@ export const OperatorConfig = z.object({
   /** off: cases stop at Contained (containment only). */
   collectionMode: z.enum(['job', 'inline', 'off']).default('job'),
   collectorImage: z.string().min(1).optional(),
+  /** Secrets (in the operator's namespace) the collection Jobs pull their image with. */
+  collectorImagePullSecrets: z.array(z.string().min(1)).optional(),
   s3Bucket: z.string().min(3).max(63).optional(),
   s3Endpoint: z.url().optional(),
   s3PathStyle: boolish.optional(),
@@ -198,6 +200,14 @@ export const operatorSettings: readonly OperatorSetting[] = [
     help: 'image of the collection Jobs',
   },
   {
+    key: 'collectorImagePullSecrets',
+    flag: 'collector-image-pull-secrets',
+    env: ['AMBER_COLLECTOR_IMAGE_PULL_SECRETS'],
+    value: 'names',
+    help: "comma-separated Secrets in Amber's namespace the collection Jobs pull their image with",
+    list: true,
+  },
+  {
     key: 's3Bucket',
     flag: 's3-bucket',
     env: ['AMBER_S3_BUCKET'],
@@ -334,6 +344,7 @@ export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | u
     mode: cfg.collectionMode,
     namespace: cfg.namespace,
     ...(cfg.collectorImage ? { image: cfg.collectorImage } : {}),
+    ...(cfg.collectorImagePullSecrets ? { imagePullSecrets: cfg.collectorImagePullSecrets } : {}),
     ...(cfg.signingKeySecret ? { signingKeySecret: { name: cfg.signingKeySecret } } : {}),
     ...(cfg.s3CredentialsSecret
       ? { s3CredentialsSecret: cfg.s3CredentialsSecret === 'none' ? null : cfg.s3CredentialsSecret }

@@ -16,3 +16,19 @@ app.kubernetes.io/component: operator
 {{- define "amber.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{/* The collection Jobs' pull secrets, comma-separated: collection.imagePullSecrets, else imagePullSecrets. */}}
+{{- define "amber.collectorPullSecrets" -}}
+{{- if .Values.collection.imagePullSecrets -}}
+{{- join "," .Values.collection.imagePullSecrets -}}
+{{- else -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets }}{{ $names = append $names .name }}{{ end -}}
+{{- join "," $names -}}
+{{- end -}}
+{{- end }}
+
+{{/* The namespace of an optional monitoring object: its own value, else the release's. */}}
+{{- define "amber.monitoringNamespace" -}}
+{{- .namespace | default .root.Release.Namespace -}}
+{{- end }}
