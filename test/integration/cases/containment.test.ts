@@ -193,7 +193,10 @@ describe('containment and release against a real control plane, as the operator 
       reason: 'PodNotFound',
     });
     // The Reason printer column (kubectl get fcase) reads status.reason.
-    expect(c.status).toMatchObject({ reason: 'PodNotFound', message: expect.stringContaining('no-such-pod') });
+    expect(c.status).toMatchObject({
+      reason: 'PodNotFound',
+      message: expect.stringContaining('no-such-pod'),
+    });
   });
 
   it('refuses a pod already held by another case', async () => {
