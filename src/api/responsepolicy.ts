@@ -79,7 +79,7 @@ export const AlertMatch = z
       .boolean()
       .default(false)
       .describe(
-        'k8s_audit alerts name the object of an API request, whether or not the API server allowed it. When true, such an alert may act on the pod its request targeted, and only if the request succeeded (ka.response.code 2xx, or 101 for exec/attach); when false (the default) audit alerts about a pod open no case.',
+        'k8s_audit alerts name the object of an API request, whether or not the API server allowed it. When true, such an alert may act on the pod its request targeted, and only if the request succeeded (ka.response.code 2xx, or 101 for exec/attach) and changed the pod or reached into it (ka.verb create, update, patch, delete or deletecollection, or ka.target.subresource exec, attach or portforward); when false (the default) audit alerts about a pod open no case.',
       ),
   })
   .describe('Which Falco alerts the policy applies to; every criterion given must hold.');
