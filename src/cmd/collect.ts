@@ -43,6 +43,7 @@ export interface CollectCliOptions {
   hostPid: string;
   podLogsRoot?: string;
   checkpointsRoot?: string;
+  snapshotterRoot?: string[];
   terminationMessagePath: string;
   deadline?: string;
   stepTimeout?: string;
@@ -105,6 +106,10 @@ export function registerCollectCommand(program: Command): void {
     )
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
+    .option(
+      '--snapshotter-root <dir...>',
+      "host directories the container's layers must lie below (default: containerd's, CRI-O's and Docker's overlay snapshot directories)",
+    )
     .option(
       '--deadline <seconds>',
       'seconds from start by which the report is stored, whatever is left (the Job sets it below its activeDeadlineSeconds)',
@@ -187,6 +192,7 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.node && { node: cli.node }),
     ...(cli.podLogsRoot && { podLogsRoot: cli.podLogsRoot }),
     ...(cli.checkpointsRoot && { checkpointsRoot: cli.checkpointsRoot }),
+    ...(cli.snapshotterRoot?.length && { snapshotterRoots: cli.snapshotterRoot }),
   };
 }
 

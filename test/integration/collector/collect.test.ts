@@ -114,6 +114,7 @@ describe('collecting a container an attacker worked in', () => {
         containerId: c.id.slice(0, 12),
         runtime: 'runc',
         runtimeRoot: c.stateRoot,
+        snapshotterRoots: c.layerRoots,
         node: 'test-node',
         hostReferencePid: process.pid,
         terminationMessagePath: termLog,
