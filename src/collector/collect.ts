@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -17,6 +17,7 @@ import {
   openLayer,
   planLayout,
   type OverlayLayout,
+  type RootfsKey,
 } from './overlay.js';
 import {
   containerPids,
@@ -31,7 +32,7 @@ import { parseStatus } from './procfs.js';
 import { CollectionReport, collectorMetrics, errorMessage, type CollectionReportJson } from './report.js';
 import { CollectionRun, toJson } from './run.js';
 import { cappedStream, Dir, fileType, NotRegularError, openProcLink } from './safe-fs.js';
-import type { TarLimits } from './tar.js';
+import { major, minor, type TarLimits } from './tar.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -482,17 +483,12 @@ async function layoutOf(run: CollectionRun, ctx: Context): Promise<OverlayLayout
   ctx.layout = null;
   const { opts } = ctx;
   try {
-    const rootfs = ctx.container?.rootfs;
-    if (!rootfs)
-      throw new Error(
-        `no runtime state names the container's rootfs (found by ${ctx.container?.via}): ` +
-          "its layers are not read, and the container's own mountinfo is not trusted for them",
-      );
+    const at = await rootfsKey(ctx);
     const hostMounts = await readFile(
       join(opts.procRoot, String(opts.hostReferencePid), 'mountinfo'),
       'utf8',
     );
-    const plan = planLayout(hostMounts, rootfs, opts.snapshotterRoots);
+    const plan = planLayout(hostMounts, at, opts.snapshotterRoots);
     if ('refused' in plan) throw new Error(plan.refused);
     ctx.layout = plan.layout;
     const claimed = ctx.init?.mounts && claimedLayout(ctx.init.mounts);
@@ -509,6 +505,18 @@ async function layoutOf(run: CollectionRun, ctx: Context): Promise<OverlayLayout
     run.gap('overlay layout', err);
     return undefined;
   }
+}
+
+/** The runtime's rootfs when its state names one, else the device of the container's root. */
+async function rootfsKey(ctx: Context): Promise<RootfsKey> {
+  const c = ctx.container;
+  if (c?.rootfs) return { rootfs: c.rootfs };
+  const st = await stat(join(ctx.opts.procRoot, String(c?.initPid), 'root')).catch((err: unknown) => {
+    throw new Error(
+      `no runtime state names the container's rootfs (found by ${c?.via}) and its root cannot be read: ${errorMessage(err)}`,
+    );
+  });
+  return { device: `${major(st.dev)}:${minor(st.dev)}` };
 }
 
 const host = (ctx: Context, p: string): string => join(ctx.opts.hostRoot, p);

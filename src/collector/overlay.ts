@@ -140,18 +140,33 @@ export function underRoot(
 }
 
 /**
- * The container's overlay as the host mounted it: the topmost mount at the runtime's rootfs
- * in the host's mountinfo, and every layer of it inside a snapshotter root. Pure.
+ * Which host mount is the container's root. By preference the mount point the runtime's state
+ * names (`rootfs`). When no state names one (a container found by its cgroup), the device of
+ * the container's root directory as the host sees it (stat of /proc/<pid>/root): the suspect
+ * can chroot elsewhere, but only into a mount of its own namespace, and an overlay it mounted
+ * there is not in the host's table, so at worst this refuses.
  */
-export function planLayout(hostMountinfo: string, rootfs: string, roots: string[]): LayoutPlan {
-  const at = mountLines(hostMountinfo).filter((l) => l.mount.mountPoint === rootfs);
+export type RootfsKey = { rootfs: string } | { device: string };
+
+const keyText = (at: RootfsKey): string =>
+  'rootfs' in at ? `the runtime's rootfs ${at.rootfs}` : `the container root's device ${at.device}`;
+
+/**
+ * The container's overlay as the host mounted it: the topmost overlay at the runtime's rootfs
+ * (or with the root's device) in the host's mountinfo, and every layer of it inside a snapshotter
+ * root. Pure.
+ */
+export function planLayout(hostMountinfo: string, at: RootfsKey, roots: string[]): LayoutPlan {
+  const mounts = mountLines(hostMountinfo).filter((l) =>
+    'rootfs' in at
+      ? l.mount.mountPoint === at.rootfs
+      : l.mount.device === at.device && l.mount.fsType === 'overlay',
+  );
   // The last line at a mount point is the one on top: what the runtime's pivot_root saw.
-  const top = at.at(-1);
-  if (!top)
-    return {
-      refused: `nothing is mounted at the runtime's rootfs ${rootfs} in the host's mount table`,
-    };
+  const top = mounts.at(-1);
+  if (!top) return { refused: `nothing is mounted at ${keyText(at)} in the host's mount table` };
   const { mount, options } = top;
+  const rootfs = mount.mountPoint;
   if (mount.fsType !== 'overlay')
     return { refused: `the rootfs ${rootfs} is ${mount.fsType}, not overlay: no writable layer to diff` };
   const get = (k: string) => options.find(([key]) => key === k)?.[1];

@@ -352,6 +352,7 @@ describe('a suspect that mounts an overlay on its own root naming a host directo
   let lie: MountInfo | undefined;
   let result: CollectResult;
   let refused: CollectResult;
+  let viaCgroup: CollectResult;
 
   beforeAll(async () => {
     // Stands in for another container's snapshot on the node: what the lie points the collector at.
@@ -389,6 +390,13 @@ describe('a suspect that mounts an overlay on its own root naming a host directo
       .at(-1);
     result = await collect(c, store, 'case-overlay-lie', {
       groups: ['processes', 'filesystemDiff', 'writableLayer'],
+    });
+    // Found by its cgroup (no runtime state names the rootfs): the overlay is the host mount
+    // with the device of /proc/<pid>/root, which the mount on top of / has not changed.
+    viaCgroup = await collect(c, store, 'case-overlay-cgroup', {
+      runtime: 'auto',
+      runtimeRoot: undefined,
+      groups: ['processes', 'writableLayer'],
     });
     // The same container with roots that leave its own directory out: a refusal, not a read.
     refused = await collect(c, store, 'case-overlay-refused', {
@@ -428,6 +436,20 @@ describe('a suspect that mounts an overlay on its own root naming a host directo
     };
     expect(diff.layout).toMatchObject({ upperDir: c.upperDir, mountPoint: c.rootfs });
     expect(diff.changes).toContainEqual(expect.objectContaining({ path: '/suspect-wrote.txt', kind: 'A' }));
+  });
+
+  it("finds the same layer by the root's device when the container is found by its cgroup", async () => {
+    expect(viaCgroup.container?.via).toBe('cgroup scan');
+    expect(viaCgroup.report.failed).toEqual([]);
+    const tar = await tarEntries(
+      await readAll(
+        await store.get(
+          'case-overlay-cgroup',
+          `containers/${c.id.slice(0, 12)}/filesystem/writable-layer.tar`,
+        ),
+      ),
+    );
+    expect(tar.find((e) => e.name === 'suspect-wrote.txt')?.body.toString()).toBe(`real-${marker}\n`);
   });
 
   it("records the container's claim as a finding, beside a complete collection", () => {

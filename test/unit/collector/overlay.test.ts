@@ -179,7 +179,7 @@ describe('planLayout', () => {
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const plan = planLayout(c.mountinfo.join('\n'), rootfs, c.roots ?? [snaps]);
+      const plan = planLayout(c.mountinfo.join('\n'), { rootfs }, c.roots ?? [snaps]);
       if (c.expect instanceof RegExp) {
         expect('refused' in plan && plan.refused).toMatch(c.expect);
         return;
@@ -198,14 +198,27 @@ describe('planLayout', () => {
       'overlay',
       `lowerdir=${snaps}/7/fs,upperdir=${snaps}/7/fs,workdir=${snaps}/7/work`,
     );
-    expect(planLayout(lying, rootfs, [snaps])).toEqual({
+    expect(planLayout(lying, { rootfs }, [snaps])).toEqual({
       refused: expect.stringMatching(/nothing is mounted at the runtime's rootfs/) as unknown,
     });
   });
 
+  it("finds the overlay by the root's device when no runtime state names the rootfs", () => {
+    const text = [line(20, '/', 'ext4', 'discard'), line(40, rootfs, 'overlay', containerd)].join('\n');
+    expect(planLayout(text, { device: '0:40' }, [snaps])).toMatchObject({
+      layout: { upperDir: `${snaps}/3/fs`, mountPoint: rootfs, device: '0:40' },
+    });
+    // The root's device of a chroot into an overlay of the suspect's own namespace: not on the host.
+    expect(planLayout(text, { device: '0:66' }, [snaps])).toEqual({
+      refused: "nothing is mounted at the container root's device 0:66 in the host's mount table",
+    });
+    // A non-overlay mount with that device (a bind of the host's disk) is never taken for it.
+    expect(planLayout(text, { device: '0:20' }, [snaps])).toMatchObject({ refused: /nothing is mounted/ });
+  });
+
   it('agrees with parseMountinfo on the fields both read', () => {
     const text = line(40, rootfs, 'overlay', containerd);
-    const plan = planLayout(text, rootfs, [snaps]);
+    const plan = planLayout(text, { rootfs }, [snaps]);
     const [m] = parseMountinfo(text);
     expect('layout' in plan && plan.layout.upperDir).toBe(m?.superOptions.upperdir);
     expect('layout' in plan && plan.layout.device).toBe(m?.device);
