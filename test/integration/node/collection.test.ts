@@ -7,7 +7,7 @@ import { createRegistry } from '../../../src/observability/metrics.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
-import { RealNode, buildImages, nodeUnavailable, type Image } from '../../testenv/node.js';
+import { NODE_SNAPSHOTS, RealNode, buildImages, nodeUnavailable, type Image } from '../../testenv/node.js';
 import { NodePods } from '../../testenv/node-pods.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
@@ -68,6 +68,7 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       collection: {
         mode: 'job',
         image: amber.ref,
+        snapshotterRoots: [NODE_SNAPSHOTS],
         pollMs: 1_000,
         evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
       },
