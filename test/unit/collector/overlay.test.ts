@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { locateContainer, type Runtime } from '../../../src/collector/locate.js';
 import {
   LayerLookup,
   lowerLayers,
@@ -288,4 +289,49 @@ describe('openLayer and LayerLookup on a real directory tree', () => {
       await l.close();
     }
   });
+});
+
+describe("locateContainer: the rootfs the runtime's own state names", () => {
+  const hostRoot = mkdtempSync(join(tmpdir(), 'amber-state-'));
+  afterAll(() => rmSync(hostRoot, { recursive: true, force: true }));
+  const id = 'c'.repeat(64);
+  const write = (rel: string, content: string): void => {
+    mkdirSync(join(hostRoot, rel, '..'), { recursive: true });
+    writeFileSync(join(hostRoot, rel), content);
+  };
+  const task = `/run/containerd/io.containerd.runtime.v2.task/k8s.io/${id}`;
+  // A live PID stands in for the container's init: this test process.
+  write(`${task}/init.pid`, String(process.pid));
+  write(`${task}/config.json`, JSON.stringify({ root: { path: 'rootfs' } }));
+  const crio = `/run/containers/storage/overlay-containers/${id}`;
+  write(`${crio}/userdata/pidfile`, String(process.pid));
+  write(
+    `${crio}/userdata/config.json`,
+    JSON.stringify({ root: { path: '/var/lib/containers/storage/overlay/l/merged' } }),
+  );
+  write(
+    `/run/runc/${id}/state.json`,
+    JSON.stringify({ init_process_pid: process.pid, config: { rootfs: '/b/rootfs' } }),
+  );
+  write(`/run/bare/${id}/init.pid`, String(process.pid));
+
+  const cases: { runtime: Runtime; roots?: string[]; rootfs: string | undefined }[] = [
+    { runtime: 'containerd', rootfs: `${task}/rootfs` },
+    { runtime: 'cri-o', rootfs: '/var/lib/containers/storage/overlay/l/merged' },
+    { runtime: 'runc', rootfs: '/b/rootfs' },
+    { runtime: 'containerd', roots: ['/run/bare'], rootfs: undefined },
+  ];
+  for (const c of cases) {
+    it(`${c.runtime}${c.roots ? ` under ${c.roots.join()}` : ''}: ${c.rootfs ?? 'none'}`, async () => {
+      const found = await locateContainer({
+        containerId: id,
+        runtime: c.runtime,
+        procRoot: '/proc',
+        hostRoot,
+        ...(c.roots && { runtimeRoots: { [c.runtime]: c.roots } }),
+      });
+      expect(found.initPid).toBe(process.pid);
+      expect(found.rootfs).toBe(c.rootfs);
+    });
+  }
 });
