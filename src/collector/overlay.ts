@@ -44,6 +44,12 @@ export interface OverlayLayout {
   mountId: number;
   /** major:minor of the overlay: the device /proc/<pid>/root of the container shows. */
   device: string;
+  /**
+   * The mount named its lower layers relative to the mounter's working directory (containerd
+   * does so when absolute paths would overflow the mount data page) and they were taken as
+   * relative to the root the upperdir lies in, where containerd puts them.
+   */
+  lowerDirsRelativeTo?: string;
 }
 
 export type LayoutPlan = { layout: OverlayLayout } | { refused: string };
@@ -182,6 +188,12 @@ export function planLayout(hostMountinfo: string, at: RootfsKey, roots: string[]
     mountId: mount.id,
     device: mount.device,
   };
+  const upperRoot = underRoot(layout.upperDir, roots);
+  if ('root' in upperRoot && layout.lowerDirs.some((l) => !l.startsWith('/'))) {
+    // Only bare relative names are resolved; "..", "." and empty components are refused below.
+    layout.lowerDirs = layout.lowerDirs.map((l) => (l.startsWith('/') ? l : `${upperRoot.root}/${l}`));
+    layout.lowerDirsRelativeTo = upperRoot.root;
+  }
   const named: [string, string][] = [
     ['upperdir', layout.upperDir],
     ...(layout.workDir !== undefined ? [['workdir', layout.workDir] as [string, string]] : []),

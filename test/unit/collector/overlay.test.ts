@@ -28,7 +28,15 @@ describe('planLayout', () => {
     name: string;
     mountinfo: string[];
     roots?: string[];
-    expect: { upperDir: string; lowerDirs: string[]; dataDirs?: string[]; workDir?: string } | RegExp;
+    expect:
+      | {
+          upperDir: string;
+          lowerDirs: string[];
+          dataDirs?: string[];
+          workDir?: string;
+          lowerDirsRelativeTo?: string;
+        }
+      | RegExp;
   }[] = [
     {
       name: "containerd's overlay at the task's rootfs",
@@ -162,6 +170,23 @@ describe('planLayout', () => {
       expect: /is not an absolute path/,
     },
     {
+      name: "containerd's compacted form: lowerdirs relative to the snapshots directory",
+      mountinfo: [
+        line(40, rootfs, 'overlay', `lowerdir=2/fs:1/fs,upperdir=${snaps}/3/fs,workdir=${snaps}/3/work`),
+      ],
+      expect: {
+        upperDir: `${snaps}/3/fs`,
+        workDir: `${snaps}/3/work`,
+        lowerDirs: [`${snaps}/2/fs`, `${snaps}/1/fs`],
+        lowerDirsRelativeTo: snaps,
+      },
+    },
+    {
+      name: 'a relative lowerdir climbing out of the root is refused',
+      mountinfo: [line(40, rootfs, 'overlay', `lowerdir=../../../../etc,upperdir=${snaps}/3/fs`)],
+      expect: /lowerdir .* has an empty, "." or ".." component/,
+    },
+    {
       name: 'a read-only root has nothing written',
       mountinfo: [line(40, rootfs, 'overlay', `lowerdir=${snaps}/1/fs:${snaps}/2/fs`)],
       expect: /no upperdir/,
@@ -188,6 +213,7 @@ describe('planLayout', () => {
       if (!('layout' in plan)) throw new Error(`refused: ${plan.refused}`);
       expect(plan.layout).toMatchObject({ dataDirs: [], ...c.expect, mountPoint: rootfs });
       if (c.expect.workDir === undefined) expect(plan.layout.workDir).toBeUndefined();
+      if (c.expect.lowerDirsRelativeTo === undefined) expect(plan.layout.lowerDirsRelativeTo).toBeUndefined();
     });
   }
 
