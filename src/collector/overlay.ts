@@ -119,9 +119,10 @@ export function lowerLayers(options: [string, string][]): { lowerDirs: string[];
       dataDirs: data.filter(Boolean).map(unescapeOverlay),
     };
   }
+  // One path per option: the kernel takes these verbatim (ovl_mount_dir_noesc), no escapes to undo.
   return {
-    lowerDirs: options.filter(([k]) => k === 'lowerdir+').map(([, v]) => unescapeOverlay(v)),
-    dataDirs: options.filter(([k]) => k === 'datadir+').map(([, v]) => unescapeOverlay(v)),
+    lowerDirs: options.filter(([k]) => k === 'lowerdir+').map(([, v]) => v),
+    dataDirs: options.filter(([k]) => k === 'datadir+').map(([, v]) => v),
   };
 }
 

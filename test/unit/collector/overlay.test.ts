@@ -257,6 +257,13 @@ describe('lowerLayers and underRoot', () => {
     expect(lowerLayers([['lowerdir', '/a::/d']])).toEqual({ lowerDirs: ['/a'], dataDirs: ['/d'] });
     expect(lowerLayers([['lowerdir', '/a\\::/b']])).toEqual({ lowerDirs: ['/a:', '/b'], dataDirs: [] });
     expect(lowerLayers([])).toEqual({ lowerDirs: [], dataDirs: [] });
+    // lowerdir+ and datadir+ are single paths the kernel takes verbatim: a backslash is part of the name.
+    expect(
+      lowerLayers([
+        ['lowerdir+', '/a\\:b'],
+        ['datadir+', '/d'],
+      ]),
+    ).toEqual({ lowerDirs: ['/a\\:b'], dataDirs: ['/d'] });
   });
   it('finds the root a path lies strictly below', () => {
     expect(underRoot('/s/a/b', ['/x', '/s/'])).toEqual({ root: '/s', rel: 'a/b' });
