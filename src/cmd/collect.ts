@@ -45,6 +45,7 @@ export interface CollectCliOptions {
   podLogsRoot?: string;
   checkpointsRoot?: string;
   cutConnections?: string;
+  snapshotterRoot?: string[];
   terminationMessagePath: string;
   deadline?: string;
   stepTimeout?: string;
@@ -111,6 +112,10 @@ export function registerCollectCommand(program: Command): void {
     )
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
+    .option(
+      '--snapshotter-root <dir...>',
+      "host directories the container's layers must lie below (default: containerd's, CRI-O's and Docker's overlay snapshot directories)",
+    )
     .option(
       '--deadline <seconds>',
       'seconds from start by which the report is stored, whatever is left (the Job sets it below its activeDeadlineSeconds)',
@@ -194,6 +199,7 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.podLogsRoot && { podLogsRoot: cli.podLogsRoot }),
     ...(cli.checkpointsRoot && { checkpointsRoot: cli.checkpointsRoot }),
     ...(cli.cutConnections && { cutConnectionsOf: addresses(cli.cutConnections) }),
+    ...(cli.snapshotterRoot?.length && { snapshotterRoots: cli.snapshotterRoot }),
   };
 }
 

@@ -44,6 +44,11 @@ export const CollectionConfig = z.object({
       reportMarginSeconds: z.number().int().min(5).default(60),
     })
     .prefault({}),
+  /**
+   * Host directories a suspect's image and writable layers must lie below (ADR 0017), for both
+   * modes; the collector's defaults (containerd's, CRI-O's and Docker's) when absent.
+   */
+  snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
   /** Signing key Secret in the operator namespace, used when a case names none. */
   signingKeySecret: z
     .object({

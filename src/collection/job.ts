@@ -171,6 +171,8 @@ export interface CollectionJobInput {
   command: string[];
   /** How the collector's own deadline is passed, and how long before the Job's it falls. */
   collectorDeadline: CollectorDeadline;
+  /** Where the node's snapshotter keeps layers, when not where the collector looks by default. */
+  snapshotterRoots?: string[];
 }
 
 export interface CollectorDeadline {
@@ -212,6 +214,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
   const deadline = input.collection.timeoutSeconds;
   const args = collectorArgs(req, input.store);
   if (pod.cutConnections?.length) args.push('--cut-connections', pod.cutConnections.join(','));
+  for (const root of input.snapshotterRoots ?? []) args.push('--snapshotter-root', root);
   if (input.collectorDeadline.flag)
     args.push(
       input.collectorDeadline.flag,

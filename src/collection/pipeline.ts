@@ -304,6 +304,7 @@ export class CollectionPipeline {
       imagePullSecrets: config.imagePullSecrets,
       command: config.command,
       collectorDeadline: config.collectorDeadline,
+      ...(config.snapshotterRoots && { snapshotterRoots: config.snapshotterRoots }),
     });
     const name = body.metadata!.name!;
     let job = await orNotFound(clients.batch.readNamespacedJob({ namespace: config.namespace, name }));
@@ -461,6 +462,7 @@ export class CollectionPipeline {
         hostReferencePid: inline.hostReferencePid,
         terminationMessagePath: null,
         ...(root && { runtimeRoot: root }),
+        ...(this.deps.config.snapshotterRoots && { snapshotterRoots: this.deps.config.snapshotterRoots }),
       },
       store,
       { registry: this.deps.registry, logger: log },

@@ -1,23 +1,25 @@
-import { lstat, readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EvidenceStore, StoredArtifact } from '../evidence/store.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { assessExposure } from './exposure.js';
-import {
-  homeTargets,
-  opaqueDirs,
-  overlayDiff,
-  overlayLayout,
-  targetedPaths,
-  type OverlayLayout,
-} from './filesystem.js';
+import { homeTargets, opaqueDirs, overlayDiff, targetedPaths } from './filesystem.js';
 import { locateContainer, runtimes, type LocatedContainer } from './locate.js';
 import { artifactSegment, findCheckpoints, findPodLogs } from './logs.js';
 import { memoryDump } from './memory.js';
 import { cutTrackedConnections } from './conntrack.js';
 import { readNetwork } from './network.js';
+import {
+  claimedLayout,
+  defaultSnapshotterRoots,
+  LayerLookup,
+  openLayer,
+  planLayout,
+  type OverlayLayout,
+  type RootfsKey,
+} from './overlay.js';
 import {
   containerPids,
   exeIdentity,
@@ -31,7 +33,7 @@ import { parseStatus } from './procfs.js';
 import { CollectionReport, collectorMetrics, errorMessage, type CollectionReportJson } from './report.js';
 import { CollectionRun, toJson } from './run.js';
 import { cappedStream, Dir, fileType, NotRegularError, openProcLink } from './safe-fs.js';
-import type { TarLimits } from './tar.js';
+import { major, minor, type TarLimits } from './tar.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -67,8 +69,16 @@ export const collectOptionsSchema = z.object({
   hostRoot: z.string().default('/'),
   podLogsRoot: z.string().default('/var/log/pods'),
   checkpointsRoot: z.string().default('/var/lib/kubelet/checkpoints'),
-  /** A process known to run in the host's namespaces, to tell which ones the container shares. */
+  /**
+   * A process known to run in the host's namespaces, to tell which ones the container shares;
+   * its mountinfo is the host's mount table, where the container's overlay layout is read.
+   */
   hostReferencePid: z.number().int().positive().default(1),
+  /**
+   * Host directories the image and writable layers must lie below: a layer anywhere else is
+   * refused (a recorded gap), never read. Defaults: containerd's, CRI-O's and Docker's.
+   */
+  snapshotterRoots: z.array(z.string().startsWith('/')).min(1).default(defaultSnapshotterRoots),
   groups: z.array(z.enum(artifactGroups)).default(artifactGroups.filter((g) => g !== 'fullRootfs')),
   caps: z
     .object({
@@ -125,7 +135,10 @@ interface Context {
   processes: ProcessSnapshot[];
   init?: ProcessSnapshot;
   hostNs?: Record<string, string>;
-  layout?: OverlayLayout;
+  /** null: looked up once and refused (the gap is recorded). */
+  layout?: OverlayLayout | null;
+  /** What the container's own mountinfo claims, when it disagrees with the host's table. */
+  claimedLayout?: { upperDir?: string; lowerdir?: string };
 }
 
 /**
@@ -485,18 +498,51 @@ async function memory(run: CollectionRun, ctx: Context): Promise<void> {
   }
 }
 
-/** The container's root overlay, from init's mountinfo; recorded once when it cannot be read. */
-function layoutOf(run: CollectionRun, ctx: Context): OverlayLayout | undefined {
-  if (ctx.layout) return ctx.layout;
+/**
+ * The container's overlay as the host mounted it (overlay.ts): the runtime's state names the
+ * rootfs, the host's mount table says what is mounted there. Never the container's own
+ * mountinfo, which the suspect can rewrite from a namespace of its own. Looked up once; a
+ * refusal is one recorded gap and the groups that need it are left out.
+ */
+async function layoutOf(run: CollectionRun, ctx: Context): Promise<OverlayLayout | undefined> {
+  if (ctx.layout !== undefined) return ctx.layout ?? undefined;
+  ctx.layout = null;
+  const { opts } = ctx;
   try {
-    if (!ctx.init?.mounts)
-      throw new Error(`init's mountinfo unreadable: ${ctx.init?.errors.mountinfo ?? 'no init process'}`);
-    ctx.layout = overlayLayout(ctx.init.mounts);
-    return ctx.layout;
+    const at = await rootfsKey(ctx);
+    const hostMounts = await readFile(
+      join(opts.procRoot, String(opts.hostReferencePid), 'mountinfo'),
+      'utf8',
+    );
+    const plan = planLayout(hostMounts, at, opts.snapshotterRoots);
+    if ('refused' in plan) throw new Error(plan.refused);
+    ctx.layout = plan.layout;
+    const claimed = ctx.init?.mounts && claimedLayout(ctx.init.mounts);
+    if (claimed && claimed.upperDir !== plan.layout.upperDir) {
+      // Evidence in itself: the suspect mounted over its own root.
+      ctx.claimedLayout = claimed;
+      run.skip(
+        "the container's own mountinfo",
+        `names upperdir ${claimed.upperDir ?? '(none)'}, the host's mount table ${plan.layout.upperDir}: the host's is used`,
+      );
+    }
+    return plan.layout;
   } catch (err) {
-    if (!run.report.failed.some((f) => f.what === 'overlay layout')) run.gap('overlay layout', err);
+    run.gap('overlay layout', err);
     return undefined;
   }
+}
+
+/** The runtime's rootfs when its state names one, else the device of the container's root. */
+async function rootfsKey(ctx: Context): Promise<RootfsKey> {
+  const c = ctx.container;
+  if (c?.rootfs) return { rootfs: c.rootfs };
+  const st = await stat(join(ctx.opts.procRoot, String(c?.initPid), 'root')).catch((err: unknown) => {
+    throw new Error(
+      `no runtime state names the container's rootfs (found by ${c?.via}) and its root cannot be read: ${errorMessage(err)}`,
+    );
+  });
+  return { device: `${major(st.dev)}:${minor(st.dev)}` };
 }
 
 const host = (ctx: Context, p: string): string => join(ctx.opts.hostRoot, p);
@@ -519,45 +565,54 @@ async function opaqueOf(run: CollectionRun, upper: string, signal: AbortSignal):
 }
 
 async function filesystemDiff(run: CollectionRun, ctx: Context): Promise<void> {
-  const layout = layoutOf(run, ctx);
+  const layout = await layoutOf(run, ctx);
   if (!layout) return;
-  const { caps } = ctx.opts;
+  const { caps, hostRoot, snapshotterRoots } = ctx.opts;
   await run.step('filesystem/diff.json', async (signal) => {
-    const upper = host(ctx, layout.upperDir);
-    const lowers = layout.lowerDirs.map((l) => host(ctx, l));
-    const unreadable: string[] = [];
-    for (const l of lowers)
-      if (
-        !(await lstat(l).then(
-          () => true,
-          () => false,
-        ))
-      )
-        unreadable.push(l);
-    if (unreadable.length > 0)
-      run.gap(
-        'image layers',
-        `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`,
+    const upper = await openLayer(hostRoot, snapshotterRoots, layout.upperDir);
+    const lowers: LayerLookup[] = [];
+    try {
+      const unreadable: string[] = [];
+      for (const l of layout.lowerDirs) {
+        const dir = await openLayer(hostRoot, snapshotterRoots, l).catch((err: unknown) => {
+          unreadable.push(`${l} (${errorMessage(err)})`);
+          return undefined;
+        });
+        if (dir) lowers.push(new LayerLookup(dir));
+      }
+      if (unreadable.length > 0)
+        run.gap(
+          'image layers',
+          `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`,
+        );
+      const opaque = await opaqueOf(run, host(ctx, layout.upperDir), signal);
+      const changes = await overlayDiff(upper, lowers, opaque, (p, err) => run.gap(`diff ${p}`, err), {
+        signal,
+        maxDepth: caps.maxDepth,
+        maxEntries: caps.maxEntries,
+      });
+      await run.json(
+        'filesystem/diff.json',
+        { layout, ...(ctx.claimedLayout && { containerClaims: ctx.claimedLayout }), changes },
+        'filesystem/diff',
       );
-    const opaque = await opaqueOf(run, upper, signal);
-    const changes = await overlayDiff(upper, lowers, opaque, (p, err) => run.gap(`diff ${p}`, err), {
-      signal,
-      maxDepth: caps.maxDepth,
-      maxEntries: caps.maxEntries,
-    });
-    await run.json('filesystem/diff.json', { layout, changes }, 'filesystem/diff');
+    } finally {
+      for (const l of lowers) await l.close();
+      await upper.close();
+    }
   });
 }
 
 async function writableLayer(run: CollectionRun, ctx: Context): Promise<void> {
-  const layout = layoutOf(run, ctx);
+  const layout = await layoutOf(run, ctx);
   if (!layout) return;
   const name = 'filesystem/writable-layer.tar';
   await run.step(name, async (signal) => {
-    const upperPath = host(ctx, layout.upperDir);
-    const opaque = await opaqueOf(run, upperPath, signal);
-    const upper = await Dir.open(upperPath);
+    const upper = await openLayer(ctx.opts.hostRoot, ctx.opts.snapshotterRoots, layout.upperDir);
     try {
+      // getfattr takes a path: every component above the layer is the host's (the container
+      // cannot rename its own upper dir), and the walk below goes through descriptors.
+      const opaque = await opaqueOf(run, host(ctx, layout.upperDir), signal);
       await run.tar(
         name,
         'filesystem/writable-layer',

@@ -1,36 +1,11 @@
 import { execFile } from 'node:child_process';
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { unescapeOctal, type MountInfo } from './procfs.js';
+import type { LayerLookup } from './overlay.js';
+import { unescapeOctal } from './procfs.js';
 import { Dir } from './safe-fs.js';
 import { walkDir, type WalkEntry } from './tar.js';
 
 const execFileP = promisify(execFile);
-
-export interface OverlayLayout {
-  /** Host paths as the runtime mounted them (prefix hostRoot to read them). */
-  upperDir: string;
-  lowerDirs: string[];
-  workDir?: string;
-  mountId: number;
-}
-
-/** The container's root overlay mount from its init's mountinfo: `/` of type overlay. */
-export function overlayLayout(mounts: MountInfo[]): OverlayLayout {
-  const root = mounts.filter((m) => m.mountPoint === '/').at(-1);
-  if (!root) throw new Error('no mount at / in the container mountinfo');
-  if (root.fsType !== 'overlay')
-    throw new Error(`the container root is ${root.fsType}, not overlay: no writable layer to diff`);
-  const upperDir = root.superOptions.upperdir;
-  if (!upperDir) throw new Error('the root overlay has no upperdir (read-only root): nothing was written');
-  // lowerdir is ':'-separated; a literal ':' in a layer path is escaped as '\:'.
-  const lowerDirs = (root.superOptions.lowerdir ?? '')
-    .split(/(?<!\\):/)
-    .filter(Boolean)
-    .map((p) => p.replace(/\\:/g, ':'));
-  return { upperDir, lowerDirs, workDir: root.superOptions.workdir, mountId: root.id };
-}
 
 export interface DiffEntry {
   /** Like `docker diff`: A added, C changed, D deleted. */
@@ -79,19 +54,6 @@ export async function opaqueDirs(upperHostPath: string, signal?: AbortSignal): P
   return out;
 }
 
-async function existsIn(dirs: string[], rel: string): Promise<boolean> {
-  for (const d of dirs) {
-    if (
-      await lstat(join(d, rel)).then(
-        () => true,
-        () => false,
-      )
-    )
-      return true;
-  }
-  return false;
-}
-
 /**
  * The writable layer against the image, as `docker diff` lists it. A whiteout (a 0:0 character
  * device in the upper dir) is a deletion; an entry also present in a lower layer is a change,
@@ -99,33 +61,28 @@ async function existsIn(dirs: string[], rel: string): Promise<boolean> {
  * reported deleted unless the upper dir has them again.
  */
 export async function overlayDiff(
-  upperHostPath: string,
-  lowerHostPaths: string[],
+  upper: Dir,
+  lowers: LayerLookup[],
   opaque: Set<string>,
   onError: (path: string, err: unknown) => void,
   opts: { maxDepth?: number; maxEntries?: number; signal?: AbortSignal } = {},
 ): Promise<DiffEntry[]> {
   const out: DiffEntry[] = [];
-  const upper = await Dir.open(upperHostPath);
-  try {
-    for await (const e of walkDir(upper, (p, err) => onError(`/${p}`, err), opts)) {
-      const { rel } = e;
-      if (!rel) continue;
-      if (out.length >= (opts.maxEntries ?? Infinity)) {
-        onError(
-          `/${rel}`,
-          new Error(`the diff's cap of ${opts.maxEntries} entries is reached: the rest is not listed`),
-        );
-        break;
-      }
-      if (opts.signal?.aborted) {
-        onError(`/${rel}`, new Error(`deadline reached after ${out.length} entries: the rest is not listed`));
-        break;
-      }
-      await diffEntry(out, e, lowerHostPaths, opaque);
+  for await (const e of walkDir(upper, (p, err) => onError(`/${p}`, err), opts)) {
+    const { rel } = e;
+    if (!rel) continue;
+    if (out.length >= (opts.maxEntries ?? Infinity)) {
+      onError(
+        `/${rel}`,
+        new Error(`the diff's cap of ${opts.maxEntries} entries is reached: the rest is not listed`),
+      );
+      break;
     }
-  } finally {
-    await upper.close();
+    if (opts.signal?.aborted) {
+      onError(`/${rel}`, new Error(`deadline reached after ${out.length} entries: the rest is not listed`));
+      break;
+    }
+    await diffEntry(out, e, lowers, opaque);
   }
   return out;
 }
@@ -133,7 +90,7 @@ export async function overlayDiff(
 async function diffEntry(
   out: DiffEntry[],
   { parent, name, rel, st }: WalkEntry,
-  lowerHostPaths: string[],
+  lowers: LayerLookup[],
   opaque: Set<string>,
 ): Promise<void> {
   {
@@ -149,7 +106,8 @@ async function diffEntry(
         : st.isFile()
           ? 'file'
           : 'other';
-    const inImage = await existsIn(lowerHostPaths, rel);
+    let inImage = false;
+    for (const l of lowers) if (!inImage) inImage = await l.has(rel);
     const entry: DiffEntry = {
       kind: inImage ? 'C' : 'A',
       path,
@@ -160,9 +118,7 @@ async function diffEntry(
     if (opaque.has(rel)) {
       entry.opaque = true;
       const hidden = new Set<string>();
-      for (const lower of lowerHostPaths) {
-        for (const n of await readdir(join(lower, rel)).catch(() => [] as string[])) hidden.add(n);
-      }
+      for (const lower of lowers) for (const n of await lower.names(rel)) hidden.add(n);
       // Listed through the walk's own descriptor: a directory swapped for a symlink lists nothing of the host.
       const present = new Set<string>();
       if (parent && name !== undefined) {

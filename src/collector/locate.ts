@@ -29,6 +29,11 @@ export interface LocatedContainer {
   initPid: number;
   /** How it was found: a state file path, or `cgroup scan`. */
   via: string;
+  /**
+   * The host path where the runtime mounted the container's root file system, from the
+   * runtime's own state (the container cannot write it); absent when no state names it.
+   */
+  rootfs?: string;
 }
 
 export class ContainerNotFoundError extends Error {
@@ -56,6 +61,31 @@ export function normalizeContainerId(raw: string): string {
 }
 
 const runcStateSchema = z.object({ init_process_pid: z.number().int().positive() });
+const runcRootfsSchema = z.object({ config: z.object({ rootfs: z.string().startsWith('/') }) });
+const ociBundleSchema = z.object({ root: z.object({ path: z.string().min(1) }) });
+
+/**
+ * Where the runtime mounted the rootfs, as its state says: runc's state.json (plain runc,
+ * Docker) names it; containerd's and CRI-O's bundles hold the OCI config.json whose root.path
+ * is relative to the bundle (containerd: `rootfs`) or absolute (CRI-O).
+ */
+async function readRootfs(hostRoot: string, stateDir: string): Promise<string | undefined> {
+  const state = await readFile(join(hostRoot, stateDir, 'state.json'), 'utf8').catch(() => undefined);
+  if (state !== undefined) {
+    const parsed = runcRootfsSchema.safeParse(JSON.parse(state));
+    if (parsed.success) return parsed.data.config.rootfs;
+  }
+  for (const bundle of [stateDir, join(stateDir, 'userdata')]) {
+    const text = await readFile(join(hostRoot, bundle, 'config.json'), 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    const parsed = ociBundleSchema.safeParse(JSON.parse(text));
+    if (parsed.success)
+      return parsed.data.root.path.startsWith('/')
+        ? parsed.data.root.path
+        : join(bundle, parsed.data.root.path);
+  }
+  return undefined;
+}
 
 async function readInitPid(runtime: Runtime, stateDir: string): Promise<{ pid: number; file: string }> {
   // containerd's shim writes init.pid, CRI-O (conmon) a pidfile; runc (Docker's and plain) a state.json.
@@ -120,7 +150,9 @@ export async function locateContainer(opts: LocateOptions): Promise<LocatedConta
           `container ${full.slice(0, 12)} is not running: init PID ${pid} from ${file} has no ${opts.procRoot}/${pid}`,
         );
       }
-      return { id: full, runtime, initPid: pid, via: file };
+      // A host path as the runtime wrote it: the same namespace as the host's mount table.
+      const rootfs = await readRootfs(opts.hostRoot, join(root, full)).catch(() => undefined);
+      return { id: full, runtime, initPid: pid, via: file, ...(rootfs !== undefined && { rootfs }) };
     }
   }
   const scanned = await scanCgroups(opts.procRoot, id);

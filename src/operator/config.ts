@@ -45,6 +45,8 @@ export const OperatorConfig = z.object({
   collectorRoleArn: z.string().min(20).optional(),
   stsEndpoint: z.url().optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
+  /** Where the nodes' snapshotters keep layers, when not containerd's, CRI-O's or Docker's default (ADR 0017). */
+  snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /**
    * The intake's write-ahead log (ADR 0014): a directory on a volume (each replica uses its own
@@ -184,6 +186,14 @@ export const operatorSettings: readonly OperatorSetting[] = [
     env: ['AMBER_MAX_CORDONED_NODES_PERCENT'],
     value: 'pct',
     help: 'share of the nodes Amber may hold cordoned at most',
+  },
+  {
+    key: 'snapshotterRoots',
+    flag: 'snapshotter-roots',
+    env: ['AMBER_SNAPSHOTTER_ROOTS'],
+    value: 'list',
+    list: true,
+    help: "comma-separated host directories a suspect's layers must lie below (default: containerd's, CRI-O's and Docker's)",
   },
   {
     key: 'collectionMode',
@@ -345,6 +355,7 @@ export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | u
     namespace: cfg.namespace,
     ...(cfg.collectorImage ? { image: cfg.collectorImage } : {}),
     ...(cfg.collectorImagePullSecrets ? { imagePullSecrets: cfg.collectorImagePullSecrets } : {}),
+    ...(cfg.snapshotterRoots?.length ? { snapshotterRoots: cfg.snapshotterRoots } : {}),
     ...(cfg.signingKeySecret ? { signingKeySecret: { name: cfg.signingKeySecret } } : {}),
     ...(cfg.s3CredentialsSecret
       ? { s3CredentialsSecret: cfg.s3CredentialsSecret === 'none' ? null : cfg.s3CredentialsSecret }

@@ -21,6 +21,8 @@ export const NODE_NAME = 'amber-node';
 export const POD_CIDR = '10.244.0.0/24';
 /** Fixed, so that a crashed run's leftovers are found and removed by the next run. */
 const BASE = '/tmp/amber-node';
+/** Where the node's containerd keeps image and writable layers (`root` in its config): the collector's snapshotter root. */
+export const NODE_SNAPSHOTS = join(BASE, 'containerd/root/io.containerd.snapshotter.v1.overlayfs/snapshots');
 const LOCK = '/tmp/amber-real-node.lock';
 const CLEANUP = join(import.meta.dirname, 'node-cleanup.sh');
 const REPO = join(import.meta.dirname, '..', '..');

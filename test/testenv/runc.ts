@@ -36,6 +36,8 @@ export interface ContainerOptions {
   binds?: { source: string; destination: string; readonly?: boolean }[];
   /** Every capability the host allows (like privileged: true) instead of runc's three defaults. */
   allCapabilities?: boolean;
+  /** Capabilities added to runc's three defaults, e.g. one of containerd's default set. */
+  addCapabilities?: string[];
 }
 
 export interface TestContainer {
@@ -50,6 +52,8 @@ export interface TestContainer {
   lowerDir: string;
   /** The runc state directory (`runc --root`) of this container. */
   stateRoot: string;
+  /** Where its layers lie, as the collector's snapshotter roots: its own directory and the base layer's parent. */
+  layerRoots: string[];
   stdoutFile: string;
   /** Resolves once `path` (inside the container) exists, e.g. a marker its script touches when ready. */
   waitForFile(path: string, timeoutMs?: number): Promise<void>;
@@ -159,6 +163,7 @@ export async function startContainer(opts: ContainerOptions): Promise<TestContai
       upperDir,
       lowerDir,
       stateRoot,
+      layerRoots: [dir, dirname(baseLayer())],
       stdoutFile,
       async waitForFile(path, timeoutMs = 20_000) {
         const deadline = Date.now() + timeoutMs;
@@ -198,6 +203,9 @@ function runtimeSpec(bundle: string, opts: ContainerOptions): Record<string, unk
       spec.process.capabilities[set] = allCapabilities();
     spec.process.capabilities.ambient = [];
   }
+  for (const cap of opts.addCapabilities ?? [])
+    for (const set of ['bounding', 'effective', 'permitted'] as const)
+      spec.process.capabilities[set].push(cap);
   if (opts.hostNetwork) spec.linux.namespaces = spec.linux.namespaces.filter((ns) => ns.type !== 'network');
   for (const b of opts.binds ?? []) {
     spec.mounts.push({

@@ -85,6 +85,7 @@ describe('inline collection: contained -> collected -> sealed', () => {
         },
         // The sandbox hides PID 1's namespaces: this test process stands for the host.
         inline: { hostReferencePid: process.pid, runtimeRoots: { runc: c.stateRoot } },
+        snapshotterRoots: c.layerRoots,
       },
     });
 

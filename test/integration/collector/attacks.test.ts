@@ -5,13 +5,22 @@
  * every assertion is on what the store holds afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectContainer, type CollectOptions, type CollectResult } from '../../../src/collector/collect.js';
+import { parseMountinfo, type MountInfo } from '../../../src/collector/procfs.js';
 import { LocalEvidenceStore } from '../../../src/evidence/local-store.js';
 import { createRegistry } from '../../../src/observability/metrics.js';
 import { hostileBinary, startContainer, swapperBinary, type TestContainer } from '../../testenv/runc.js';
@@ -68,6 +77,7 @@ function collect(
       containerId: c.id,
       runtime: 'runc',
       runtimeRoot: c.stateRoot,
+      snapshotterRoots: c.layerRoots,
       hostReferencePid: process.pid,
       terminationMessagePath: null,
       ...extra,
@@ -322,3 +332,153 @@ describe('a collection that runs out of time', () => {
     expect(report.failed.some((f) => /deadline reached after \d+ entries/.test(f.reason))).toBe(true);
   });
 });
+
+/** Every byte the store holds for a case, file by file. */
+function storedFiles(dir: string): { path: string; body: Buffer }[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => {
+      const path = join(e.parentPath, e.name);
+      return { path, body: readFileSync(path) };
+    });
+}
+
+describe('a suspect that mounts an overlay on its own root naming a host directory as upperdir', () => {
+  const marker = randomBytes(8).toString('hex');
+  let canary: string;
+  let c: TestContainer;
+  let store: LocalEvidenceStore;
+  let storeDir: string;
+  let lie: MountInfo | undefined;
+  let result: CollectResult;
+  let refused: CollectResult;
+  let viaCgroup: CollectResult;
+
+  beforeAll(async () => {
+    // Stands in for another container's snapshot on the node: what the lie points the collector at.
+    canary = mkdtempSync(join(tmpdir(), 'amber-canary-'));
+    for (const d of ['upper', 'lower']) {
+      mkdirSync(join(canary, d));
+      writeFileSync(join(canary, d, `canary-${marker}`), `CANARY-${marker}\n`);
+    }
+    ({ store, dir: storeDir } = newStore());
+    // PID 1 changes its real writable layer, then becomes, by exec, a process in a user and mount
+    // namespace of its own with an overlay on / whose layers are tmpfs directories at the canary's
+    // host paths: its /proc/1/mountinfo now names the canary as upperdir and lowerdir. fd 3 is
+    // opened on the real root first, so the test learns through it that the mount is done.
+    const script = [
+      'exec 3>/attack.log',
+      `echo real-${marker} > /suspect-wrote.txt`,
+      `mkdir -p ${canary}`,
+      `exec unshare -Urm sh -c '${[
+        `mount -t tmpfs decoy ${canary}`,
+        `mkdir ${canary}/upper ${canary}/lower ${canary}/work`,
+        `mount -t overlay overlay -o lowerdir=${canary}/lower,upperdir=${canary}/upper,workdir=${canary}/work /`,
+        'echo mounted >&3',
+        'exec sleep 600',
+      ].join(' && ')} || echo "attack failed: $?" >&3'`,
+    ].join('\n');
+    // Mapping root in a new user namespace takes CAP_SETFCAP (kernel 5.12+), which containerd's
+    // and Docker's default capability sets include and runc's minimal spec does not.
+    c = await startContainer({ command: ['/bin/sh', '-c', script], addCapabilities: ['CAP_SETFCAP'] });
+    await waitForContent(join(c.rootfs, 'attack.log'), /mounted|failed/).catch((err: Error) => {
+      throw new Error(`${err.message}; output: ${readFileSync(c.stdoutFile, 'utf8')}`);
+    });
+    expect(readFileSync(join(c.rootfs, 'attack.log'), 'utf8')).toBe('mounted\n');
+    lie = parseMountinfo(readFileSync(`/proc/${c.pid}/mountinfo`, 'utf8'))
+      .filter((m) => m.mountPoint === '/')
+      .at(-1);
+    result = await collect(c, store, 'case-overlay-lie', {
+      groups: ['processes', 'filesystemDiff', 'writableLayer'],
+    });
+    // Found by its cgroup (no runtime state names the rootfs): the overlay is the host mount
+    // with the device of /proc/<pid>/root, which the mount on top of / has not changed.
+    viaCgroup = await collect(c, store, 'case-overlay-cgroup', {
+      runtime: 'auto',
+      runtimeRoot: undefined,
+      groups: ['processes', 'writableLayer'],
+    });
+    // The same container with roots that leave its own directory out: a refusal, not a read.
+    refused = await collect(c, store, 'case-overlay-refused', {
+      groups: ['processes', 'filesystemDiff', 'writableLayer'],
+      snapshotterRoots: [join(canary, 'elsewhere')],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await c?.stop();
+    if (canary) rmSync(canary, { recursive: true, force: true });
+    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+  });
+
+  it("has made the container's own mountinfo lie (the attack took effect)", () => {
+    expect(lie?.fsType).toBe('overlay');
+    expect(lie?.superOptions.upperdir).toBe(`${canary}/upper`);
+    expect(lie?.superOptions.lowerdir).toBe(`${canary}/lower`);
+  });
+
+  it('archives the real writable layer and never a byte or a name of the canary', async () => {
+    const files = storedFiles(storeDir);
+    expect(files.length).toBeGreaterThan(3);
+    for (const f of files) expect(f.body.includes(`CANARY-${marker}`), f.path).toBe(false);
+    for (const f of files) expect(f.body.includes(`canary-${marker}`), f.path).toBe(false);
+    const prefix = `containers/${c.id.slice(0, 12)}`;
+    const tar = await tarEntries(
+      await readAll(await store.get('case-overlay-lie', `${prefix}/filesystem/writable-layer.tar`)),
+    );
+    expect(tar.find((e) => e.name === 'suspect-wrote.txt')?.body.toString()).toBe(`real-${marker}\n`);
+    const diff = JSON.parse(
+      (await readAll(await store.get('case-overlay-lie', `${prefix}/filesystem/diff.json`))).toString(),
+    ) as {
+      layout: { upperDir: string; mountPoint: string };
+      containerClaims?: { upperDir: string };
+      changes: { path: string; kind: string }[];
+    };
+    expect(diff.layout).toMatchObject({ upperDir: c.upperDir, mountPoint: c.rootfs });
+    expect(diff.changes).toContainEqual(expect.objectContaining({ path: '/suspect-wrote.txt', kind: 'A' }));
+  });
+
+  it("finds the same layer by the root's device when the container is found by its cgroup", async () => {
+    expect(viaCgroup.container?.via).toBe('cgroup scan');
+    expect(viaCgroup.report.failed).toEqual([]);
+    const tar = await tarEntries(
+      await readAll(
+        await store.get(
+          'case-overlay-cgroup',
+          `containers/${c.id.slice(0, 12)}/filesystem/writable-layer.tar`,
+        ),
+      ),
+    );
+    expect(tar.find((e) => e.name === 'suspect-wrote.txt')?.body.toString()).toBe(`real-${marker}\n`);
+  });
+
+  it("records the container's claim as a finding, beside a complete collection", () => {
+    expect(result.ok).toBe(true);
+    expect(result.report.failed).toEqual([]);
+    expect(result.report.skipped).toContainEqual({
+      what: "the container's own mountinfo",
+      reason: expect.stringContaining(`names upperdir ${canary}/upper`) as unknown,
+    });
+  });
+
+  it('refuses a layout outside the snapshotter roots as a recorded gap, and collects the rest', () => {
+    expect(refused.ok).toBe(true);
+    expect(refused.report.failed).toContainEqual({
+      what: 'overlay layout',
+      reason: expect.stringMatching(/upperdir ".*\/upper" is outside the snapshotter roots/) as unknown,
+    });
+    const names = refused.report.collected.map((a) => a.artifact.split('/').slice(2).join('/'));
+    expect(names).toContain('processes.json');
+    expect(names).not.toContain('filesystem/writable-layer.tar');
+    expect(names).not.toContain('filesystem/diff.json');
+    expect(refused.reportArtifact).toBeDefined();
+  });
+});
+
+async function waitForContent(path: string, want: RegExp, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!want.test(existsSync(path) ? readFileSync(path, 'utf8') : '')) {
+    if (Date.now() > deadline) throw new Error(`${path} did not match ${want} in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -114,6 +114,7 @@ describe('collecting a container an attacker worked in', () => {
         containerId: c.id.slice(0, 12),
         runtime: 'runc',
         runtimeRoot: c.stateRoot,
+        snapshotterRoots: c.layerRoots,
         node: 'test-node',
         hostReferencePid: process.pid,
         terminationMessagePath: termLog,
@@ -182,9 +183,17 @@ describe('collecting a container an attacker worked in', () => {
   });
 
   it('diffs the writable layer like docker diff, including a deleted image file and an opaque directory', async () => {
-    const { changes } = await json<{ changes: { kind: string; path: string; opaque?: boolean }[] }>(
-      'filesystem/diff.json',
-    );
+    const { changes, layout } = await json<{
+      changes: { kind: string; path: string; opaque?: boolean }[];
+      layout: { upperDir: string; lowerDirs: string[]; mountPoint: string };
+    }>('filesystem/diff.json');
+    // The layout is the host's mount at the runtime's rootfs, and the container's view agrees.
+    expect(layout).toMatchObject({
+      upperDir: c.upperDir,
+      lowerDirs: c.lowerDir.split(':'),
+      mountPoint: c.rootfs,
+    });
+    expect(result.report.skipped.map((s) => s.what)).not.toContain("the container's own mountinfo");
     const kinds = new Map(changes.map((ch) => [ch.path, ch.kind]));
     expect(kinds.get('/etc/evil.conf')).toBe('A');
     expect(kinds.get('/etc/secret-to-delete')).toBe('D');

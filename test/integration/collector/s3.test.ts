@@ -42,6 +42,7 @@ describe('collecting into S3 with Object Lock', () => {
         containerId: c.id,
         runtime: 'runc',
         runtimeRoot: c.stateRoot,
+        snapshotterRoot: c.layerRoots,
         case: 'case-s3',
         bucket: minio.bucket,
         prefix: 'cases',

@@ -18,7 +18,7 @@ import { cacheDir, versions } from '../../testenv/binaries.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
-import { RealNode, buildImages, nodeUnavailable, type Image } from '../../testenv/node.js';
+import { NODE_SNAPSHOTS, RealNode, buildImages, nodeUnavailable, type Image } from '../../testenv/node.js';
 import { NodePods } from '../../testenv/node-pods.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { freePort } from '../../testenv/ports.js';
@@ -118,6 +118,7 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
       collection: {
         mode: 'job',
         image: amber.ref,
+        snapshotterRoots: [NODE_SNAPSHOTS],
         pollMs: 1_000,
         evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
       },

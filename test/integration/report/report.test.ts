@@ -84,6 +84,7 @@ describe('amber report, rendered in Chromium', () => {
         mode: 'inline',
         evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
         inline: { hostReferencePid: process.pid, runtimeRoots: { runc: c.stateRoot } },
+        snapshotterRoots: c.layerRoots,
       },
     });
     await w.createCase('case-report', {

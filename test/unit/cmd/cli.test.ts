@@ -2,7 +2,12 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { exitFailed, exitOk, exitUsage, runProgram } from '../../../src/cmd/exit.js';
 import { buildProgram } from '../../../src/cmd/program.js';
-import { OperatorConfig, operatorSettings, resolveOperatorConfig } from '../../../src/operator/config.js';
+import {
+  collectionConfig,
+  OperatorConfig,
+  operatorSettings,
+  resolveOperatorConfig,
+} from '../../../src/operator/config.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -123,6 +128,14 @@ describe('operator settings: one table gives flags and environment variables', (
     expect(
       resolveOperatorConfig({ workers: '8', s3Bucket: 'from-flag', protectedNamespaces: 'none' }, env).data,
     ).toMatchObject({ workers: 8, s3Bucket: 'from-flag', protectedNamespaces: [] });
+  });
+
+  it('passes snapshotter roots to the collection, and refuses a relative one', () => {
+    const roots =
+      '/var/lib/rancher/k3s/agent/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots,/srv/layers';
+    const cfg = resolveOperatorConfig({}, { AMBER_SNAPSHOTTER_ROOTS: roots }).data;
+    expect(cfg && collectionConfig(cfg)?.snapshotterRoots).toEqual(roots.split(','));
+    expect(resolveOperatorConfig({ snapshotterRoots: 'layers' }, {}).success).toBe(false);
   });
 
   it('turns boolean settings on and off from either side; --no-x beats x=true in the environment', () => {

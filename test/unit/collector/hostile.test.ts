@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { toCollectOptions, type CollectCliOptions } from '../../../src/cmd/collect.js';
-import { reportReserveMs } from '../../../src/collector/collect.js';
+import { collectOptionsSchema, reportReserveMs } from '../../../src/collector/collect.js';
 import { parseCheckpointName } from '../../../src/collector/logs.js';
+import { defaultSnapshotterRoots } from '../../../src/collector/overlay.js';
 import { CollectionReport, collectorMetrics } from '../../../src/collector/report.js';
 import { ABANDON_AFTER_MS, CollectionRun } from '../../../src/collector/run.js';
 import { cappedStream } from '../../../src/collector/safe-fs.js';
@@ -223,23 +224,24 @@ describe('deadline options', () => {
     expect(reportReserveMs(5)).toBe(1000);
   });
 
+  const base = {
+    containerId: 'a'.repeat(64),
+    runtime: 'auto',
+    case: 'c1',
+    region: 'us-east-1',
+    pathStyle: false,
+    retentionMode: 'COMPLIANCE',
+    retentionPeriod: '90d',
+    legalHold: false,
+    fullRootfs: false,
+    memory: true,
+    procRoot: '/proc',
+    hostRoot: '/',
+    hostPid: '1',
+    terminationMessagePath: '/dev/termination-log',
+  } satisfies CollectCliOptions;
+
   it('maps --deadline and --step-timeout, and refuses what is not a number of seconds', () => {
-    const base = {
-      containerId: 'a'.repeat(64),
-      runtime: 'auto',
-      case: 'c1',
-      region: 'us-east-1',
-      pathStyle: false,
-      retentionMode: 'COMPLIANCE',
-      retentionPeriod: '90d',
-      legalHold: false,
-      fullRootfs: false,
-      memory: true,
-      procRoot: '/proc',
-      hostRoot: '/',
-      hostPid: '1',
-      terminationMessagePath: '/dev/termination-log',
-    } satisfies CollectCliOptions;
     expect(toCollectOptions({ ...base, deadline: '570', stepTimeout: '60' })).toMatchObject({
       deadlineSeconds: 570,
       stepTimeoutSeconds: 60,
@@ -248,5 +250,20 @@ describe('deadline options', () => {
       /--deadline: expected a positive number/,
     );
     expect(() => toCollectOptions({ ...base, stepTimeout: '0' })).toThrow(/--step-timeout/);
+  });
+
+  it('maps repeated --snapshotter-root, keeps the defaults without it, and refuses a relative root', () => {
+    const roots = [
+      '/var/lib/rancher/k3s/agent/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots',
+      '/srv/l',
+    ];
+    expect(toCollectOptions({ ...base, snapshotterRoot: roots })).toMatchObject({ snapshotterRoots: roots });
+    expect(collectOptionsSchema.parse(toCollectOptions(base)).snapshotterRoots).toEqual(
+      defaultSnapshotterRoots,
+    );
+    const relative = collectOptionsSchema.safeParse(
+      toCollectOptions({ ...base, snapshotterRoot: ['snapshots'] }),
+    );
+    expect(relative.success).toBe(false);
   });
 });

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseSize, toCollectOptions, type CollectCliOptions } from '../../../src/cmd/collect.js';
 import { assessExposure, type ExposureInput } from '../../../src/collector/exposure.js';
-import { overlayLayout } from '../../../src/collector/filesystem.js';
 import { ContainerNotFoundError, normalizeContainerId } from '../../../src/collector/locate.js';
 import { artifactSegment } from '../../../src/collector/logs.js';
 import { dumpableRegions } from '../../../src/collector/memory.js';
@@ -215,18 +214,6 @@ describe('small decoders', () => {
       'checkpoint-web_shop-app-2026-11-23T03_00_00Z.tar',
     );
     expect(artifactSegment('.hidden')).toBe('x.hidden');
-  });
-});
-
-describe('overlayLayout', () => {
-  it('reads upper and lower dirs of the root overlay', () => {
-    const l = overlayLayout(parseMountinfo(fixture('mountinfo-runc-init')));
-    expect(l.upperDir).toBe('/tmp/amber-runc-XXXX/upper');
-    expect(l.lowerDirs).toHaveLength(2);
-  });
-  it('explains a root that is not an overlay', () => {
-    expect(() => overlayLayout(parseMountinfo(mount('/', '/')))).toThrow(/root is ext4, not overlay/);
-    expect(() => overlayLayout([])).toThrow(/no mount at \//);
   });
 });
 
