@@ -100,6 +100,21 @@ export class LogWriteError extends IntakeError {
   }
 }
 
+/** The open segment: appended through `handle`, synced through `syncHandles` in turn. */
+interface OpenSegment {
+  segment: Segment;
+  handle: FileHandle;
+  syncHandles: FileHandle[];
+}
+
+/**
+ * fdatasyncs in flight at once. Under load the next batch is written while the previous one's
+ * fdatasync is still running: the file system joins concurrent syncs into one journal commit,
+ * so an alert waits for about one sync instead of the rest of the current one plus its own
+ * (ADR 0019). Below the four threads of libuv's pool, so a write always finds one.
+ */
+const MAX_SYNCS_IN_FLIGHT = 3;
+
 const SEGMENT_NAME = /^([a-z0-9]{1,32})\.(\d{16})\.wal$/;
 const IDLE_ROTATE_BYTES = 64 * 1024;
 
@@ -116,8 +131,18 @@ export class WriteAheadLog {
   private active: Segment | undefined;
   private totalBytes = 0;
   private queue: Pending[] = [];
-  private committing: Promise<void> | undefined;
-  private fh: { segment: Segment; handle: FileHandle } | undefined;
+  /** A batch is being written (writes go out one at a time, in order). */
+  private writing = false;
+  private pumpScheduled = false;
+  /** Batches written whose fdatasync has not settled yet. */
+  private syncing = 0;
+  /** Settles (never rejects) once the last batch written has been answered, and every one before it. */
+  private lastSettled: Promise<void> = Promise.resolve();
+  /** fdatasync failures so far: a batch fails if one is reported after its write began. */
+  private syncFailures = 0;
+  private idleWaiters: Array<() => void> = [];
+  private batches = 0;
+  private fh: OpenSegment | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
   private syncs = 0;
@@ -244,7 +269,7 @@ export class WriteAheadLog {
     );
     // Whoever holds `durable` sees a failure; one nobody awaits must not crash the process.
     durable.catch(() => {});
-    if (!this.committing) this.committing = this.commitLoop();
+    this.pump();
     const token: Token = { log: this.runId, seq, segment };
     return { token, durable };
   }
@@ -265,57 +290,119 @@ export class WriteAheadLog {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.heartbeat);
-    await this.committing;
-    await this.fh?.handle.close();
-    this.fh = undefined;
+    while (this.queue.length > 0 || this.writing || this.syncing > 0 || this.pumpScheduled)
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    await this.closeSegment();
   }
 
-  private async commitLoop(): Promise<void> {
-    // Let the appends of this turn of the event loop join the first batch.
-    await new Promise((r) => setImmediate(r));
-    while (this.queue.length > 0) {
-      const batch = this.queue;
-      this.queue = [];
-      try {
-        await this.writeBatch(batch);
+  /** Starts writing the next batch when nothing is being written and a sync slot is free. */
+  private pump(): void {
+    if (this.pumpScheduled || this.writing || this.queue.length === 0) return;
+    if (this.syncing >= MAX_SYNCS_IN_FLIGHT) return;
+    this.pumpScheduled = true;
+    // Let the appends of this turn of the event loop join the batch.
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      void this.writeNext();
+    });
+  }
+
+  /**
+   * Writes the queue's leading run of records for one segment and starts its fdatasync without
+   * waiting for it; settle() answers the batch. Batches are answered in the order written.
+   */
+  private async writeNext(): Promise<void> {
+    if (this.writing || this.queue.length === 0 || this.syncing >= MAX_SYNCS_IN_FLIGHT) {
+      this.wakeIdle();
+      return;
+    }
+    this.writing = true;
+    const segment = this.queue[0]!.segment;
+    let n = 1;
+    while (n < this.queue.length && this.queue[n]!.segment === segment) n++;
+    const batch = this.queue.splice(0, n);
+    const failuresBefore = this.syncFailures;
+    let synced: Promise<void>;
+    try {
+      const open = await this.openSegment(segment);
+      await open.handle.write(Buffer.concat(batch.map((p) => p.frame)));
+      // Each sync in flight has a descriptor of its own: a write-back error is reported once per
+      // descriptor, so a concurrent sync on a shared one could take the error meant for this batch.
+      synced = open.syncHandles[this.batches++ % MAX_SYNCS_IN_FLIGHT]!.datasync();
+      this.syncs++;
+    } catch (err) {
+      synced = Promise.reject(err);
+    }
+    synced.catch(() => {});
+    this.syncing++;
+    this.writing = false;
+    this.lastSettled = this.settle(batch, synced, this.lastSettled, failuresBefore);
+    this.pump();
+  }
+
+  /** Answers a batch once its own sync and every earlier batch's have settled. */
+  private async settle(
+    batch: Pending[],
+    synced: Promise<void>,
+    earlier: Promise<void>,
+    failuresBefore: number,
+  ): Promise<void> {
+    let error: unknown;
+    try {
+      await synced;
+    } catch (err) {
+      error = err;
+    }
+    await earlier;
+    try {
+      if (error !== undefined) {
+        this.syncFailures++;
+        this.log.error({ err: errorMessage(error), records: batch.length }, 'write-ahead log append failed');
+      } else if (this.syncFailures > failuresBefore) {
+        // A sync that failed after this batch was written may have lost its pages too.
+        error = new Error('an earlier write of the log failed');
+      }
+      if (error === undefined) {
         for (const p of batch) p.resolve();
-      } catch (err) {
-        this.log.error({ err: errorMessage(err), records: batch.length }, 'write-ahead log append failed');
-        const error = new LogWriteError(`the write-ahead log could not be written: ${errorMessage(err)}`);
-        for (const p of batch) p.reject(error);
+      } else {
+        const failed = new LogWriteError(`the write-ahead log could not be written: ${errorMessage(error)}`);
+        for (const p of batch) p.reject(failed);
         // A failed write may have left part of a record: later records go to a new segment, so
         // they are not behind it (decoding stops at the first bad record of a segment).
-        for (const p of batch) this.seal(p.segment);
-      } finally {
-        for (const p of batch) p.segment.unwritten--;
-        for (const s of new Set(batch.map((p) => p.segment))) this.maybeDelete(s);
+        this.seal(batch[0]!.segment);
       }
-    }
-    this.committing = undefined;
-  }
-
-  private async writeBatch(batch: Pending[]): Promise<void> {
-    let i = 0;
-    while (i < batch.length) {
-      const segment = batch[i]!.segment;
-      let j = i;
-      while (j < batch.length && batch[j]!.segment === segment) j++;
-      const handle = await this.handleFor(segment);
-      const data = Buffer.concat(batch.slice(i, j).map((p) => p.frame));
-      await handle.write(data);
-      await handle.datasync();
-      this.syncs++;
-      i = j;
+    } finally {
+      for (const p of batch) p.segment.unwritten--;
+      this.maybeDelete(batch[0]!.segment);
+      this.syncing--;
+      this.pump();
+      this.wakeIdle();
     }
   }
 
-  private async handleFor(segment: Segment): Promise<FileHandle> {
-    if (this.fh?.segment === segment) return this.fh.handle;
-    await this.fh?.handle.close();
-    this.fh = undefined;
+  private wakeIdle(): void {
+    if (this.queue.length > 0 || this.writing || this.syncing > 0 || this.pumpScheduled) return;
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private async openSegment(segment: Segment): Promise<OpenSegment> {
+    if (this.fh?.segment === segment) return this.fh;
+    // The handles of the previous segment close only once no sync is running on them.
+    await this.lastSettled;
+    await this.closeSegment();
     const handle = await open(segment.path, 'a');
-    this.fh = { segment, handle };
-    return handle;
+    // Opened before any write they will sync, so they report every error after it.
+    const syncHandles = await Promise.all(
+      Array.from({ length: MAX_SYNCS_IN_FLIGHT }, () => open(segment.path, 'r')),
+    );
+    this.fh = { segment, handle, syncHandles };
+    return this.fh;
+  }
+
+  private async closeSegment(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (fh) await Promise.all([fh.handle, ...fh.syncHandles].map((h) => h.close()));
   }
 
   private seal(segment: Segment): void {
@@ -329,8 +416,7 @@ export class WriteAheadLog {
     if (!segment.log.segments.delete(segment)) return;
     this.addBytes(-segment.bytes);
     const log = segment.log;
-    const closing = this.fh?.segment === segment ? this.fh.handle.close() : undefined;
-    if (closing) this.fh = undefined;
+    const closing = this.fh?.segment === segment ? this.closeSegment() : undefined;
     void Promise.resolve(closing)
       .then(() => unlink(segment.path))
       .then(() => {
