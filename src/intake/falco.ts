@@ -184,8 +184,13 @@ export function wellFormedEvent(raw: unknown): FalcoEvent | undefined {
   const known = PRIORITY_BY_NAME.get(priority.toLowerCase());
   if (!known) return undefined;
   if (typeof rule !== 'string' || rule.length < 1 || rule.length > 1024) return undefined;
-  if (typeof time !== 'string' || time.length > 64 || !RFC3339.test(time) || !isValidTime(time))
+  if (typeof time !== 'string' || time.length > 64 || !RFC3339.test(time)) return undefined;
+  let timeNs: bigint;
+  try {
+    timeNs = rfc3339ToNs(time);
+  } catch {
     return undefined;
+  }
   if (fields !== undefined && fields !== null) {
     if (typeof fields !== 'object' || Array.isArray(fields)) return undefined;
     const keys = Object.keys(fields);
@@ -210,8 +215,12 @@ export function wellFormedEvent(raw: unknown): FalcoEvent | undefined {
   if ('source' in r) event.source = source ?? undefined;
   event.tags = tags ?? [];
   if ('hostname' in r) event.hostname = hostname ?? undefined;
+  timesNs.set(event, timeNs);
   return event as FalcoEvent;
 }
+
+/** evt time in nanoseconds as the fast path computed it while checking, for toAlert. */
+const timesNs = new WeakMap<object, bigint>();
 
 function optionalTextOk(v: unknown, max: number): boolean {
   return v === undefined || v === null || (typeof v === 'string' && v.length <= max);
@@ -295,7 +304,7 @@ export function toAlert(event: FalcoEvent): Alert {
     rule: event.rule,
     priority: event.priority,
     time: event.time,
-    timeNs: rfc3339ToNs(event.time),
+    timeNs: timesNs.get(event) ?? rfc3339ToNs(event.time),
     source,
     tags: event.tags,
     hostname: event.hostname,

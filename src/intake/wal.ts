@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { errorMessage } from '../runtime/errors.js';
 import { IntakeError } from './errors.js';
-import { decodeFrames, encodeFrame } from './walframe.js';
+import { decodeFrames, encodeTextFrame } from './walframe.js';
 
 /**
  * The intake's write-ahead log (ADR 0014). Every alert the webhook answers 2xx for is appended
@@ -240,7 +240,7 @@ export class WriteAheadLog {
   append(body: unknown): { token: WalToken; durable: Promise<void> } {
     if (this.closed) throw new LogWriteError('the write-ahead log is closed');
     const seq = this.nextSeq;
-    const frame = encodeFrame(Buffer.from(JSON.stringify({ seq, body })));
+    const frame = encodeTextFrame(JSON.stringify({ seq, body }));
     if (this.totalBytes + frame.length > this.maxBytes) {
       throw new LogFullError(
         `the write-ahead log holds ${this.totalBytes} bytes not yet on the API server (limit ${this.maxBytes})`,
