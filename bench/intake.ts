@@ -136,9 +136,9 @@ async function runWrk(
   };
 }
 
-type Variant = 'bare' | 'without' | 'with';
-const VARIANTS: readonly Variant[] = ['bare', 'without', 'with'];
+type Variant = 'bare' | 'without' | 'with' | 'serial';
 const LABEL: Record<Variant, string> = {
+  serial: 'AMBER with the log, one fdatasync at a time (before ADR 0019)',
   bare: 'BARE fastify (parse JSON, answer 202)',
   without: 'AMBER without the write-ahead log',
   with: 'AMBER with the write-ahead log',
@@ -149,6 +149,10 @@ async function main(): Promise<void> {
   const connections = Number(process.argv[3] ?? 32);
   const rounds = Number(process.argv[4] ?? 5);
   // One variant alone, for a profile of the intake (node --cpu-prof): AMBER_BENCH_ONLY=with.
+  // AMBER_BENCH_SERIAL=1 adds the log with one sync at a time, to compare with the pipelined one.
+  const VARIANTS: readonly Variant[] = process.env.AMBER_BENCH_SERIAL
+    ? ['bare', 'without', 'with', 'serial']
+    : ['bare', 'without', 'with'];
   const only = process.env.AMBER_BENCH_ONLY as Variant | undefined;
   if (only !== undefined && !VARIANTS.includes(only))
     throw new Error(`AMBER_BENCH_ONLY must be one of ${VARIANTS.join(', ')}`);
@@ -180,7 +184,7 @@ async function main(): Promise<void> {
   // The bare server, Amber without and Amber with the log in the same process against the same
   // API server, interleaved round by round (and in a rotating order within a round) so that a
   // drift in the machine's load falls on all three; ratios are taken within a round.
-  const rates: Record<Variant, number[]> = { bare: [], without: [], with: [] };
+  const rates: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
   for (let round = 0; round < rounds; round++) {
     const order = only ? [only] : VARIANTS.map((_, k) => VARIANTS[(k + round) % VARIANTS.length]!);
     for (const variant of order) {
@@ -193,7 +197,13 @@ async function main(): Promise<void> {
       const rate =
         variant === 'bare'
           ? await runBare(seconds, connections, bodies)
-          : await runOnce(api, variant === 'with', seconds, connections, bodies);
+          : await runOnce(
+              api,
+              variant === 'without' ? undefined : variant === 'with' ? 3 : 1,
+              seconds,
+              connections,
+              bodies,
+            );
       rates[variant].push(rate);
     }
   }
@@ -210,6 +220,8 @@ async function main(): Promise<void> {
   );
   console.log(`  Amber without the log / bare fastify: ${describe(ratios('without', 'bare'), 2)}`);
   console.log(`  with the log / without: ${describe(ratios('with', 'without'), 2)} (target >= 0.80)`);
+  if (VARIANTS.includes('serial'))
+    console.log(`  with the log, one sync at a time / without: ${describe(ratios('serial', 'without'), 2)}`);
 }
 
 /** Median, then min..max and every value in round order. */
@@ -262,7 +274,8 @@ function load(port: number, seconds: number, connections: number, bodies: string
 
 async function runOnce(
   api: CaseApi,
-  withLog: boolean,
+  /** fdatasyncs in flight; no log when undefined. */
+  syncsInFlight: number | undefined,
   seconds: number,
   connections: number,
   bodies: string[],
@@ -270,7 +283,7 @@ async function runOnce(
   const counting = countCalls(api);
   const registry = createRegistry();
   const metrics = createIntakeMetrics(registry);
-  const walDir = withLog ? mkdtempSync(join(tmpdir(), 'amber-bench-wal-')) : undefined;
+  const walDir = syncsInFlight ? mkdtempSync(join(tmpdir(), 'amber-bench-wal-')) : undefined;
   const opened = walDir
     ? await WriteAheadLog.open({
         baseDir: walDir,
@@ -278,6 +291,7 @@ async function runOnce(
         maxBytes: 1024 * 1024 * 1024,
         logger: silentLogger,
         onBytes: (b) => metrics.logBytes.set(b),
+        syncsInFlight,
       })
     : undefined;
   const engine = new IntakeEngine({

@@ -37,6 +37,8 @@ export interface WalOptions {
   logger: Logger;
   /** Told the bytes on disk whenever they change (a gauge). */
   onBytes?: (bytes: number) => void;
+  /** fdatasyncs in flight at once (MAX_SYNCS_IN_FLIGHT); 1 is the plain group commit. */
+  syncsInFlight?: number;
   /**
    * Given the records of a stale replica's log taken over while this one runs (to replay them).
    * Without it, other replicas' logs are taken over at open() only.
@@ -142,6 +144,7 @@ export class WriteAheadLog {
   private syncFailures = 0;
   private idleWaiters: Array<() => void> = [];
   private batches = 0;
+  private readonly syncsInFlight: number;
   private fh: OpenSegment | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
@@ -156,6 +159,7 @@ export class WriteAheadLog {
     this.own = own;
     this.lockPath = join(own.dir, 'lock');
     this.runId = newRunId();
+    this.syncsInFlight = opts.syncsInFlight ?? MAX_SYNCS_IN_FLIGHT;
   }
 
   /**
@@ -298,7 +302,7 @@ export class WriteAheadLog {
   /** Starts writing the next batch when nothing is being written and a sync slot is free. */
   private pump(): void {
     if (this.pumpScheduled || this.writing || this.queue.length === 0) return;
-    if (this.syncing >= MAX_SYNCS_IN_FLIGHT) return;
+    if (this.syncing >= this.syncsInFlight) return;
     this.pumpScheduled = true;
     // Let the appends of this turn of the event loop join the batch.
     setImmediate(() => {
@@ -312,7 +316,7 @@ export class WriteAheadLog {
    * waiting for it; settle() answers the batch. Batches are answered in the order written.
    */
   private async writeNext(): Promise<void> {
-    if (this.writing || this.queue.length === 0 || this.syncing >= MAX_SYNCS_IN_FLIGHT) {
+    if (this.writing || this.queue.length === 0 || this.syncing >= this.syncsInFlight) {
       this.wakeIdle();
       return;
     }
@@ -328,7 +332,7 @@ export class WriteAheadLog {
       await open.handle.write(Buffer.concat(batch.map((p) => p.frame)));
       // Each sync in flight has a descriptor of its own: a write-back error is reported once per
       // descriptor, so a concurrent sync on a shared one could take the error meant for this batch.
-      synced = open.syncHandles[this.batches++ % MAX_SYNCS_IN_FLIGHT]!.datasync();
+      synced = open.syncHandles[this.batches++ % this.syncsInFlight]!.datasync();
       this.syncs++;
     } catch (err) {
       synced = Promise.reject(err);
@@ -393,7 +397,7 @@ export class WriteAheadLog {
     const handle = await open(segment.path, 'a');
     // Opened before any write they will sync, so they report every error after it.
     const syncHandles = await Promise.all(
-      Array.from({ length: MAX_SYNCS_IN_FLIGHT }, () => open(segment.path, 'r')),
+      Array.from({ length: this.syncsInFlight }, () => open(segment.path, 'r')),
     );
     this.fh = { segment, handle, syncHandles };
     return this.fh;
