@@ -1,16 +1,21 @@
 // Alert storm through the real webhook over loopback HTTP: 10 pods flooding, keep-alive clients
-// in a worker thread (its own event loop), the intake's engine writing to a real kube-apiserver
-// when one is built (scripts/testenv-build.sh kube), else to an in-memory API (said in the output).
-// Prints accepted alerts/s, p50/p99 latency as the clients saw it, the server's own p99, peak RSS
-// and the API writes the flood turned into; twice without and twice with the write-ahead log
-// (ADR 0014), alternating, and the ratio of the best runs.
+// (wrk when installed, else a Node worker thread), the intake's engine writing to a real
+// kube-apiserver when one is built (scripts/testenv-build.sh kube), else to an in-memory API
+// (said in the output; AMBER_BENCH_MEMORY_API=1 asks for it).
+// Each round runs three servers one after the other, in a rotating order: a bare fastify server
+// that only parses the JSON and answers 202 (the physical baseline, issue 14), Amber's intake
+// without the write-ahead log and with it (ADR 0014). Prints accepted alerts/s, latency, fsyncs,
+// API writes per run, then the medians and spreads of the rates and of the ratios taken within
+// each round: Amber / bare (target >= 0.5) and with the log / without (target >= 0.8).
 //
-//   npx tsx bench/intake.ts [seconds=10] [connections=32]
+//   npx tsx bench/intake.ts [seconds=5] [connections=32] [rounds=5]
+//   AMBER_BENCH_ONLY=with node --cpu-prof --import tsx bench/intake.ts 10 32 1   # a profile
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import Fastify from 'fastify';
 import { ResponsePolicySpec } from '../src/api/responsepolicy.js';
 import { buildIntakeApp } from '../src/intake/app.js';
 import { IntakeEngine } from '../src/intake/engine.js';
@@ -131,9 +136,26 @@ async function runWrk(
   };
 }
 
+type Variant = 'bare' | 'without' | 'with' | 'serial';
+const LABEL: Record<Variant, string> = {
+  serial: 'AMBER with the log, one fdatasync at a time (before ADR 0019)',
+  bare: 'BARE fastify (parse JSON, answer 202)',
+  without: 'AMBER without the write-ahead log',
+  with: 'AMBER with the write-ahead log',
+};
+
 async function main(): Promise<void> {
-  const seconds = Number(process.argv[2] ?? 10);
+  const seconds = Number(process.argv[2] ?? 5);
   const connections = Number(process.argv[3] ?? 32);
+  const rounds = Number(process.argv[4] ?? 5);
+  // One variant alone, for a profile of the intake (node --cpu-prof): AMBER_BENCH_ONLY=with.
+  // AMBER_BENCH_SERIAL=1 adds the log with one sync at a time, to compare with the pipelined one.
+  const VARIANTS: readonly Variant[] = process.env.AMBER_BENCH_SERIAL
+    ? ['bare', 'without', 'with', 'serial']
+    : ['bare', 'without', 'with'];
+  const only = process.env.AMBER_BENCH_ONLY as Variant | undefined;
+  if (only !== undefined && !VARIANTS.includes(only))
+    throw new Error(`AMBER_BENCH_ONLY must be one of ${VARIANTS.join(', ')}`);
   const fixture = readFileSync(
     join(import.meta.dirname, '..', 'test', 'fixtures', 'falco', 'syscall-read-sensitive-file.json'),
     'utf8',
@@ -143,6 +165,7 @@ async function main(): Promise<void> {
   let target: string;
   let stop = async () => {};
   try {
+    if (process.env.AMBER_BENCH_MEMORY_API) throw new Error('AMBER_BENCH_MEMORY_API is set');
     const { startCluster } = await import('../test/testenv/kube.js');
     const { installCrds } = await import('../test/testenv/crds.js');
     const cluster = await startCluster();
@@ -156,30 +179,103 @@ async function main(): Promise<void> {
     target = `in-memory API (no kube-apiserver: ${(err as Error).message.split('\n')[0]})`;
   }
   console.log(
-    `intake bench: ${PODS} pods flooding, ${connections} keep-alive connections, ${seconds}s per run, load from ${hasWrk() ? 'wrk' : 'a Node worker'}, writes to ${target}`,
+    `intake bench: ${PODS} pods flooding, ${connections} keep-alive connections, ${seconds}s per run, ${rounds} rounds, load from ${hasWrk() ? 'wrk' : 'a Node worker'}, writes to ${target}`,
   );
-  // Without and with the write-ahead log in the same process against the same API server,
-  // alternating so that a drift in the machine's load falls on both.
-  const rates: Record<'without' | 'with', number[]> = { without: [], with: [] };
-  for (const [i, withLog] of [false, true, false, true].entries()) {
-    const bodies = Array.from({ length: PODS * 10 }, (_, j) =>
-      fixture
-        .replaceAll('"hellofalco"', `"flood-${i}-${j % PODS}"`)
-        .replace('"Read sensitive file untrusted"', `"Read sensitive file untrusted ${j % 3}"`),
-    );
-    const rate = await runOnce(api, withLog, seconds, connections, bodies);
-    rates[withLog ? 'with' : 'without'].push(rate);
+  // The bare server, Amber without and Amber with the log in the same process against the same
+  // API server, interleaved round by round (and in a rotating order within a round) so that a
+  // drift in the machine's load falls on all three; ratios are taken within a round.
+  const rates: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
+  for (let round = 0; round < rounds; round++) {
+    const order = only ? [only] : VARIANTS.map((_, k) => VARIANTS[(k + round) % VARIANTS.length]!);
+    for (const variant of order) {
+      const bodies = Array.from({ length: PODS * 10 }, (_, j) =>
+        fixture
+          .replaceAll('"hellofalco"', `"flood-${round}-${variant}-${j % PODS}"`)
+          .replace('"Read sensitive file untrusted"', `"Read sensitive file untrusted ${j % 3}"`),
+      );
+      console.log(`round ${round + 1}/${rounds}, ${LABEL[variant]}:`);
+      const rate =
+        variant === 'bare'
+          ? await runBare(seconds, connections, bodies)
+          : await runOnce(
+              api,
+              variant === 'without' ? undefined : variant === 'with' ? 3 : 1,
+              seconds,
+              connections,
+              bodies,
+            );
+      rates[variant].push(rate);
+    }
   }
-  const best = (xs: number[]) => Math.max(...xs);
-  console.log(
-    `  accepted alerts/s, best of two runs: without the log ${best(rates.without)}, with it ${best(rates.with)}; ratio ${(best(rates.with) / best(rates.without)).toFixed(2)} (target >= 0.80)`,
-  );
   await stop();
+  if (only) {
+    console.log(`  accepted alerts/s (${only}): ${describe(rates[only])}`);
+    return;
+  }
+  const ratios = (a: Variant, b: Variant) => rates[a].map((r, k) => r / rates[b][k]!);
+  console.log('summary (median, and min..max over the rounds):');
+  for (const v of VARIANTS) console.log(`  ${LABEL[v]}: ${describe(rates[v])} alerts/s`);
+  console.log(
+    `  Amber (with the log, as deployed) / bare fastify: ${describe(ratios('with', 'bare'), 2)} (target >= 0.50)`,
+  );
+  console.log(`  Amber without the log / bare fastify: ${describe(ratios('without', 'bare'), 2)}`);
+  console.log(`  with the log / without: ${describe(ratios('with', 'without'), 2)} (target >= 0.80)`);
+  if (VARIANTS.includes('serial'))
+    console.log(`  with the log, one sync at a time / without: ${describe(ratios('serial', 'without'), 2)}`);
+}
+
+/** Median, then min..max and every value in round order. */
+function describe(xs: number[], digits = 0): string {
+  const f = (x: number) => x.toFixed(digits);
+  return `median ${f(median(xs))}, spread ${f(Math.min(...xs))}..${f(Math.max(...xs))} [${xs.map(f).join(' ')}]`;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The physical baseline: fastify as it comes, parsing the JSON body and answering 202. */
+async function runBare(seconds: number, connections: number, bodies: string[]): Promise<number> {
+  const app = Fastify({ logger: false });
+  app.post('/', async (req, reply) => {
+    void reply.code(202);
+    return { accepted: true, rule: (req.body as { rule?: string }).rule };
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (app.server.address() as { port: number }).port;
+  const started = Date.now();
+  const result = await load(port, seconds, connections, bodies);
+  const elapsed = (Date.now() - started) / 1000;
+  await app.close();
+  const rate = Math.round((result.statuses[202] ?? 0) / elapsed);
+  console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
+  console.log(`  accepted alerts/s: ${rate}`);
+  return rate;
+}
+
+/**
+ * wrk (Debian's package) costs far less CPU than a Node client; with two cores shared by the
+ * server, the client and the API server, the load generator decides what is measured.
+ */
+function load(port: number, seconds: number, connections: number, bodies: string[]): Promise<LoadResult> {
+  return hasWrk()
+    ? runWrk(port, seconds, connections, bodies)
+    : new Promise<LoadResult>((resolve, reject) => {
+        const w = new Worker(CLIENT, {
+          eval: true,
+          workerData: { port, seconds, connections, bodies, token: TOKEN },
+        });
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
 }
 
 async function runOnce(
   api: CaseApi,
-  withLog: boolean,
+  /** fdatasyncs in flight; no log when undefined. */
+  syncsInFlight: number | undefined,
   seconds: number,
   connections: number,
   bodies: string[],
@@ -187,7 +283,7 @@ async function runOnce(
   const counting = countCalls(api);
   const registry = createRegistry();
   const metrics = createIntakeMetrics(registry);
-  const walDir = withLog ? mkdtempSync(join(tmpdir(), 'amber-bench-wal-')) : undefined;
+  const walDir = syncsInFlight ? mkdtempSync(join(tmpdir(), 'amber-bench-wal-')) : undefined;
   const opened = walDir
     ? await WriteAheadLog.open({
         baseDir: walDir,
@@ -195,6 +291,7 @@ async function runOnce(
         maxBytes: 1024 * 1024 * 1024,
         logger: silentLogger,
         onBytes: (b) => metrics.logBytes.set(b),
+        syncsInFlight,
       })
     : undefined;
   const engine = new IntakeEngine({
@@ -219,25 +316,13 @@ async function runOnce(
   const port = (app.server.address() as { port: number }).port;
 
   const started = Date.now();
-  // wrk (Debian's package) costs far less CPU than a Node client; with two cores shared by the
-  // server, the client and the API server, the load generator decides what is measured.
-  const result = hasWrk()
-    ? await runWrk(port, seconds, connections, bodies)
-    : await new Promise<LoadResult>((resolve, reject) => {
-        const w = new Worker(CLIENT, {
-          eval: true,
-          workerData: { port, seconds, connections, bodies, token: TOKEN },
-        });
-        w.once('message', resolve);
-        w.once('error', reject);
-      });
+  const result = await load(port, seconds, connections, bodies);
   const elapsed = (Date.now() - started) / 1000;
   await app.close();
   await engine.stop(30_000);
   const rate = Math.round((result.statuses[202] ?? 0) / elapsed);
 
   const serverP99 = await histogramQuantile(registry, 0.99);
-  console.log(`${withLog ? 'WITH' : 'WITHOUT'} the write-ahead log${walDir ? ` (in ${walDir})` : ''}:`);
   console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
   console.log(`  accepted alerts/s: ${rate}`);
   console.log(

@@ -1,5 +1,5 @@
 import pLimit from 'p-limit';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { API_VERSION } from '../api/common.js';
 import type { Logger } from '../observability/logger.js';
@@ -694,10 +694,11 @@ function loggedAlert(caseName: string, target: AlertTarget, alert: Alert): Logge
 
 /** An event's identity when Falcosidekick gave it no uuid (Falco's http_output gives none). */
 function eventDigest(alert: Alert): string {
-  return createHash('sha256')
-    .update(JSON.stringify([alert.time, alert.rule, alert.source, alert.hostname ?? '', alert.output ?? '']))
-    .digest('hex')
-    .slice(0, 32);
+  return hash(
+    'sha256',
+    JSON.stringify([alert.time, alert.rule, alert.source, alert.hostname ?? '', alert.output ?? '']),
+    'hex',
+  ).slice(0, 32);
 }
 
 /** A record as the log returns it (written by this code, but checked: a disk is not a type). */

@@ -24,7 +24,7 @@ export function parseJsonExact(text: string): unknown {
     marked += `${text.slice(at, start)}"${MARK_JSON}${text.slice(start, end)}"`;
     at = end;
   }
-  return unmark(JSON.parse(marked + text.slice(at)));
+  return unmark(JSON.parse(marked + text.slice(at)), { left: spans.length });
 }
 
 /** [start, end) of integer literals, outside strings, too long to be safe as a double. */
@@ -33,11 +33,7 @@ function longIntegers(text: string): Array<[number, number]> {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
-      for (i++; i < text.length; i++) {
-        const d = text.charCodeAt(i);
-        if (d === 0x5c /* \ */) i++;
-        else if (d === 0x22) break;
-      }
+      i = stringEnd(text, i);
     } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
       const start = i;
       let integer = true;
@@ -46,13 +42,28 @@ function longIntegers(text: string): Array<[number, number]> {
         const d = text.charCodeAt(i);
         if (d === 0x2e || d === 0x65 || d === 0x45) integer = false; // . e E
       }
-      const token = text.slice(start, i + 1);
       // Only a well-formed integer literal is wrapped: anything else is left for JSON.parse to refuse.
-      if (integer && token.length >= 16 && INTEGER.test(token) && !Number.isSafeInteger(Number(token)))
-        spans.push([start, i + 1]);
+      if (integer && i + 1 - start >= 16) {
+        const token = text.slice(start, i + 1);
+        if (INTEGER.test(token) && !Number.isSafeInteger(Number(token))) spans.push([start, i + 1]);
+      }
     }
   }
   return spans;
+}
+
+/**
+ * The index of the quote closing the string opened at `open` (text.length when none does): the
+ * next quote preceded by an even number of backslashes. indexOf skips the string's body at
+ * memory speed; most of a Falco event is strings (the output line).
+ */
+function stringEnd(text: string, open: number): number {
+  for (let q = text.indexOf('"', open + 1); q !== -1; q = text.indexOf('"', q + 1)) {
+    let backslashes = 0;
+    while (text.charCodeAt(q - 1 - backslashes) === 0x5c /* \ */) backslashes++;
+    if (backslashes % 2 === 0) return q;
+  }
+  return text.length;
 }
 
 const INTEGER = /^-?(0|[1-9]\d*)$/;
@@ -61,9 +72,11 @@ function isNumberChar(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d;
 }
 
-function unmark(value: unknown): unknown {
+/** Replaces marked strings by bigints; stops walking once all `left` of them are found. */
+function unmark(value: unknown, found: { left: number }): unknown {
   if (typeof value === 'string') {
     if (!value.startsWith(MARK)) return value;
+    found.left--;
     try {
       return BigInt(value.slice(MARK.length));
     } catch {
@@ -71,14 +84,15 @@ function unmark(value: unknown): unknown {
     }
   }
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = unmark(value[i]);
+    for (let i = 0; i < value.length && found.left > 0; i++) value[i] = unmark(value[i], found);
     return value;
   }
   if (value !== null && typeof value === 'object') {
     const obj = value as Record<string, unknown>;
     for (const key of Object.keys(obj)) {
+      if (found.left === 0) break;
       const before = obj[key];
-      const after = unmark(before);
+      const after = unmark(before, found);
       // defineProperty, not assignment: an own "__proto__" key must stay a plain key.
       if (after !== before)
         Object.defineProperty(obj, key, {

@@ -1,9 +1,18 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IntakeError } from '../../../src/intake/errors.js';
 import { aimAtPod } from './audit-fixtures.js';
-import { parseFalcoBody, responseCode, rfc3339ToNs, toAlert } from '../../../src/intake/falco.js';
+import {
+  FalcoEvent,
+  parseFalcoBody,
+  responseCode,
+  rfc3339ToNs,
+  toAlert,
+  wellFormedEvent,
+} from '../../../src/intake/falco.js';
+import { parseJsonExact } from '../../../src/intake/json.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'fixtures', 'falco');
 const fixture = (name: string) => readFileSync(join(dir, name));
@@ -228,4 +237,128 @@ describe('rfc3339ToNs', () => {
     ['2022-02-15T14:03:12.12+0000', 1644933792120000000n],
     ['2022-02-15T16:03:12.1+02:00', 1644933792100000000n],
   ])('%s', (time, ns) => expect(rfc3339ToNs(time)).toBe(ns));
+});
+
+describe('wellFormedEvent (the schema without the schema library)', () => {
+  /** Either it declines, or it returns exactly what the schema returns; it never accepts what the schema refuses. */
+  let taken = 0;
+  function agreesWithSchema(raw: unknown): void {
+    const fast = wellFormedEvent(structuredClone(raw));
+    const schema = FalcoEvent.safeParse(structuredClone(raw));
+    if (fast === undefined) return;
+    taken++;
+    expect(schema.success).toBe(true);
+    expect(fast).toStrictEqual(schema.data);
+    expect(Object.keys(fast)).toEqual(Object.keys(schema.data!));
+  }
+
+  it('returns what the schema returns for every fixture', () => {
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.json'))) {
+      const raw = parseJsonExact(fixture(f).toString('utf8'));
+      expect(wellFormedEvent(raw), f).toBeDefined();
+      agreesWithSchema(raw);
+    }
+  });
+
+  /** Strings up to `max` long, the limit itself included; `max + 1` breaks the field. */
+  const text = (max: number, min = 0) =>
+    fc.oneof(
+      fc.string({ minLength: min, maxLength: Math.min(max, 8) }),
+      fc.string({ minLength: max, maxLength: max }),
+    );
+  const value = fc.oneof(
+    fc.string({ maxLength: 5 }),
+    fc.integer(),
+    fc.double(),
+    fc.bigInt(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(fc.integer(), { maxLength: 2 }),
+    fc.object({ maxDepth: 1 }),
+  );
+  /** Mostly a valid value of the field (or no field), now and then anything, or one past the limit. */
+  const field = <T>(valid: fc.Arbitrary<T>, tooLong?: number) =>
+    fc.oneof(
+      { arbitrary: valid, weight: 12 },
+      { arbitrary: fc.constant(undefined), weight: 2 },
+      { arbitrary: value, weight: 1 },
+      ...(tooLong ? [{ arbitrary: fc.string({ minLength: tooLong, maxLength: tooLong }), weight: 1 }] : []),
+    );
+  const optionalText = (max: number) => field(fc.oneof(text(max), fc.constant(null)), max + 1);
+  const event = fc.record(
+    {
+      uuid: optionalText(64),
+      output: field(fc.oneof(fc.string(), fc.constant(null))),
+      priority: field(fc.constantFrom('warning', 'INFO', 'Critical', 'informational', 'nope', ''), 33),
+      rule: field(text(1024, 1), 1025),
+      time: field(
+        fc.constantFrom(
+          '2025-11-24T13:22:11.153390386Z',
+          '2021-01-14T23:39:44+01:00',
+          '2021-01-14T23:39:44-0130',
+          '2021-02-30T23:39:44Z',
+          '2021-01-14T23:39:44.1234567890Z',
+          '2021-01-14 23:39:44Z',
+        ),
+      ),
+      output_fields: field(
+        fc.oneof(
+          fc.dictionary(fc.oneof(fc.string({ maxLength: 4 }), text(256), text(257)), value, { maxKeys: 6 }),
+          fc.constant(null),
+        ),
+      ),
+      source: optionalText(64),
+      tags: field(
+        fc.oneof(
+          fc.array(fc.oneof({ arbitrary: text(256), weight: 8 }, { arbitrary: value, weight: 1 }), {
+            maxLength: 4,
+          }),
+          fc.constant(null),
+        ),
+      ),
+      hostname: optionalText(253),
+      extra: field(fc.string()),
+    },
+    { requiredKeys: [] },
+  );
+
+  it('agrees with the schema on events valid and broken in every field', () => {
+    taken = 0;
+    fc.assert(
+      fc.property(event, (e) => {
+        // What JSON.parse can give: no undefined values.
+        const raw = Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined));
+        agreesWithSchema(raw);
+      }),
+      { numRuns: 3000 },
+    );
+    // The generator must reach the fast path often, or the property says nothing.
+    expect(taken).toBeGreaterThan(50);
+  });
+
+  it('declines what the schema refuses at the limits: 513 fields, 129 tags, a 257-character key', () => {
+    const base = JSON.parse(fixture('syscall-read-sensitive-file.json').toString('utf8')) as Record<
+      string,
+      unknown
+    >;
+    const many = Object.fromEntries(Array.from({ length: 513 }, (_, i) => [`f${i}`, i]));
+    for (const broken of [
+      { ...base, output_fields: many },
+      { ...base, tags: Array.from({ length: 129 }, () => 't') },
+      { ...base, output_fields: { ['k'.repeat(257)]: 1 } },
+      { ...base, output_fields: { a: Infinity } },
+      { ...base, rule: 'r'.repeat(1025) },
+      [base],
+      null,
+    ]) {
+      expect(wellFormedEvent(broken)).toBeUndefined();
+      expect(FalcoEvent.safeParse(broken).success).toBe(false);
+    }
+    const edge = {
+      ...base,
+      output_fields: Object.fromEntries(Array.from({ length: 512 }, (_, i) => [`f${i}`, i])),
+    };
+    expect(wellFormedEvent(edge)).toBeDefined();
+    agreesWithSchema(edge);
+  });
 });

@@ -63,6 +63,31 @@ describe('WriteAheadLog', () => {
     expect(recovered).toHaveLength(1000);
   });
 
+  it('answers records in the order appended while several syncs run, across segments, and keeps all', async () => {
+    const dir = base();
+    // Small segments: the stream crosses several, so handles change while syncs may be running.
+    const { wal } = await openLog(dir, { segmentBytes: 2048 });
+    const answered: number[] = [];
+    const all: Array<Promise<void>> = [];
+    for (let wave = 0; wave < 20; wave++) {
+      for (let i = 0; i < 10; i++) {
+        const n = wave * 10 + i;
+        const { durable } = wal.append({ n, pad: 'p'.repeat(20) });
+        all.push(durable.then(() => void answered.push(n)));
+      }
+      // The next wave arrives while the previous one is being written or synced.
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(all);
+    expect(answered).toEqual(Array.from({ length: 200 }, (_, n) => n));
+    expect(wal.fsyncs).toBeGreaterThan(1);
+    await wal.close();
+    const { recovered } = await openLog(dir);
+    expect(recovered.map((r) => (r.body as { n: number }).n)).toEqual(
+      Array.from({ length: 200 }, (_, n) => n),
+    );
+  });
+
   it('skips a torn last record with a log line and replays the ones before it', async () => {
     const dir = base();
     const { wal } = await openLog(dir);

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { decodeFrames, encodeFrame, FRAME_HEADER, MAX_RECORD } from '../../../src/intake/walframe.js';
+import {
+  decodeFrames,
+  encodeFrame,
+  encodeTextFrame,
+  FRAME_HEADER,
+  MAX_RECORD,
+} from '../../../src/intake/walframe.js';
 
 const records = ['{"seq":1}', '{"seq":2,"body":"é ü"}', 'x'.repeat(300)].map((s) => Buffer.from(s));
 const log = Buffer.concat(records.map(encodeFrame));
@@ -11,6 +17,13 @@ describe('write-ahead log framing', () => {
     expect(d.payloads.map(String)).toEqual(records.map(String));
     expect(d.validBytes).toBe(log.length);
     expect(d.torn).toBeUndefined();
+  });
+
+  it('encodes text exactly as it encodes its UTF-8 bytes', () => {
+    for (const text of ['{"seq":1}', '{"seq":2,"body":"é ü \u{1F600}"}', 'x'.repeat(300)])
+      expect(encodeTextFrame(text).equals(encodeFrame(Buffer.from(text)))).toBe(true);
+    expect(() => encodeTextFrame('')).toThrow(RangeError);
+    expect(() => encodeTextFrame('é'.repeat(MAX_RECORD / 2 + 1))).toThrow(RangeError);
   });
 
   it('refuses an empty or oversized payload', () => {
