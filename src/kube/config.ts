@@ -19,6 +19,11 @@ import { Agent, ProxyAgent, type Dispatcher } from 'undici';
 export class PooledKubeConfig extends KubeConfig {
   private pooled: { key: string; dispatcher: Dispatcher } | undefined;
 
+  /** http2: false keeps to HTTP/1.1 with up to 32 keep-alive connections (bench/kube-connections.ts). */
+  constructor(private readonly pool: { http2?: boolean } = {}) {
+    super();
+  }
+
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     const cluster = this.getCurrentCluster();
     // The library's own reading of the kubeconfig: TLS material, authenticators (exec, OIDC,
@@ -60,10 +65,11 @@ export class PooledKubeConfig extends KubeConfig {
     const key = planKey(plan);
     if (this.pooled?.key === key) return this.pooled.dispatcher;
     const previous = this.pooled?.dispatcher;
+    const http = this.pool.http2 === false ? { allowH2: false, connections: 32 } : { allowH2: true };
     const dispatcher =
       plan.type === 'proxy'
-        ? new ProxyAgent({ uri: plan.uri, requestTls: plan.requestTls, connect: plan.connect, allowH2: true })
-        : new Agent({ connect: plan.connect, allowH2: true });
+        ? new ProxyAgent({ uri: plan.uri, requestTls: plan.requestTls, connect: plan.connect, ...http })
+        : new Agent({ connect: plan.connect, ...http });
     this.pooled = { key, dispatcher };
     // Requests already sent on the old one finish there; only new ones use the new material.
     previous?.close().catch(() => undefined);
