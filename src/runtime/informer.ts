@@ -399,7 +399,7 @@ export function apiListWatch(kc: KubeConfig, path: string, opts: ApiListWatchOpt
 }
 
 /** Calls onLine for each newline-terminated line of a UTF-8 stream (a watch: one JSON event a line). */
-async function readLines(
+export async function readLines(
   body: ReadableStream<Uint8Array> | null,
   onLine: (line: string) => void,
 ): Promise<void> {
