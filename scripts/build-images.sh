@@ -22,8 +22,9 @@ export LC_ALL=C
 CACHE="${AMBER_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/amber-testenv}"
 IMAGES="$CACHE/images"
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
-NODE_VERSION="${AMBER_IMAGE_NODE_VERSION:-24.21.0}"
-NPM_VERSION="${AMBER_IMAGE_NPM_VERSION:-11.19.1}"
+# The project's pinned Node and npm (.nvmrc, package.json's packageManager), as in development.
+NODE_VERSION="${AMBER_IMAGE_NODE_VERSION:-$(tr -d ' \nv' <.nvmrc)}"
+NPM_VERSION="${AMBER_IMAGE_NPM_VERSION:-$(sed -n 's/.*"packageManager": *"npm@\([0-9.]*\)".*/\1/p' package.json)}"
 # buildah keeps its own storage inside the cache: nothing in /var/lib/containers is touched.
 STORAGE="$IMAGES/storage"
 RUNROOT="/run/amber-buildah"

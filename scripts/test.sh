@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: installs the npm dependencies, builds (or reuses) the real test
-# environment, checks types and lint, then runs the unit and integration tests.
+# Runs every test: installs the pinned Node (scripts/node-toolchain.sh) and the npm
+# dependencies, builds (or reuses) the real test environment, checks types and lint, then runs
+# the unit and integration tests, all with that Node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -d node_modules && node_modules/.package-lock.json -nt package-lock.json ]] || npm ci --no-audit --no-fund
+source scripts/node-toolchain.sh
+amber_npm_ci
 bash scripts/testenv-build.sh
 npx tsc --noEmit -p tsconfig.json
 npm run lint --silent

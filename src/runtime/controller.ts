@@ -2,7 +2,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../observability/logger.js';
-import { classify, errorMessage } from './errors.js';
+import { classify, errorMessage, retryLogLevel } from './errors.js';
 import { objectKey, type Informer } from './informer.js';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.js';
 
@@ -161,8 +161,12 @@ export class Controller {
           try {
             await this.onTerminalError(key, err, ctx);
           } catch (recordErr) {
-            ctx.log.error({ err: errorMessage(recordErr) }, 'could not record a terminal error, retrying');
-            this.retry(key);
+            const delayMs = this.retry(key);
+            const attempt = this.queue.numRequeues(key);
+            ctx.log[retryLogLevel(recordErr, attempt)](
+              { err: errorMessage(recordErr), attempt, delayMs },
+              'could not record a terminal error, retrying',
+            );
           }
         }
         return 'terminal';
@@ -174,8 +178,14 @@ export class Controller {
         this.onCatastrophicError(err);
         return 'catastrophic';
       case 'retryable': {
+        // Logged at warn while the failure looks transient (a burst, a restarting API server):
+        // the retry is the remedy and nobody has to act; error once it persists or is not.
         const delayMs = this.retry(key);
-        ctx.log.error({ err: message, retries: this.queue.numRequeues(key), delayMs }, 'reconcile failed');
+        const attempt = this.queue.numRequeues(key);
+        ctx.log[retryLogLevel(err, attempt)](
+          { err: message, attempt, delayMs },
+          'reconcile failed, retrying',
+        );
         return 'error';
       }
     }

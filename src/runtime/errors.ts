@@ -62,6 +62,63 @@ export function classify(err: unknown): ErrorKind {
   return 'retryable';
 }
 
+/** HTTP statuses that say "not now": the server is overloaded, restarting or behind a proxy that is. */
+const TRANSIENT_STATUS = new Set([429, 500, 502, 503, 504]);
+
+/**
+ * Error codes of a connection that failed or broke, from Node (system errors, streams, HTTP/2)
+ * and undici: another attempt on a new connection may well succeed.
+ */
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_HTTP2_GOAWAY_SESSION',
+  'ERR_HTTP2_STREAM_ERROR',
+  'ERR_HTTP2_STREAM_CANCEL',
+  'ERR_HTTP2_SESSION_ERROR',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
+/**
+ * A failure that is expected to pass by itself: a broken or refused connection, a timeout, or
+ * the API server saying it is overloaded or unavailable. Looks through `cause` chains (undici's
+ * fetch reports "fetch failed" with the socket error as its cause). Not transient: what a person
+ * has to fix (RBAC, a missing object, a refused object) and anything unrecognised.
+ */
+export function isTransient(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const status = apiStatusCode(e);
+    if (status !== undefined) return TRANSIENT_STATUS.has(status);
+    if (e.name === 'TimeoutError') return true;
+    if ('code' in e && typeof e.code === 'string' && TRANSIENT_CODES.has(e.code)) return true;
+  }
+  return false;
+}
+
+/** Failed attempts in a row after which a transient failure is worth an error log (about 5 s). */
+export const TRANSIENT_ATTEMPTS_BEFORE_ERROR = 10;
+
+/**
+ * The level to log a failure that will be retried at. A transient one is expected under load
+ * (a burst, an API server restart) and is retried anyway: a warning, until it has failed so
+ * often that it is no longer passing by itself. Anything else is an error at once: a person may
+ * have to act (RBAC, configuration, a bug).
+ */
+export function retryLogLevel(err: unknown, attempt: number): 'warn' | 'error' {
+  return isTransient(err) && attempt < TRANSIENT_ATTEMPTS_BEFORE_ERROR ? 'warn' : 'error';
+}
+
 const statusBody = z.object({ message: z.string() });
 
 /** A one-line message for logs and conditions; for API errors, the server's own message. */

@@ -2,7 +2,6 @@ import {
   ApiException,
   HttpMethod,
   ServerConfiguration,
-  Watch,
   createConfiguration,
   type KubeConfig,
   type KubernetesObject,
@@ -324,19 +323,20 @@ export function apiListWatch(kc: KubeConfig, path: string, opts: ApiListWatchOpt
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const config = createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}) });
   const selectors = { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector };
-  const watcher = new Watch(kc);
 
-  async function getJson(query: Record<string, string | undefined>): Promise<unknown> {
+  // Every request goes through kc's authentication (and its pooled connections, src/kube/config.ts).
+  async function send(query: Record<string, string | undefined>, signal?: AbortSignal) {
     const ctx = config.baseServer.makeRequestContext(path, HttpMethod.GET);
     ctx.setHeaderParam('Accept', 'application/json');
     for (const [k, v] of Object.entries(query)) if (v !== undefined) ctx.setQueryParam(k, v);
+    if (signal) ctx.setSignal(signal);
     await kc.applySecurityAuthentication(ctx);
     const res = await config.httpApi.send(ctx).toPromise();
-    const text = await res.body.text();
     if (res.httpStatusCode !== 200) {
+      const text = await res.body.text();
       throw new ApiException(res.httpStatusCode, `GET ${path} failed`, parseJson(text), res.headers);
     }
-    return JSON.parse(text);
+    return res;
   }
 
   return {
@@ -345,9 +345,8 @@ export function apiListWatch(kc: KubeConfig, path: string, opts: ApiListWatchOpt
       let cont: string | undefined;
       let resourceVersion: string;
       do {
-        const page = listSchema.parse(
-          await getJson({ ...selectors, limit: String(opts.pageSize ?? 500), continue: cont }),
-        );
+        const res = await send({ ...selectors, limit: String(opts.pageSize ?? 500), continue: cont });
+        const page = listSchema.parse(JSON.parse(await res.body.text()));
         items.push(...page.items);
         resourceVersion = page.metadata.resourceVersion;
         cont = page.metadata.continue || undefined;
@@ -355,26 +354,69 @@ export function apiListWatch(kc: KubeConfig, path: string, opts: ApiListWatchOpt
       return { items, resourceVersion };
     },
 
+    // Not client-node's Watch: since 2.0 it aborts a watch after 30 s without data, and a quiet
+    // resource sends nothing but a bookmark about once a minute, so every quiet watch would end
+    // in a TimeoutError and a relist.
     async watch(resourceVersion, onEvent, onDone) {
-      const query = {
-        ...selectors,
-        resourceVersion,
-        allowWatchBookmarks: true,
-        // The server ends the watch after this; a random 5-10 min spreads reconnects like client-go.
-        timeoutSeconds: Math.floor(300 + Math.random() * 300),
-      };
-      const abort = await watcher.watch(
-        path,
-        query,
-        (_type, _obj, raw: unknown) => {
-          const event = watchEventSchema.safeParse(raw);
-          if (event.success) onEvent(event.data);
-        },
-        (err: unknown) => onDone(isAbort(err) ? undefined : (err ?? undefined)),
+      // The server ends the watch after this; a random 5-10 min spreads reconnects like client-go.
+      const timeoutSeconds = Math.floor(300 + Math.random() * 300);
+      const abort = new AbortController();
+      // Silent well past the server's own end: the connection is dead, not the watch quiet.
+      const deadline = setTimeout(
+        () => abort.abort(new Error(`watch of ${path} silent beyond its ${timeoutSeconds} s timeout`)),
+        (timeoutSeconds + 30) * 1000,
       );
+      deadline.unref();
+      let res;
+      try {
+        res = await send(
+          {
+            ...selectors,
+            watch: 'true',
+            resourceVersion,
+            allowWatchBookmarks: 'true',
+            timeoutSeconds: String(timeoutSeconds),
+          },
+          abort.signal,
+        );
+      } catch (err) {
+        clearTimeout(deadline);
+        throw err;
+      }
+      const body = res.body.stream();
+      void readLines(body, (line) => {
+        const event = watchEventSchema.safeParse(parseJson(line));
+        if (event.success) onEvent(event.data);
+      })
+        .then(
+          () => onDone(),
+          (err: unknown) => onDone(abort.signal.aborted && isAbort(err) ? undefined : err),
+        )
+        .finally(() => clearTimeout(deadline));
       return () => abort.abort();
     },
   };
+}
+
+/** Calls onLine for each newline-terminated line of a UTF-8 stream (a watch: one JSON event a line). */
+export async function readLines(
+  body: ReadableStream<Uint8Array> | null,
+  onLine: (line: string) => void,
+): Promise<void> {
+  if (!body) return;
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    pending += value;
+    let end: number;
+    while ((end = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, end);
+      pending = pending.slice(end + 1);
+      if (line.trim()) onLine(line);
+    }
+  }
 }
 
 function isAbort(err: unknown): boolean {

@@ -14,6 +14,8 @@ export class CuttableProxy {
   private cutOff = false;
   /** Connections refused while cut: a client's attempts to reconnect, counted. */
   refused = 0;
+  /** Connections passed through: how many a client opened (src/kube/config.ts pools them). */
+  accepted = 0;
 
   private readonly server: Server;
 
@@ -26,6 +28,7 @@ export class CuttableProxy {
         this.refused++;
         return client.destroy();
       }
+      this.accepted++;
       const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
       for (const s of [client, upstream]) {
         this.sockets.add(s);

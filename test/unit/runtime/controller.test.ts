@@ -1,4 +1,5 @@
 import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
+import { pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../../src/observability/logger.js';
@@ -9,7 +10,12 @@ import {
   type Reconcile,
   type ReconcileContext,
 } from '../../../src/runtime/controller.js';
-import { CatastrophicError, ConflictError, TerminalError } from '../../../src/runtime/errors.js';
+import {
+  CatastrophicError,
+  ConflictError,
+  TRANSIENT_ATTEMPTS_BEFORE_ERROR,
+  TerminalError,
+} from '../../../src/runtime/errors.js';
 import { Informer, type ListWatch } from '../../../src/runtime/informer.js';
 
 const controllers: Controller[] = [];
@@ -76,6 +82,52 @@ describe('Controller', () => {
     await vi.waitFor(() => expect(c.queue.numRequeues('a')).toBe(0));
     expect(await metricValue(registry, 'amber_reconcile_total', { result: 'error' })).toBe(3);
     expect(await metricValue(registry, 'amber_workqueue_retries_total', { controller: 'test' })).toBe(3);
+  });
+
+  it('logs a retried transient failure at warn with its attempt number; anything else at error', async () => {
+    const lines: Array<{ level: number; msg: string; attempt?: number; key?: string }> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const reset = () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    let calls = 0;
+    const { c } = make(
+      async (key) => {
+        if (key === 'rbac') throw new ApiException(403, 'Forbidden', {}, {});
+        calls++;
+        if (calls <= 2) throw new TypeError('fetch failed', { cause: reset() });
+      },
+      { logger },
+    );
+    c.start();
+    c.enqueue('burst');
+    await vi.waitFor(() => expect(calls).toBe(3));
+    c.enqueue('rbac');
+    await vi.waitFor(() => expect(lines.filter((l) => l.key === 'rbac')).not.toHaveLength(0));
+    const failures = lines.filter((l) => l.msg === 'reconcile failed, retrying');
+    expect(failures.filter((l) => l.key === 'burst').map((l) => [l.level, l.attempt])).toEqual([
+      [40, 1],
+      [40, 2],
+    ]);
+    expect(failures.find((l) => l.key === 'rbac')).toMatchObject({ level: 50, attempt: 1 });
+  });
+
+  it('a transient failure that persists becomes an error', async () => {
+    const lines: Array<{ level: number; attempt?: number }> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const { c } = make(
+      async () => {
+        throw new ApiException(503, 'Service Unavailable', {}, {});
+      },
+      { logger, queue: { baseDelayMs: 1, maxDelayMs: 1 } },
+    );
+    c.start();
+    c.enqueue('a');
+    await vi.waitFor(() => expect(lines.length).toBeGreaterThanOrEqual(TRANSIENT_ATTEMPTS_BEFORE_ERROR));
+    await c.stop(1000);
+    expect(lines.slice(0, TRANSIENT_ATTEMPTS_BEFORE_ERROR - 1).every((l) => l.level === 40)).toBe(true);
+    expect(lines[TRANSIENT_ATTEMPTS_BEFORE_ERROR - 1]).toMatchObject({
+      level: 50,
+      attempt: TRANSIENT_ATTEMPTS_BEFORE_ERROR,
+    });
   });
 
   it('requeues an API conflict quietly, counted as a conflict', async () => {
