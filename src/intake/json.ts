@@ -5,8 +5,9 @@ import { randomBytes } from 'node:crypto';
  * nanoseconds (about 1.7e18): JSON.parse would round it, losing the order of events that an
  * investigator relies on.
  *
- * Node 20's JSON.parse gives revivers no source text, and a full JavaScript JSON parser
- * (lossless-json) costs five times JSON.parse, on the webhook's hot path. So a scanner that only
+ * A full JavaScript JSON parser (lossless-json) costs five times JSON.parse on the webhook's hot
+ * path, and Node 24's reviver with source text (`context.source`) still costs twice this
+ * (bench/json-exact.ts, ADR 0016). So a scanner that only
  * knows where strings start and end finds the long integer literals outside them, wraps each in
  * a string carrying a random per-process marker that no client can guess, and the native
  * parser does the rest; marked strings are turned into bigints afterwards. The property test
