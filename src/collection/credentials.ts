@@ -79,12 +79,64 @@ export function sessionPolicy(scope: JobScope): string {
   return policy;
 }
 
+/** STS's shortest session, on AWS and on MinIO alike (MinIO refuses DurationSeconds below it). */
+export const STS_MIN_SECONDS = 900;
+
 /**
- * How long the credentials live: the Job's deadline plus a margin (the report is written last),
- * within STS's bounds (900 s at least; the role's maximum session duration at most).
+ * Between minting and the Job's start (its activeDeadlineSeconds counts from there): the Secret
+ * is created and the Job resumed, a few API calls. The Job is killed at its deadline, report
+ * included (the collector keeps its own margin inside the deadline), so nothing legitimate
+ * writes after it; every second beyond is the node's alone, and the seal waits for all of them.
+ */
+export const CREDENTIAL_START_MARGIN_SECONDS = 60;
+
+/**
+ * How long the credentials live: the Job's deadline plus the start margin, within STS's bounds
+ * (900 s at least; the role's maximum session duration at most).
  */
 export function credentialSeconds(jobDeadlineSeconds: number, maxSeconds: number): number {
-  return Math.min(maxSeconds, Math.max(900, jobDeadlineSeconds + 300));
+  return Math.min(
+    maxSeconds,
+    Math.max(STS_MIN_SECONDS, jobDeadlineSeconds + CREDENTIAL_START_MARGIN_SECONDS),
+  );
+}
+
+/** On a collection Job: when the credentials minted for it expire (ISO 8601), written when it is resumed. */
+export const CREDENTIALS_EXPIRE_ANNOTATION = 'amber.io/credentials-expire-at';
+
+/** What the seal knows of one collection Job of the case. */
+export interface JobCredentialsView {
+  /** Still suspended: its credentials (if any were minted) never reached a node. */
+  suspended: boolean;
+  /** The CREDENTIALS_EXPIRE_ANNOTATION value. */
+  expiresAt?: string;
+  /** status.startTime, else creationTimestamp: no credential of it was minted before. */
+  startedAt?: string;
+}
+
+/**
+ * Until when a credential the case's Jobs handed to a node may still write under the case: the
+ * latest expiry. A Job resumed without the annotation (a crash between the patch's parts cannot
+ * happen, it is one patch; an older operator did not write it) counts at the longest lifetime
+ * the operator could have minted, from its start. Milliseconds since the epoch (Infinity: a Job
+ * that ran and tells neither); undefined: no credential ever left the operator.
+ * Pure: tested with tables.
+ */
+export function credentialsValidUntil(jobs: JobCredentialsView[], maxSeconds: number): number | undefined {
+  let until: number | undefined;
+  for (const j of jobs) {
+    const annotated = j.expiresAt ? Date.parse(j.expiresAt) : NaN;
+    let t: number;
+    if (!Number.isNaN(annotated)) t = annotated;
+    else if (j.suspended) continue;
+    else {
+      const started = j.startedAt ? Date.parse(j.startedAt) : NaN;
+      // Nothing tells when it started: its credentials cannot be bounded, so the seal cannot pass.
+      t = Number.isNaN(started) ? Number.POSITIVE_INFINITY : started + maxSeconds * 1000;
+    }
+    until = until === undefined ? t : Math.max(until, t);
+  }
+  return until;
 }
 
 export interface JobCredentials {

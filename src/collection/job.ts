@@ -289,7 +289,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
   };
 }
 
-function labelValue(s: string): string {
+export function labelValue(s: string): string {
   return artifactSegment(s)
     .slice(0, 63)
     .replace(/[^A-Za-z0-9]+$/, '');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   credentialSeconds,
+  credentialsValidUntil,
   JobScopeError,
   jobKeyPrefixes,
   sessionPolicy,
@@ -77,10 +78,46 @@ describe('credential lifetime', () => {
   it.each([
     [600, 3600, 900],
     [10, 3600, 900],
-    [1200, 3600, 1500],
+    [1200, 3600, 1260],
+    [840, 3600, 900],
+    [841, 3600, 901],
     [86_400, 3600, 3600],
     [86_400, 43_200, 43_200],
   ])('Job deadline %i s, role maximum %i s -> %i s', (deadline, max, seconds) => {
     expect(credentialSeconds(deadline, max)).toBe(seconds);
+  });
+});
+
+describe('until when the Jobs of a case can write under it', () => {
+  const t = (iso: string) => Date.parse(iso);
+  it.each<[string, Parameters<typeof credentialsValidUntil>[0], number | undefined]>([
+    ['no Job: nothing ever left the operator', [], undefined],
+    ['a Job still suspended: its credentials never reached a node', [{ suspended: true }], undefined],
+    [
+      'the latest annotated expiry',
+      [
+        { suspended: false, expiresAt: '2026-11-28T10:15:00Z' },
+        { suspended: false, expiresAt: '2026-11-28T10:30:00Z', startedAt: '2026-11-28T10:00:00Z' },
+      ],
+      t('2026-11-28T10:30:00Z'),
+    ],
+    [
+      'a Job resumed without the annotation: its start plus the longest lifetime',
+      [{ suspended: false, startedAt: '2026-11-28T10:00:00Z' }],
+      t('2026-11-28T11:00:00Z'),
+    ],
+    [
+      'an annotated Job suspended again still counts',
+      [{ suspended: true, expiresAt: '2026-11-28T10:15:00Z' }],
+      t('2026-11-28T10:15:00Z'),
+    ],
+    [
+      'a garbled annotation falls back to the start',
+      [{ suspended: false, expiresAt: 'soon', startedAt: '2026-11-28T10:00:00Z' }],
+      t('2026-11-28T11:00:00Z'),
+    ],
+    ['a Job that ran and tells nothing cannot be bounded', [{ suspended: false }], Number.POSITIVE_INFINITY],
+  ])('%s', (_what, jobs, until) => {
+    expect(credentialsValidUntil(jobs, 3600)).toBe(until);
   });
 });
