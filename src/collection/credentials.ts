@@ -20,6 +20,9 @@ export interface JobScope {
   /** The container's prefix inside the case, e.g. `containers/0123456789ab`. */
   containerPrefix: string;
   legalHold: boolean;
+  /** The case's retention: the only lock the Job's writes may carry. */
+  lockMode: 'COMPLIANCE' | 'GOVERNANCE';
+  retentionDays: number;
 }
 
 /** STS and AWS cap inline session policies at 2048 characters. */
@@ -45,8 +48,10 @@ export function jobKeyPrefixes(scope: JobScope): string[] {
  * The session policy: PutObject (multipart included: CreateMultipartUpload, UploadPart and
  * CompleteMultipartUpload are authorised as s3:PutObject), AbortMultipartUpload to clean up a
  * failed upload, PutObjectRetention because every object is written with its retention (S3
- * requires the permission for the x-amz-object-lock-* headers), and PutObjectLegalHold only
- * when the case asks for a legal hold. No BypassGovernanceRetention, no Get, no List, no Delete.
+ * requires the permission for the x-amz-object-lock-* headers) but only with the case's mode
+ * and days, and PutObjectLegalHold only when the case asks for a legal hold. No
+ * BypassGovernanceRetention, no Get, no List, no Delete. A session policy cannot cap bytes
+ * (ADR 0009: the bucket quota and the collector's caps do).
  */
 export function sessionPolicy(scope: JobScope): string {
   for (const [what, value] of [
@@ -59,16 +64,31 @@ export function sessionPolicy(scope: JobScope): string {
       throw new JobScopeError(
         `the evidence ${what} "${value}" contains * ? or $, which a policy cannot name exactly`,
       );
-  const actions = ['s3:PutObject', 's3:AbortMultipartUpload', 's3:PutObjectRetention'];
+  const resources = jobKeyPrefixes(scope).map((p) => `arn:aws:s3:::${scope.bucket}/${p}*`);
+  const actions = ['s3:PutObject', 's3:AbortMultipartUpload'];
   if (scope.legalHold) actions.push('s3:PutObjectLegalHold');
   const policy = JSON.stringify({
     Version: '2012-10-17',
     Statement: [
+      { Sid: 'AmberCollectorWriteOwnPrefix', Effect: 'Allow', Action: actions, Resource: resources },
       {
-        Sid: 'AmberCollectorWriteOwnPrefix',
+        // Every write carries a lock, and S3 authorises its headers as s3:PutObjectRetention with
+        // these keys: the case's mode, and a retention of the case's days (one more for the
+        // rounding of a partial day). Without them the node could lock garbage for a century in
+        // COMPLIANCE mode (storage no one can ever free) or its evidence for a day.
+        Sid: 'AmberCollectorLockAsTheCase',
         Effect: 'Allow',
-        Action: actions,
-        Resource: jobKeyPrefixes(scope).map((p) => `arn:aws:s3:::${scope.bucket}/${p}*`),
+        Action: ['s3:PutObjectRetention'],
+        Resource: resources,
+        Condition: {
+          StringEquals: { 's3:object-lock-mode': scope.lockMode },
+          NumericGreaterThanEquals: {
+            's3:object-lock-remaining-retention-days': String(scope.retentionDays),
+          },
+          NumericLessThanEquals: {
+            's3:object-lock-remaining-retention-days': String(scope.retentionDays + 1),
+          },
+        },
       },
     ],
   });

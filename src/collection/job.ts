@@ -74,7 +74,7 @@ export function collectorGroups(spec: z.infer<typeof Collection>): ArtifactGroup
 /** What the collector is asked for one container: the same for a Job and for inline mode. */
 export function collectRequest(
   kase: CaseIdentity,
-  pod: { namespace: string; name: string; node: string },
+  pod: { namespace: string; name: string; node: string; uid?: string },
   target: CollectionTarget,
   spec: z.infer<typeof Collection>,
 ): CollectOptions {
@@ -84,6 +84,7 @@ export function collectRequest(
     runtime: collectorRuntime(target, spec),
     namespace: pod.namespace,
     pod: pod.name,
+    ...(pod.uid && { podUid: pod.uid }),
     containerName: target.name,
     node: pod.node,
     groups: collectorGroups(spec),
@@ -111,6 +112,7 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
     req.pod ?? '',
     '--namespace',
     req.namespace ?? '',
+    ...(req.podUid ? ['--pod-uid', req.podUid] : []),
     '--container-name',
     req.containerName ?? '',
     '--node',
@@ -149,7 +151,7 @@ export interface CollectionJobInput {
   kase: CaseIdentity;
   /** The operator's namespace: the Job never runs in the suspect's namespace. */
   namespace: string;
-  pod: { namespace: string; name: string; node: string };
+  pod: { namespace: string; name: string; node: string; uid?: string };
   target: CollectionTarget;
   collection: z.infer<typeof Collection>;
   store: Extract<ResolvedStore, { type: 's3' }>;

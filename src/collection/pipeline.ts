@@ -212,7 +212,9 @@ export class CollectionPipeline {
     let listed: Map<string, StoredArtifact> | undefined;
     const storedNow = async () => (listed ??= new Map((await store.list(caseId)).map((a) => [a.name, a])));
     const progress: ContainerProgress[] = [];
-    const where = { namespace, name: podName, node: node ?? '' };
+    // The pinned UID: the collector takes this pod's kubelet log directory, not a namesake's.
+    const uid = status.status.podUID ?? pod?.metadata?.uid;
+    const where = { namespace, name: podName, node: node ?? '', ...(uid && { uid }) };
     if (node) {
       if (config.mode === 'job' && resolved.type === 's3') {
         for (const t of targets)
@@ -289,7 +291,7 @@ export class CollectionPipeline {
   /** One container through its Job: created if missing, then read. The store has the final word. */
   private async viaJob(
     kase: Case,
-    pod: { namespace: string; name: string; node: string },
+    pod: { namespace: string; name: string; node: string; uid?: string },
     target: CollectionTarget,
     store: Extract<ResolvedStore, { type: 's3' }>,
     evidence: EvidenceStore,
@@ -389,6 +391,8 @@ export class CollectionPipeline {
         caseId: kase.metadata.name,
         containerPrefix: containerPrefix(target.id),
         legalHold: store.retention.legalHold,
+        lockMode: store.retention.mode,
+        retentionDays: kase.spec.evidence.retention.days,
       },
       name,
       seconds,
@@ -449,7 +453,7 @@ export class CollectionPipeline {
   /** One container collected by this process, unless a previous pass already left its report. */
   private async inline(
     kase: Case,
-    pod: { namespace: string; name: string; node: string },
+    pod: { namespace: string; name: string; node: string; uid?: string },
     target: CollectionTarget,
     store: EvidenceStore,
     stored: Map<string, StoredArtifact>,

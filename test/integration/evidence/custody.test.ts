@@ -94,6 +94,8 @@ describe("a collection Job's credentials", () => {
     caseId: 'case-job',
     containerPrefix: own,
     legalHold: false,
+    lockMode: 'GOVERNANCE',
+    retentionDays: 1,
   };
   let job: S3Client;
   let creds: JobCredentials;
@@ -203,19 +205,40 @@ describe("a collection Job's credentials", () => {
     expect(await refusal(attempt())).toBe(403);
   });
 
+  it.each<[string, 'COMPLIANCE' | 'GOVERNANCE', number]>([
+    ['another lock mode than the case', 'COMPLIANCE', 86_400_000],
+    ['a century of retention (storage no one could free)', 'GOVERNANCE', 36_500 * 86_400_000],
+    ['a shorter retention than the case', 'GOVERNANCE', 3_600_000],
+  ])('are refused a write with %s', async (_what, mode, ms) => {
+    const status = await refusal(
+      job.send(
+        new PutObjectCommand({
+          Bucket: minio.bucket,
+          Key: `amber/case-job/${own}/lock-${mode}-${ms}.bin`,
+          Body: 'x',
+          ObjectLockMode: mode,
+          ObjectLockRetainUntilDate: new Date(Date.now() + ms),
+        }),
+      ),
+    );
+    expect(status).toBe(403);
+  });
+
   it('COMPLIANCE: cannot shorten retention, bypass header or not', async () => {
+    const compliance = await mint({ ...scope, bucket: minio.bucket, lockMode: 'COMPLIANCE' });
+    const cjob = createS3Client({ ...rootConnection(), credentials: compliance });
     const key = `amber/case-job/${own}/compliance.bin`;
-    const put = await job.send(
+    const put = await cjob.send(
       new PutObjectCommand({
         Bucket: minio.bucket,
         Key: key,
         Body: 'x',
         ObjectLockMode: 'COMPLIANCE',
-        ObjectLockRetainUntilDate: new Date(Date.now() + 600_000),
+        ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
       }),
     );
     const status = await refusal(
-      job.send(
+      cjob.send(
         new PutObjectRetentionCommand({
           Bucket: minio.bucket,
           Key: key,

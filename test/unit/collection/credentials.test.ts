@@ -14,6 +14,8 @@ const scope = (over: Partial<JobScope> = {}): JobScope => ({
   caseId: 'case-1',
   containerPrefix: 'containers/0123456789ab',
   legalHold: false,
+  lockMode: 'COMPLIANCE',
+  retentionDays: 30,
   ...over,
 });
 
@@ -22,15 +24,27 @@ describe("a collection Job's session policy", () => {
     const policy = JSON.parse(sessionPolicy(scope())) as {
       Statement: { Effect: string; Action: string[]; Resource: string[] }[];
     };
+    const resources = [
+      'arn:aws:s3:::evidence/amber/case-1/containers/0123456789ab/*',
+      'arn:aws:s3:::evidence/amber/case-1/.amber/digests/containers/0123456789ab/*',
+    ];
     expect(policy.Statement).toEqual([
       {
         Sid: 'AmberCollectorWriteOwnPrefix',
         Effect: 'Allow',
-        Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:PutObjectRetention'],
-        Resource: [
-          'arn:aws:s3:::evidence/amber/case-1/containers/0123456789ab/*',
-          'arn:aws:s3:::evidence/amber/case-1/.amber/digests/containers/0123456789ab/*',
-        ],
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        Resource: resources,
+      },
+      {
+        Sid: 'AmberCollectorLockAsTheCase',
+        Effect: 'Allow',
+        Action: ['s3:PutObjectRetention'],
+        Resource: resources,
+        Condition: {
+          StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' },
+          NumericGreaterThanEquals: { 's3:object-lock-remaining-retention-days': '30' },
+          NumericLessThanEquals: { 's3:object-lock-remaining-retention-days': '31' },
+        },
       },
     ]);
   });
