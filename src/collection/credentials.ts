@@ -25,6 +25,27 @@ export interface JobScope {
   retentionDays: number;
 }
 
+/** The retain-until dates a Job's writes may carry. */
+export interface RetentionWindow {
+  from: Date;
+  to: Date;
+}
+
+/** Clocks of the node, the store and the operator may disagree this much. */
+const CLOCK_SKEW_MS = 15 * 60 * 1000;
+
+/**
+ * A write at any time between now and the credentials' expiry, locked for the case's days, is
+ * locked until a date in this window (widened by the clock skew S3 itself tolerates).
+ */
+export function retentionWindow(now: Date, retentionDays: number, lifetimeSeconds: number): RetentionWindow {
+  const days = retentionDays * 86_400_000;
+  return {
+    from: new Date(now.getTime() + days - CLOCK_SKEW_MS),
+    to: new Date(now.getTime() + lifetimeSeconds * 1000 + days + CLOCK_SKEW_MS),
+  };
+}
+
 /** STS and AWS cap inline session policies at 2048 characters. */
 export const MAX_SESSION_POLICY_CHARS = 2048;
 
@@ -53,7 +74,7 @@ export function jobKeyPrefixes(scope: JobScope): string[] {
  * BypassGovernanceRetention, no Get, no List, no Delete. A session policy cannot cap bytes
  * (ADR 0009: the bucket quota and the collector's caps do).
  */
-export function sessionPolicy(scope: JobScope): string {
+export function sessionPolicy(scope: JobScope, window: RetentionWindow): string {
   for (const [what, value] of [
     ['bucket', scope.bucket],
     ['prefix', scope.prefix],
@@ -72,22 +93,21 @@ export function sessionPolicy(scope: JobScope): string {
     Statement: [
       { Sid: 'AmberCollectorWriteOwnPrefix', Effect: 'Allow', Action: actions, Resource: resources },
       {
-        // Every write carries a lock, and S3 authorises its headers as s3:PutObjectRetention with
-        // these keys: the case's mode, and a retention of the case's days (one more for the
-        // rounding of a partial day). Without them the node could lock garbage for a century in
-        // COMPLIANCE mode (storage no one can ever free) or its evidence for a day.
+        // Every write carries a lock, and S3 and MinIO authorise its headers as
+        // s3:PutObjectRetention with the request's lock mode and retain-until date: the case's
+        // mode, and a date the case's retention gives to a write made while the credentials live.
+        // Without them the node could lock garbage for a century in COMPLIANCE mode (storage no
+        // one can ever free) or its evidence for an hour. (MinIO sets
+        // s3:object-lock-remaining-retention-days only for the PutObjectRetention call itself,
+        // not for a PutObject's headers: a condition on it refuses every write.)
         Sid: 'AmberCollectorLockAsTheCase',
         Effect: 'Allow',
         Action: ['s3:PutObjectRetention'],
         Resource: resources,
         Condition: {
           StringEquals: { 's3:object-lock-mode': scope.lockMode },
-          NumericGreaterThanEquals: {
-            's3:object-lock-remaining-retention-days': String(scope.retentionDays),
-          },
-          NumericLessThanEquals: {
-            's3:object-lock-remaining-retention-days': String(scope.retentionDays + 1),
-          },
+          DateGreaterThanEquals: { 's3:object-lock-retain-until-date': window.from.toISOString() },
+          DateLessThanEquals: { 's3:object-lock-retain-until-date': window.to.toISOString() },
         },
       },
     ],
@@ -185,8 +205,9 @@ export class JobCredentialsMinter {
     scope: JobScope,
     sessionName: string,
     durationSeconds: number,
+    now: Date = new Date(),
   ): Promise<JobCredentials> {
-    const policy = sessionPolicy(scope);
+    const policy = sessionPolicy(scope, retentionWindow(now, scope.retentionDays, durationSeconds));
     const key = `${sts.endpoint ?? ''}|${sts.region}`;
     let client = this.clients.get(key);
     if (!client) {

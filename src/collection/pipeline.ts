@@ -396,6 +396,7 @@ export class CollectionPipeline {
       },
       name,
       seconds,
+      this.now(),
     );
     try {
       await clients.core.createNamespacedSecret({

@@ -269,22 +269,26 @@ describe("a collection Job's credentials", () => {
     expect(status).toBeGreaterThanOrEqual(400);
   });
 
-  it('GOVERNANCE on MinIO: the bypass header shortens retention despite the session policy (documented; verify catches it)', async () => {
+  it('GOVERNANCE on MinIO: the bypass header no longer shortens retention, the retain-until window refuses it', async () => {
     // MinIO treats a session derived from the root user as the owner for the bypass check and
-    // ignores the session policy there, even an explicit Deny (ADR 0009). AWS requires
-    // s3:BypassGovernanceRetention, which the session policy does not grant. This test pins
-    // MinIO's behaviour so a change is noticed; COMPLIANCE (the default) is immune.
-    await job.send(
-      new PutObjectRetentionCommand({
-        Bucket: minio.bucket,
-        Key: written.key,
-        VersionId: written.versionId,
-        BypassGovernanceRetention: true,
-        Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 3_600_000) },
-      }),
+    // ignores the session policy there, even an explicit Deny (ADR 0009). But PutObjectRetention
+    // itself is still authorised against the policy's retain-until window, which an hour from
+    // now is outside of: refused, and the lock stays as written.
+    const before = await root.send(new HeadObjectCommand({ Bucket: minio.bucket, Key: written.key }));
+    const status = await refusal(
+      job.send(
+        new PutObjectRetentionCommand({
+          Bucket: minio.bucket,
+          Key: written.key,
+          VersionId: written.versionId,
+          BypassGovernanceRetention: true,
+          Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 3_600_000) },
+        }),
+      ),
     );
+    expect(status).toBe(403);
     const head = await root.send(new HeadObjectCommand({ Bucket: minio.bucket, Key: written.key }));
-    expect(head.ObjectLockRetainUntilDate!.getTime()).toBeLessThan(Date.now() + 2 * 3_600_000);
+    expect(head.ObjectLockRetainUntilDate).toEqual(before.ObjectLockRetainUntilDate);
   });
 
   it('cannot mint further credentials', async () => {

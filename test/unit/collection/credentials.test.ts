@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   credentialSeconds,
   credentialsValidUntil,
+  retentionWindow,
   JobScopeError,
   jobKeyPrefixes,
   sessionPolicy,
@@ -19,9 +20,11 @@ const scope = (over: Partial<JobScope> = {}): JobScope => ({
   ...over,
 });
 
+const window = retentionWindow(new Date('2026-11-28T10:00:00Z'), 30, 900);
+
 describe("a collection Job's session policy", () => {
   it('allows writing new objects under its own container prefix and digest records, nothing else', () => {
-    const policy = JSON.parse(sessionPolicy(scope())) as {
+    const policy = JSON.parse(sessionPolicy(scope(), window)) as {
       Statement: { Effect: string; Action: string[]; Resource: string[] }[];
     };
     const resources = [
@@ -42,8 +45,8 @@ describe("a collection Job's session policy", () => {
         Resource: resources,
         Condition: {
           StringEquals: { 's3:object-lock-mode': 'COMPLIANCE' },
-          NumericGreaterThanEquals: { 's3:object-lock-remaining-retention-days': '30' },
-          NumericLessThanEquals: { 's3:object-lock-remaining-retention-days': '31' },
+          DateGreaterThanEquals: { 's3:object-lock-retain-until-date': '2026-12-28T09:45:00.000Z' },
+          DateLessThanEquals: { 's3:object-lock-retain-until-date': '2026-12-28T10:30:00.000Z' },
         },
       },
     ]);
@@ -56,12 +59,12 @@ describe("a collection Job's session policy", () => {
     ['no governance bypass', /Bypass/],
     ['no wildcard action', /"s3:\*"|"\*"/],
   ])('%s', (_what, forbidden) => {
-    expect(sessionPolicy(scope({ legalHold: true }))).not.toMatch(forbidden);
+    expect(sessionPolicy(scope({ legalHold: true }), window)).not.toMatch(forbidden);
   });
 
   it('adds the legal hold permission only when the case asks for a hold', () => {
-    expect(sessionPolicy(scope())).not.toContain('s3:PutObjectLegalHold');
-    expect(sessionPolicy(scope({ legalHold: true }))).toContain('s3:PutObjectLegalHold');
+    expect(sessionPolicy(scope(), window)).not.toContain('s3:PutObjectLegalHold');
+    expect(sessionPolicy(scope({ legalHold: true }), window)).toContain('s3:PutObjectLegalHold');
   });
 
   it.each([
@@ -80,11 +83,11 @@ describe("a collection Job's session policy", () => {
     ['bucket', { bucket: 'evi*' }],
     ['prefix', { prefix: '${aws:username}' }],
   ])('refuses a %s with IAM wildcards or variables (%j): it would widen the grant', (_w, over) => {
-    expect(() => sessionPolicy(scope(over))).toThrow(JobScopeError);
+    expect(() => sessionPolicy(scope(over), window)).toThrow(JobScopeError);
   });
 
   it("refuses a policy over STS's 2048 characters instead of sending it", () => {
-    expect(() => sessionPolicy(scope({ prefix: 'p'.repeat(1100) }))).toThrow(/over STS's 2048/);
+    expect(() => sessionPolicy(scope({ prefix: 'p'.repeat(1100) }), window)).toThrow(/over STS's 2048/);
   });
 });
 
@@ -133,5 +136,13 @@ describe('until when the Jobs of a case can write under it', () => {
     ['a Job that ran and tells nothing cannot be bounded', [{ suspended: false }], Number.POSITIVE_INFINITY],
   ])('%s', (_what, jobs, until) => {
     expect(credentialsValidUntil(jobs, 3600)).toBe(until);
+  });
+});
+
+describe('the retain-until dates a Job may write', () => {
+  it('is the case retention from any moment the credentials live, widened by the clock skew', () => {
+    const w = retentionWindow(new Date('2026-11-28T10:00:00Z'), 1, 900);
+    expect(w.from.toISOString()).toBe('2026-11-29T09:45:00.000Z');
+    expect(w.to.toISOString()).toBe('2026-11-29T10:30:00.000Z');
   });
 });
