@@ -55,9 +55,17 @@ export interface StoreProblem {
   taints?: string;
 }
 
-/** Bounds a name found in the store before it goes into a manifest or a status. */
+/**
+ * A name found in the store, made fit for a manifest, a status and an investigator's terminal:
+ * bounded, and with control characters (an escape sequence in a key the node chose) spelled out.
+ */
 export function problemName(name: string): string {
-  return name.length > 256 ? `${name.slice(0, 256)}... (${name.length} characters)` : name;
+  const bounded = name.length > 256 ? `${name.slice(0, 256)}... (${name.length} characters)` : name;
+  return bounded.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 /** What collected an artifact, recorded in the signed manifest. */

@@ -126,6 +126,11 @@ describe('local evidence store', () => {
       { what: '.amber/digests/containers/a.txt.json', taints: 'containers/a.txt' },
     ],
     [
+      'a name with a terminal escape sequence',
+      (dir) => writeFileSync(join(dir, 'containers', 'x\u001b[2J\nfake.txt'), 'x'),
+      { what: 'containers/x\\x1b[2J\\x0afake.txt' },
+    ],
+    [
       'a symlink among the artifacts',
       (dir) => symlinkSync('/etc/hostname', join(dir, 'containers', 'link')),
       { what: 'containers/link' },
