@@ -457,6 +457,7 @@ describe('job collection on a kwok node', () => {
       await lockedPut(stolen, `${record}/x.bin.json`, '{not json');
       await lockedPut(stolen, `${own}/twice.bin`, 'first');
       await lockedPut(stolen, `${own}/twice.bin`, 'second');
+      await lockedPut(stolen, `${own}/report.json`, '{"collected": [ not json');
     } finally {
       stolen.destroy();
     }
@@ -468,6 +469,9 @@ describe('job collection on a kwok node', () => {
     expect(found.get(`.amber/digests/${containerPrefix(id)}/x.bin.json`)).toMatch(/not a digest record/);
     expect(found.get(`${containerPrefix(id)}/x.bin`)).toBeDefined();
     expect(found.get(`${containerPrefix(id)}/twice.bin`)).toMatch(/2 version/);
+    // A report that is not JSON is read as no report: the container is a gap, the case goes on.
+    const gaps = (kase.status as { gaps?: { what: string; reason: string }[] }).gaps ?? [];
+    expect(gaps.find((g) => g.what === 'container main')?.reason).toMatch(/not a collector report: not JSON/);
 
     const report = await verifyCase(`s3://${minio.bucket}/amber/${caseId}`, {
       publicKeyPem: signing.publicKeyPem,
