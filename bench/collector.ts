@@ -18,7 +18,7 @@ import type { Readable } from 'node:stream';
 import { collectContainer, type CollectOptions } from '../src/collector/collect.js';
 import { LocalEvidenceStore } from '../src/evidence/local-store.js';
 import { toReadable } from '../src/evidence/hashing.js';
-import type { EvidenceStore, StoredArtifact } from '../src/evidence/store.js';
+import type { EvidenceStore, StoredArtifact, Inventory } from '../src/evidence/store.js';
 import { createRegistry } from '../src/observability/metrics.js';
 import { hostileBinary, startContainer, swapperBinary } from '../test/testenv/runc.js';
 
@@ -43,6 +43,9 @@ class DigestOnlyStore implements EvidenceStore {
   }
   async list(): Promise<StoredArtifact[]> {
     return [];
+  }
+  async inventory(): Promise<Inventory> {
+    return { artifacts: [], problems: [] };
   }
 }
 

@@ -22,6 +22,7 @@ export interface CollectCliOptions {
   case: string;
   pod?: string;
   namespace?: string;
+  podUid?: string;
   containerName?: string;
   node?: string;
   storeDir?: string;
@@ -75,6 +76,7 @@ export function registerCollectCommand(program: Command): void {
     )
     .option('--pod <name>', 'pod name (for its logs and checkpoint)')
     .option('--namespace <ns>', 'pod namespace (for its logs and checkpoint)')
+    .option('--pod-uid <uid>', "the pod's UID: only its kubelet log directory is collected")
     .option('--container-name <name>', 'container name in the pod (logs and checkpoint of that one only)')
     .option('--node <name>', 'node name recorded with each artifact', process.env.NODE_NAME)
     .option('--store-dir <dir>', 'local evidence directory (instead of S3)')
@@ -194,6 +196,7 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.runtimeRoot && { runtimeRoot: cli.runtimeRoot }),
     ...(cli.pod && { pod: cli.pod }),
     ...(cli.namespace && { namespace: cli.namespace }),
+    ...(cli.podUid && { podUid: cli.podUid }),
     ...(cli.containerName && { containerName: cli.containerName }),
     ...(cli.node && { node: cli.node }),
     ...(cli.podLogsRoot && { podLogsRoot: cli.podLogsRoot }),

@@ -34,6 +34,12 @@ export const CollectionConfig = z.object({
       roleArn: z.string().min(20).default('arn:aws:iam::000000000000:role/amber-collector'),
       /** The role's maximum session duration (AWS: 1 h unless the role allows more). */
       maxSeconds: z.number().int().min(900).max(43_200).default(3_600),
+      /**
+       * The seal waits until every credential a Job took to a node has expired (ADR 0009), so
+       * nothing can be written under the case after it is signed. Only tests that are about
+       * something else turn this off; without it, a write after the seal fails `amber verify`.
+       */
+      sealAfterExpiry: z.boolean().default(true),
     })
     .prefault({}),
   /** The collector's own deadline (`amber collect`), before the Job's: report.json's time. */

@@ -30,6 +30,8 @@ export interface CollectionPod {
   namespace: string;
   name: string;
   node: string;
+  /** The UID pinned at containment: the collector reads this pod's kubelet logs, not a namesake's. */
+  uid?: string;
   /**
    * The pod's addresses whose tracked connections the collector cuts once it has read the
    * socket table (the case isolates the network and the pod has its own network namespace).
@@ -86,7 +88,7 @@ export function collectorGroups(spec: z.infer<typeof Collection>): ArtifactGroup
 /** What the collector is asked for one container: the same for a Job and for inline mode. */
 export function collectRequest(
   kase: CaseIdentity,
-  pod: { namespace: string; name: string; node: string },
+  pod: { namespace: string; name: string; node: string; uid?: string },
   target: CollectionTarget,
   spec: z.infer<typeof Collection>,
 ): CollectOptions {
@@ -96,6 +98,7 @@ export function collectRequest(
     runtime: collectorRuntime(target, spec),
     namespace: pod.namespace,
     pod: pod.name,
+    ...(pod.uid && { podUid: pod.uid }),
     containerName: target.name,
     node: pod.node,
     groups: collectorGroups(spec),
@@ -123,6 +126,7 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
     req.pod ?? '',
     '--namespace',
     req.namespace ?? '',
+    ...(req.podUid ? ['--pod-uid', req.podUid] : []),
     '--container-name',
     req.containerName ?? '',
     '--node',
@@ -311,7 +315,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
   };
 }
 
-function labelValue(s: string): string {
+export function labelValue(s: string): string {
   return artifactSegment(s)
     .slice(0, 63)
     .replace(/[^A-Za-z0-9]+$/, '');

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import {
   AuthenticationV1Api,
   PatchStrategy,
@@ -34,14 +35,22 @@ import {
   parseSummary,
   type ContainerProgress,
 } from './decide.js';
-import { credentialSeconds, JobCredentialsMinter, JobScopeError } from './credentials.js';
+import {
+  CREDENTIALS_EXPIRE_ANNOTATION,
+  credentialSeconds,
+  credentialsValidUntil,
+  JobCredentialsMinter,
+  JobScopeError,
+} from './credentials.js';
 import {
   collectRequest,
   collectionJob,
   jobCredentialsSecretName,
+  labelValue,
   type CollectionPod,
   type CollectionTarget,
 } from './job.js';
+import { CASE_LABEL } from '../containment/labels.js';
 import { collectionMetrics, type CollectionMetrics } from './metrics.js';
 import { collectOrchestratorView, ORCHESTRATOR_PREFIX } from './orchestrator.js';
 import {
@@ -205,10 +214,12 @@ export class CollectionPipeline {
     let listed: Map<string, StoredArtifact> | undefined;
     const storedNow = async () => (listed ??= new Map((await store.list(caseId)).map((a) => [a.name, a])));
     const progress: ContainerProgress[] = [];
-    const where: CollectionPod = { namespace, name: podName, node: node ?? '' };
+    // The pinned UID: the collector takes this pod's kubelet log directory, not a namesake's.
+    const uid = status.status.podUID ?? pod?.metadata?.uid;
+    const where: CollectionPod = { namespace, name: podName, node: node ?? '', ...(uid && { uid }) };
     // Connections opened before containment meet the policy only once the node forgets them.
     if (kase.spec.containment.isolateNetwork && pod && !pod.spec?.hostNetwork)
-      where.cutConnections = (pod.status?.podIPs ?? []).map((p) => p.ip).filter((ip) => !!ip);
+      where.cutConnections = (pod.status?.podIPs ?? []).map((p) => p.ip).filter((ip) => isIP(ip) !== 0);
     if (node) {
       if (config.mode === 'job' && resolved.type === 's3') {
         for (const t of targets)
@@ -371,6 +382,7 @@ export class CollectionPipeline {
     const { clients, config } = this.deps;
     const name = job.metadata!.name!;
     const deadline = job.spec?.activeDeadlineSeconds ?? kase.spec.collection.timeoutSeconds;
+    const seconds = credentialSeconds(deadline, config.jobCredentials.maxSeconds);
     const creds = await this.minter.mint(
       {
         region: store.region,
@@ -386,9 +398,12 @@ export class CollectionPipeline {
         caseId: kase.metadata.name,
         containerPrefix: containerPrefix(target.id),
         legalHold: store.retention.legalHold,
+        lockMode: store.retention.mode,
+        retentionDays: kase.spec.evidence.retention.days,
       },
       name,
-      credentialSeconds(deadline, config.jobCredentials.maxSeconds),
+      seconds,
+      this.now(),
     );
     try {
       await clients.core.createNamespacedSecret({
@@ -414,8 +429,17 @@ export class CollectionPipeline {
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
+    // The expiry goes on the Job in the same patch that lets it run: the seal waits for it.
+    const expiresAt = creds.expiration ?? new Date(this.now().getTime() + seconds * 1000);
     await clients.batch.patchNamespacedJob(
-      { namespace: config.namespace, name, body: { spec: { suspend: false } } },
+      {
+        namespace: config.namespace,
+        name,
+        body: {
+          metadata: { annotations: { [CREDENTIALS_EXPIRE_ANNOTATION]: expiresAt.toISOString() } },
+          spec: { suspend: false },
+        },
+      },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
     await step('job-started');
@@ -437,7 +461,7 @@ export class CollectionPipeline {
   /** One container collected by this process, unless a previous pass already left its report. */
   private async inline(
     kase: Case,
-    pod: { namespace: string; name: string; node: string },
+    pod: { namespace: string; name: string; node: string; uid?: string },
     target: CollectionTarget,
     store: EvidenceStore,
     stored: Map<string, StoredArtifact>,
@@ -498,20 +522,23 @@ export class CollectionPipeline {
     caseId: string,
     report: StoredArtifact,
   ): Promise<ContainerProgress> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of await store.get(caseId, report.name)) chunks.push(Buffer.from(chunk as Buffer));
-    const parsed = StoredReport.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-    if (!parsed.success)
-      return { container, state: 'missing', reason: `${report.name} is not a collector report` };
+    // Written on the suspect's node: anything may be in it, and nothing in it may stop the case.
+    const parsed = await readJson(store, caseId, report.name, StoredReport);
+    if ('unreadable' in parsed)
+      return {
+        container,
+        state: 'missing',
+        reason: `${report.name} is not a collector report: ${parsed.unreadable}`,
+      };
     // The collector stores its report even when it could not find the container at all.
-    const notFound = parsed.data.failed.find((f) => f.what === 'container');
+    const notFound = parsed.failed.find((f) => f.what === 'container');
     if (notFound)
       return { container, state: 'missing', reason: `collector: ${notFound.reason} (see ${report.name})` };
     return {
       container,
       state: 'reported',
-      collected: parsed.data.collected.length,
-      failed: parsed.data.failed.length,
+      collected: parsed.collected.length,
+      failed: parsed.failed.length,
     };
   }
 
@@ -543,7 +570,11 @@ export class CollectionPipeline {
     }
     const caseId = kase.metadata.name;
     const caseUid = kase.metadata.uid;
-    const listing = await store.list(caseId);
+    if (this.deps.config.mode === 'job' && resolved.type === 's3') {
+      const wait = await this.credentialsWait(kase, status);
+      if (wait) return wait;
+    }
+    const { artifacts: listing, problems } = await store.inventory(caseId);
     if (listing.some((a) => a.name === MANIFEST_NAME)) {
       const found = await judgeStoredManifest(store, caseId, key, caseUid);
       return this.adoptOrReject(kase, status, found, log);
@@ -552,10 +583,13 @@ export class CollectionPipeline {
     const wanted = wantedContainers(kase, status);
     const reports = new Map<string, ContainerReport | { unreadable: string }>();
     const names = new Set(listing.map((a) => a.name));
+    const tainted = new Map(problems.flatMap((p) => (p.taints ? [[p.taints, p.reason] as const] : [])));
     for (const c of wanted) {
       const prefix = containerPrefix(c.id);
-      if (names.has(reportName(prefix)))
-        reports.set(prefix, await readJson(store, caseId, reportName(prefix), ContainerReport));
+      const name = reportName(prefix);
+      if (tainted.has(name))
+        reports.set(prefix, { unreadable: `touched after it was stored: ${tainted.get(name)}` });
+      else if (names.has(name)) reports.set(prefix, await readJson(store, caseId, name, ContainerReport));
     }
     const orchestratorReport = `${ORCHESTRATOR_PREFIX}/report.json`;
     const orchestrator = kase.spec.collection.artifacts.includes('orchestrator')
@@ -565,6 +599,7 @@ export class CollectionPipeline {
       : undefined;
     const accounting = accountForCase({
       listing,
+      problems,
       wanted,
       reports,
       ...(orchestrator !== undefined && { orchestrator }),
@@ -635,6 +670,43 @@ export class CollectionPipeline {
     if (sealed.existed) return this.adoptOrReject(kase, status, sealed, log);
     this.recordSeal(kase, status, sealed, sealed.statement, log, false);
     return;
+  }
+
+  /**
+   * The seal signs nothing while a credential that a collection Job took to a node can still
+   * write under the case (ADR 0009): whatever the node writes before it expires is in the
+   * listing the seal accounts for, and nothing can be written after. Waiting shows as
+   * EvidenceSealed=Unknown; the case is looked at again when the last credential expires.
+   */
+  private async credentialsWait(kase: Case, status: StatusBuilder): Promise<ReconcileResult> {
+    const { config, clients } = this.deps;
+    if (!config.jobCredentials.sealAfterExpiry) return;
+    const jobs = await clients.batch.listNamespacedJob({
+      namespace: config.namespace,
+      labelSelector: `${CASE_LABEL}=${labelValue(kase.metadata.name)}`,
+    });
+    const until = credentialsValidUntil(
+      jobs.items
+        .filter((j) => j.metadata?.ownerReferences?.some((o) => o.uid === kase.metadata.uid))
+        .map((j) => ({
+          suspended: j.spec?.suspend === true,
+          ...(j.metadata?.annotations?.[CREDENTIALS_EXPIRE_ANNOTATION] && {
+            expiresAt: j.metadata.annotations[CREDENTIALS_EXPIRE_ANNOTATION],
+          }),
+          ...((j.status?.startTime ?? j.metadata?.creationTimestamp) && {
+            startedAt: new Date(j.status?.startTime ?? j.metadata!.creationTimestamp!).toISOString(),
+          }),
+        })),
+      config.jobCredentials.maxSeconds,
+    );
+    const now = this.now().getTime();
+    if (until === undefined || until < now) return;
+    const message = Number.isFinite(until)
+      ? `not sealed before ${new Date(until).toISOString()}: the collection Job's credentials can write under the case until then`
+      : "not sealed: a collection Job ran and its credentials' expiry cannot be told";
+    status.setCondition('EvidenceSealed', 'Unknown', SEALED.waitingForCredentials, message);
+    // One second past the expiry, so the clock of the store has passed it too.
+    return { requeueAfterMs: Number.isFinite(until) ? until - now + 1_000 : SIGNING_KEY_RETRY_MS };
   }
 
   /** A manifest found in the store: this operator's seal of this case, or tampering. */

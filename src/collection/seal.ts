@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MANIFEST_NAME, type CustodyStep, type Note } from '../evidence/manifest.js';
-import type { StoredArtifact } from '../evidence/store.js';
+import type { StoreProblem, StoredArtifact } from '../evidence/store.js';
 import { containerPrefix } from './decide.js';
 import { ORCHESTRATOR_PREFIX } from './orchestrator.js';
 
@@ -41,6 +41,11 @@ export interface WantedContainer {
 export interface SealAccountingInput {
   /** Every object the store lists under the case. */
   listing: StoredArtifact[];
+  /**
+   * What the store found wrong under the case (bad keys, corrupt records, keys written twice):
+   * each a finding; an artifact it taints is never signed.
+   */
+  problems?: StoreProblem[];
   wanted: WantedContainer[];
   /** The reports found, by container prefix: parsed, or why not. */
   reports: Map<string, ContainerReport | { unreadable: string }>;
@@ -71,6 +76,8 @@ export function reportName(prefix: string): string {
 }
 
 export function accountForCase(input: SealAccountingInput): SealAccounting {
+  const problems = input.problems ?? [];
+  const tainted = new Set(problems.flatMap((p) => (p.taints ? [p.taints] : [])));
   const byName = new Map(input.listing.map((a) => [a.name, a]));
   const accounted = new Set<string>();
   const gaps: Note[] = [];
@@ -102,7 +109,12 @@ export function accountForCase(input: SealAccountingInput): SealAccounting {
     for (const { artifact } of report.collected) {
       // A collector speaks for its own prefix only.
       if (!artifact.startsWith(`${prefix}/`)) continue;
-      if (byName.has(artifact)) accounted.add(artifact);
+      if (tainted.has(artifact))
+        gaps.push({
+          what: artifact,
+          reason: 'touched after its collector stored it: not signed (see findings)',
+        });
+      else if (byName.has(artifact)) accounted.add(artifact);
       else gaps.push({ what: artifact, reason: 'listed in the collector report but absent from the store' });
     }
   }
@@ -133,9 +145,18 @@ export function accountForCase(input: SealAccountingInput): SealAccounting {
     gaps.push({ what: 'containers', reason: 'no container of the pod was collected' });
 
   const sealed: StoredArtifact[] = [];
-  const findings: Note[] = [];
+  const findings: Note[] = problems.map((p) => ({ what: p.what, reason: p.reason }));
   for (const a of input.listing) {
     if (a.name === MANIFEST_NAME) continue;
+    if (tainted.has(a.name)) {
+      // Named by its own key too, so verify finds it among the findings (the problem may name its record).
+      if (!findings.some((f) => f.what === a.name))
+        findings.push({
+          what: a.name,
+          reason: 'its digest record was touched after it was stored: not signed',
+        });
+      continue;
+    }
     if (accounted.has(a.name)) sealed.push(a);
     else findings.push({ what: a.name, reason: unaccountedReason(a.name, input.wanted) });
   }

@@ -32,6 +32,8 @@ export const COLLECTED = {
 export const SEALED = {
   sealed: 'Sealed',
   signingKeyUnavailable: 'SigningKeyUnavailable',
+  /** Status Unknown: a collection Job's credentials can still write under the case; sealed once they expire. */
+  waitingForCredentials: 'WaitingForCredentialExpiry',
   /** The seal found a manifest it did not write (or cannot prove it wrote): see EvidenceTampered. */
   tampered: 'EvidenceTampered',
 } as const;

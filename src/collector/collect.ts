@@ -61,6 +61,8 @@ export const collectOptionsSchema = z.object({
   runtimeRoot: z.string().optional(),
   namespace: z.string().optional(),
   pod: z.string().optional(),
+  /** The pod's UID (pinned at containment): its logs are the kubelet's directory of this UID only. */
+  podUid: z.string().optional(),
   /** The container's name in the pod, to pick its logs and checkpoint; all when absent. */
   containerName: z.string().optional(),
   node: z.string().optional(),
@@ -756,8 +758,13 @@ async function logs(run: CollectionRun, ctx: Context): Promise<void> {
   const p = podOf(run, ctx, 'logs');
   if (!p) return;
   const root = join(opts.hostRoot, opts.podLogsRoot);
+  if (!opts.podUid) {
+    // By name alone an earlier pod of the same name would pass for the suspect.
+    run.skip('pod logs', 'no --pod-uid given: the kubelet keeps logs per pod UID');
+    return;
+  }
   const containers = opts.containerName ? [opts.containerName] : undefined;
-  const files = await findPodLogs(root, p.namespace, p.pod, containers).catch((err: unknown) => {
+  const files = await findPodLogs(root, p.namespace, p.pod, opts.podUid, containers).catch((err: unknown) => {
     run.gap(`pod logs under ${root}`, err);
     return undefined;
   });

@@ -12,25 +12,34 @@ export interface LogFile {
  * The kubelet's log files of a pod: <root>/<namespace>_<pod>_<uid>/<container>/N.log, where N
  * counts restarts, so the previous instance's log (the one a crash-looping attacker's shell
  * left) is N-1.log. Rotated files (N.log.<time>, .gz) are included.
+ *
+ * Only the directory of the pinned pod UID: an earlier pod of the same name (a StatefulSet's
+ * replaced replica) left its own directory beside it, and its logs are not the suspect's.
  */
 export async function findPodLogs(
   podLogsRoot: string,
   namespace: string,
   pod: string,
+  podUid: string,
   containers?: string[],
 ): Promise<LogFile[]> {
-  const podDirs = (await readdir(podLogsRoot)).filter((d) => d.startsWith(`${namespace}_${pod}_`)).sort();
+  const podDir = podLogsDir(namespace, pod, podUid);
   const out: LogFile[] = [];
-  for (const podDir of podDirs) {
-    for (const container of (await readdir(join(podLogsRoot, podDir))).sort()) {
-      if (containers && containers.length > 0 && !containers.includes(container)) continue;
-      const dir = join(podLogsRoot, podDir, container);
-      const files = await readdir(dir).catch(() => [] as string[]);
-      for (const file of files.filter((f) => /^\d+\.log/.test(f)).sort())
-        out.push({ path: join(dir, file), container, file });
-    }
+  const entries = await readdir(podLogsRoot);
+  if (!entries.includes(podDir)) return out;
+  for (const container of (await readdir(join(podLogsRoot, podDir))).sort()) {
+    if (containers && containers.length > 0 && !containers.includes(container)) continue;
+    const dir = join(podLogsRoot, podDir, container);
+    const files = await readdir(dir).catch(() => [] as string[]);
+    for (const file of files.filter((f) => /^\d+\.log/.test(f)).sort())
+      out.push({ path: join(dir, file), container, file });
   }
   return out;
+}
+
+/** The kubelet's directory name for a pod's logs (pkg/kubelet/kuberuntime BuildPodLogsDirectory). */
+export function podLogsDir(namespace: string, pod: string, podUid: string): string {
+  return `${namespace}_${pod}_${podUid}`;
 }
 
 /** Go's time.RFC3339, which the kubelet formats the checkpoint time with. */

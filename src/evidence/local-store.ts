@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,16 +11,20 @@ import { silentLogger } from '../observability/logger.js';
 import { DigestingStream, sha256OfStream, toReadable } from './hashing.js';
 import { recordedPut, storeMetrics, type StoreMetrics } from './metrics.js';
 import {
+  artifactNameSchema,
   bookkeepingDir,
-  digestRecordSchema,
   parseArtifactName,
   parseCaseId,
+  parseDigestRecord,
   type DigestRecord,
 } from './names.js';
 import {
   ArtifactExistsError,
+  problemName,
   type ArtifactMetadata,
   type EvidenceStore,
+  type Inventory,
+  type StoreProblem,
   type StoredArtifact,
 } from './store.js';
 
@@ -97,16 +101,47 @@ export class LocalEvidenceStore implements EvidenceStore {
   }
 
   async list(caseId: string): Promise<StoredArtifact[]> {
+    return (await this.inventory(caseId)).artifacts;
+  }
+
+  /** Every artifact; a name no artifact takes, a corrupt record or an odd file is a problem, never a throw. */
+  async inventory(caseId: string): Promise<Inventory> {
     const dir = this.caseDir(caseId);
-    if (!(await exists(dir))) return [];
-    const out: StoredArtifact[] = [];
-    for (const path of await walk(dir, join(dir, bookkeepingDir))) {
+    const artifacts: StoredArtifact[] = [];
+    const problems: StoreProblem[] = [];
+    if (!(await exists(dir))) return { artifacts, problems };
+    const found = await walk(dir, join(dir, bookkeepingDir));
+    for (const { path, regular } of found) {
       const name = relative(dir, path).split(sep).join('/');
+      const what = problemName(name);
+      if (!regular) {
+        problems.push({ what, reason: 'not a regular file or directory: not read' });
+        continue;
+      }
+      if (!artifactNameSchema.safeParse(name).success) {
+        problems.push({ what, reason: 'a name no artifact can take (Amber never writes one): not read' });
+        continue;
+      }
       const { size } = await stat(path);
-      const record = await this.readDigestRecord(caseId, name);
+      let record = await this.readDigestRecord(caseId, name);
+      if (record && 'corrupt' in record) {
+        problems.push({
+          what: problemName(`${bookkeepingDir}/digests/${name}.json`),
+          reason: `not a digest record (${record.corrupt}): the digest is computed from the bytes`,
+          taints: name,
+        });
+        record = undefined;
+      } else if (record && record.size !== size) {
+        problems.push({
+          what: problemName(`${bookkeepingDir}/digests/${name}.json`),
+          reason: `says ${record.size} bytes, the file holds ${size}: the digest is computed from the bytes`,
+          taints: name,
+        });
+        record = undefined;
+      }
       // Without a record (crash between the two writes), the digest is recomputed from the bytes.
       const sha256 = record?.sha256 ?? (await sha256OfStream(createReadStream(path))).sha256;
-      out.push({
+      artifacts.push({
         name,
         uri: pathToFileURL(path).href,
         size,
@@ -114,7 +149,7 @@ export class LocalEvidenceStore implements EvidenceStore {
         ...(record?.metadata && { metadata: record.metadata }),
       });
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    return { artifacts: artifacts.sort((a, b) => a.name.localeCompare(b.name)), problems };
   }
 
   /** File mode bits of an artifact, for verify to flag files made writable again. */
@@ -139,12 +174,23 @@ export class LocalEvidenceStore implements EvidenceStore {
     );
   }
 
-  private async readDigestRecord(caseId: string, name: string): Promise<DigestRecord | undefined> {
+  private async readDigestRecord(
+    caseId: string,
+    name: string,
+  ): Promise<DigestRecord | { corrupt: string } | undefined> {
     const path = this.digestRecordPath(caseId, name);
-    if (!(await exists(path))) return undefined;
-    const parsed = digestRecordSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
-    if (!parsed.success) throw new Error(`corrupt digest record ${path}: ${parsed.error.message}`);
-    return parsed.data;
+    let st;
+    try {
+      st = await lstat(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      if (code === 'ENOTDIR') return { corrupt: 'a file stands where its directory should be' };
+      throw err;
+    }
+    if (!st.isFile()) return { corrupt: 'not a regular file' };
+    if (st.size > MAX_RECORD_BYTES) return { corrupt: `${st.size} bytes, a record is under a kilobyte` };
+    return parseDigestRecord(await readFile(path, 'utf8'));
   }
 
   /**
@@ -217,16 +263,19 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Every regular file under `dir`, skipping the `skip` directory. */
-async function walk(dir: string, skip: string): Promise<string[]> {
-  const out: string[] = [];
+/** Every entry under `dir` but directories, skipping the `skip` directory; symlinks are not followed. */
+async function walk(dir: string, skip: string): Promise<{ path: string; regular: boolean }[]> {
+  const out: { path: string; regular: boolean }[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) {
       if (path !== skip) out.push(...(await walk(path, skip)));
-    } else if (entry.isFile()) {
-      out.push(path);
+    } else {
+      out.push({ path, regular: entry.isFile() });
     }
   }
   return out;
 }
+
+/** A digest record is a few hundred bytes; a larger file there is not one, and is not read. */
+const MAX_RECORD_BYTES = 64 * 1024;

@@ -61,3 +61,15 @@ export const digestRecordSchema = z.object({
   storeChecksumSha256: z.string().optional(),
 });
 export type DigestRecord = z.infer<typeof digestRecordSchema>;
+
+/** A digest record read back, or what is wrong with it (whoever could write there wrote it). */
+export function parseDigestRecord(text: string): DigestRecord | { corrupt: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { corrupt: `not JSON: ${(err as Error).message.slice(0, 200)}` };
+  }
+  const parsed = digestRecordSchema.safeParse(json);
+  return parsed.success ? parsed.data : { corrupt: parsed.error.message.slice(0, 300) };
+}

@@ -10,7 +10,6 @@ import {
   S3Client,
   ListObjectVersionsCommand,
   S3ServiceException,
-  paginateListObjectsV2,
   type HeadObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -21,17 +20,21 @@ import { silentLogger } from '../observability/logger.js';
 import { DigestingStream, sha256OfStream, toReadable } from './hashing.js';
 import { recordedPut, storeMetrics, type StoreMetrics } from './metrics.js';
 import {
+  artifactNameSchema,
   bookkeepingDir,
-  digestRecordSchema,
   parseArtifactName,
   parseCaseId,
+  parseDigestRecord,
   type DigestRecord,
 } from './names.js';
 import { retainUntil, type Retention } from './retention.js';
 import {
   ArtifactExistsError,
+  problemName,
   type ArtifactMetadata,
   type EvidenceStore,
+  type Inventory,
+  type StoreProblem,
   type StoredArtifact,
 } from './store.js';
 
@@ -271,19 +274,45 @@ export class S3EvidenceStore implements EvidenceStore {
   }
 
   async list(caseId: string): Promise<StoredArtifact[]> {
-    const casePrefix = `${this.caseKey(caseId)}/`;
-    const out: StoredArtifact[] = [];
-    for await (const page of paginateListObjectsV2(
-      { client: this.client },
-      { Bucket: this.bucket, Prefix: casePrefix },
-    )) {
-      for (const obj of page.Contents ?? []) {
-        const name = obj.Key?.slice(casePrefix.length);
-        if (!name || name.startsWith(`${bookkeepingDir}/`)) continue;
-        out.push(await this.describe(caseId, name));
+    return (await this.inventory(caseId)).artifacts;
+  }
+
+  /**
+   * One pass over every version and delete marker under the case (ListObjectVersions), then each
+   * current artifact described. What the node could have written with its Job credentials (a key
+   * no artifact name takes, a record that is not JSON, a second version of a key, ...) becomes a
+   * problem, never an exception: an exception here would stop the seal and `amber verify`.
+   */
+  async inventory(caseId: string): Promise<Inventory> {
+    const history = await this.scan(caseId);
+    const artifacts: StoredArtifact[] = [];
+    const problems: StoreProblem[] = [];
+    const digestDir = `${bookkeepingDir}/digests/`;
+    for (const [name, h] of [...history].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (name.startsWith(`${bookkeepingDir}/`)) {
+        if (name.startsWith(digestDir) && name.endsWith('.json') && rewritten(h))
+          problems.push({
+            what: problemName(name),
+            reason: `digest record ${historyText(h)}`,
+            taints: name.slice(digestDir.length, -'.json'.length),
+          });
+        continue;
       }
+      const what = problemName(name);
+      if (!artifactNameSchema.safeParse(name).success) {
+        problems.push({ what, reason: 'a key no artifact name can take (Amber never writes one): not read' });
+        continue;
+      }
+      if (h.latestDeleted) {
+        problems.push({ what, reason: `deleted: ${historyText(h)}`, taints: name });
+        continue;
+      }
+      if (rewritten(h)) problems.push({ what, reason: historyText(h), taints: name });
+      const described = await this.describe(caseId, name);
+      problems.push(...described.problems);
+      if (described.artifact) artifacts.push(described.artifact);
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    return { artifacts: artifacts.sort((a, b) => a.name.localeCompare(b.name)), problems };
   }
 
   /**
@@ -293,12 +322,21 @@ export class S3EvidenceStore implements EvidenceStore {
    * entry here means someone did that.
    */
   async versionHistory(caseId: string): Promise<Map<string, { versions: number; deleteMarkers: number }>> {
+    const out = new Map<string, { versions: number; deleteMarkers: number }>();
+    for (const [name, h] of await this.scan(caseId))
+      if (!name.startsWith(`${bookkeepingDir}/`))
+        out.set(name, { versions: h.versions, deleteMarkers: h.deleteMarkers });
+    return out;
+  }
+
+  /** Every key under the case (relative to it, bookkeeping included) with its history. */
+  private async scan(caseId: string): Promise<Map<string, KeyHistory>> {
     const casePrefix = `${this.caseKey(caseId)}/`;
-    const history = new Map<string, { versions: number; deleteMarkers: number }>();
+    const history = new Map<string, KeyHistory>();
     const entry = (key: string | undefined) => {
       const name = key?.slice(casePrefix.length) ?? '';
       let h = history.get(name);
-      if (!h) history.set(name, (h = { versions: 0, deleteMarkers: 0 }));
+      if (!h) history.set(name, (h = { versions: 0, deleteMarkers: 0, latestDeleted: false }));
       return h;
     };
     let markers: { KeyMarker?: string; VersionIdMarker?: string } = {};
@@ -307,31 +345,74 @@ export class S3EvidenceStore implements EvidenceStore {
         new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: casePrefix, ...markers }),
       );
       for (const v of page.Versions ?? []) entry(v.Key).versions++;
-      for (const m of page.DeleteMarkers ?? []) entry(m.Key).deleteMarkers++;
+      for (const m of page.DeleteMarkers ?? []) {
+        const h = entry(m.Key);
+        h.deleteMarkers++;
+        if (m.IsLatest) h.latestDeleted = true;
+      }
       if (!page.IsTruncated) break;
       markers = { KeyMarker: page.NextKeyMarker, VersionIdMarker: page.NextVersionIdMarker };
     }
-    for (const name of [...history.keys()]) if (name.startsWith(`${bookkeepingDir}/`)) history.delete(name);
     return history;
   }
 
-  private async describe(caseId: string, name: string): Promise<StoredArtifact> {
+  /** What the store says of one artifact, and what is wrong with its digest record. */
+  private async describe(
+    caseId: string,
+    name: string,
+  ): Promise<{ artifact?: StoredArtifact; problems: StoreProblem[] }> {
     const key = this.key(caseId, name);
     const head = await this.head(key);
-    if (!head) throw new Error(`artifact vanished while listing: s3://${this.bucket}/${key}`);
-    const record = await this.getDigestRecord(caseId, name);
+    if (!head) return { problems: [{ what: name, reason: 'vanished while the case was listed' }] };
+    const problems: StoreProblem[] = [];
+    const recordName = `${bookkeepingDir}/digests/${name}.json`;
+    let record = await this.getDigestRecord(caseId, name);
+    if (record && 'corrupt' in record) {
+      problems.push({
+        what: problemName(recordName),
+        reason: `not a digest record (${record.corrupt}): the digest is computed from the bytes`,
+        taints: name,
+      });
+      record = undefined;
+    } else if (record && record.size !== head.ContentLength) {
+      problems.push({
+        what: problemName(recordName),
+        reason: `says ${record.size} bytes, the store holds ${head.ContentLength}: the digest is computed from the bytes`,
+        taints: name,
+      });
+      record = undefined;
+    } else if (record?.versionId && head.VersionId && record.versionId !== head.VersionId) {
+      problems.push({
+        what: problemName(recordName),
+        reason: `names version ${record.versionId}, the store serves ${head.VersionId}`,
+        taints: name,
+      });
+    }
+    let sha256 = record?.sha256;
     // No record: the writer died between the artifact and its record. The bytes tell the digest.
-    const sha256 = record?.sha256 ?? (await sha256OfStream(await this.get(caseId, name))).sha256;
+    if (!sha256) {
+      try {
+        sha256 = (await sha256OfStream(await this.get(caseId, name))).sha256;
+      } catch (err) {
+        if (!/^artifact not found/.test((err as Error).message)) throw err;
+        return { problems: [...problems, { what: name, reason: 'vanished while the case was listed' }] };
+      }
+    }
     return {
-      name,
-      uri: `s3://${this.bucket}/${key}`,
-      size: head.ContentLength ?? 0,
-      sha256,
-      ...(head.ObjectLockRetainUntilDate && { retainUntil: head.ObjectLockRetainUntilDate.toISOString() }),
-      ...(head.ObjectLockMode && { retentionMode: head.ObjectLockMode }),
-      legalHold: head.ObjectLockLegalHoldStatus === 'ON',
-      ...(head.VersionId && { versionId: head.VersionId }),
-      ...(record?.metadata && { metadata: record.metadata }),
+      problems,
+      artifact: {
+        name,
+        uri: `s3://${this.bucket}/${key}`,
+        size: head.ContentLength ?? 0,
+        sha256,
+        ...(head.ObjectLockRetainUntilDate && {
+          retainUntil: head.ObjectLockRetainUntilDate.toISOString(),
+        }),
+        ...(head.ObjectLockMode && { retentionMode: head.ObjectLockMode }),
+        legalHold: head.ObjectLockLegalHoldStatus === 'ON',
+        ...(head.VersionId && { versionId: head.VersionId }),
+        ...(record?.metadata && { metadata: record.metadata }),
+      },
     };
   }
 
@@ -367,13 +448,21 @@ export class S3EvidenceStore implements EvidenceStore {
           );
         throw e;
       });
-      if (existing?.sha256 !== record.sha256 || existing.size !== record.size) {
+      if (
+        !existing ||
+        'corrupt' in existing ||
+        existing.sha256 !== record.sha256 ||
+        existing.size !== record.size
+      ) {
         throw new Error(`a different digest record exists already for s3://${this.bucket}/${key}`);
       }
     }
   }
 
-  private async getDigestRecord(caseId: string, name: string): Promise<DigestRecord | undefined> {
+  private async getDigestRecord(
+    caseId: string,
+    name: string,
+  ): Promise<DigestRecord | { corrupt: string } | undefined> {
     const key = this.digestRecordKey(caseId, name);
     let text: string;
     try {
@@ -383,10 +472,7 @@ export class S3EvidenceStore implements EvidenceStore {
       if ((err as Error).name === 'NoSuchKey') return undefined;
       throw err;
     }
-    const parsed = digestRecordSchema.safeParse(JSON.parse(text));
-    if (!parsed.success)
-      throw new Error(`corrupt digest record s3://${this.bucket}/${key}: ${parsed.error.message}`);
-    return parsed.data;
+    return parseDigestRecord(text);
   }
 
   /** HEAD, or 'forbidden' when this credential may write but not read (a collection Job's). */
@@ -425,6 +511,24 @@ export class S3EvidenceStore implements EvidenceStore {
 /** `<prefix>/<case>`: the key under which a case's objects live (no trailing slash). */
 export function s3CaseKey(prefix: string, caseId: string): string {
   return [prefix.replace(/^\/+|\/+$/g, ''), parseCaseId(caseId)].filter(Boolean).join('/');
+}
+
+interface KeyHistory {
+  versions: number;
+  deleteMarkers: number;
+  /** The newest entry is a delete marker: a plain GET answers 404. */
+  latestDeleted: boolean;
+}
+
+/** Amber writes every key once (If-None-Match): a second version or a delete marker is someone else. */
+function rewritten(h: KeyHistory): boolean {
+  return h.versions > 1 || h.deleteMarkers > 0;
+}
+
+function historyText(h: KeyHistory): string {
+  const parts = [`${h.versions} version(s)`];
+  if (h.deleteMarkers > 0) parts.push(`${h.deleteMarkers} delete marker(s)`);
+  return `${parts.join(' and ')} of a key Amber writes once: written again after it was stored, not signed`;
 }
 
 function isForbidden(err: unknown): boolean {

@@ -112,7 +112,8 @@ export async function verifyCase(location: string, opts: VerifyOptions): Promise
   const store: EvidenceStore = target.store;
   const here = store.caseLocation(caseId);
 
-  const stored = new Map((await store.list(caseId)).map((a) => [a.name, a]));
+  const inventory = await store.inventory(caseId);
+  const stored = new Map(inventory.artifacts.map((a) => [a.name, a]));
   const history = target.kind === 's3' ? await target.store.versionHistory(caseId) : undefined;
 
   const manifest: VerifyReport['manifest'] = { found: false, signatureValid: false, problems: [] };
@@ -192,7 +193,15 @@ export async function verifyCase(location: string, opts: VerifyOptions): Promise
       check.actualSha256 = st.sha256;
       check.problems.push('present in the store but not listed in the manifest');
     } else {
-      const actual = await digest(store, caseId, st, opts.onProgress);
+      let actual: { sha256: string; size: number };
+      try {
+        actual = await digest(store, caseId, st, opts.onProgress);
+      } catch (err) {
+        // Whatever one object does, the other objects are still checked and reported.
+        check.status = 'mismatch';
+        check.problems.push(`could not be read to the end: ${(err as Error).message}`);
+        continue;
+      }
       check.actualSha256 = actual.sha256;
       check.size = actual.size;
       if (actual.sha256 !== exp.sha256) {
@@ -212,6 +221,19 @@ export async function verifyCase(location: string, opts: VerifyOptions): Promise
     }
     if (check.problems.length > 0 && check.status === 'ok') check.status = 'unprotected';
   }
+
+  // What the store found that is no artifact (a bad key, a digest record that is not one): a
+  // finding if the seal recorded it, else something written since, which fails verification.
+  for (const p of inventory.problems) {
+    if (stored.has(p.what) || expected.has(p.what)) continue; // checked above as the artifact itself
+    const known = findings.has(p.what);
+    artifacts.push({
+      name: p.what,
+      status: known ? 'finding' : 'unexpected',
+      problems: known ? [] : [p.reason],
+    });
+  }
+  artifacts.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   const ok =
     manifest.problems.length === 0 &&

@@ -5,6 +5,7 @@ import type { Counter } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
 import { containerPrefix } from '../../../src/collection/decide.js';
+import { JobCredentialsMinter } from '../../../src/collection/credentials.js';
 import { collectionJobName } from '../../../src/collection/job.js';
 import { loadSigningKey } from '../../../src/evidence/keys.js';
 import { MANIFEST_NAME, buildStatement, encodeManifest } from '../../../src/evidence/manifest.js';
@@ -30,6 +31,7 @@ describe('job collection on a kwok node', () => {
   let w: Workloads;
   let operator: Awaited<ReturnType<typeof startCaseController>>;
   let signing: { privateKeyPem: string; publicKeyPem: string };
+  let opKc: Awaited<ReturnType<typeof operatorKubeConfig>>;
   const node = 'node-k';
   const containerId = randomBytes(32).toString('hex');
 
@@ -43,16 +45,22 @@ describe('job collection on a kwok node', () => {
     w = new Workloads(admin);
     await w.node(node);
     await w.namespace('shop');
-    const opKc = await operatorKubeConfig(cluster);
+    opKc = await operatorKubeConfig(cluster);
     signing = await createSigningKeySecret(admin);
     operator = await startCaseController(opKc, {
       collection: {
-        mode: 'job',
-        image: 'amber:test',
-        pollMs: 1_000,
-        evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
+        ...collectionConfig(),
+        // These tests are about what is sealed; the wait for the credentials' expiry (at least
+        // STS's 900 s) has its own test at the end, which moves the expiry instead of waiting.
+        jobCredentials: { sealAfterExpiry: false },
       },
     });
+  });
+  const collectionConfig = () => ({
+    mode: 'job' as const,
+    image: 'amber:test',
+    pollMs: 1_000,
+    evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
   });
   afterAll(async () => {
     await operator?.stop();
@@ -382,4 +390,195 @@ describe('job collection on a kwok node', () => {
     expect(report.ok).toBe(true);
     expect(report.manifest.complete).toBe(false);
   }, 240_000);
+
+  /** The Job's credentials as root on the node takes them: from the Secret its pod mounts. */
+  const stolenCredentials = async (caseId: string, container = 'main') => {
+    const kase = await w.getCase(caseId);
+    const name = collectionJobName({ name: caseId, uid: kase.metadata.uid }, container);
+    const secret = await waitFor(
+      'the Job credentials Secret',
+      () => w.core.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name }).catch(() => undefined),
+      (x) => x !== undefined,
+    );
+    const env = (k: string) => Buffer.from(secret!.data![k]!, 'base64').toString();
+    return new S3Client({
+      ...rootConnection(),
+      maxAttempts: 1,
+      credentials: {
+        accessKeyId: env('AWS_ACCESS_KEY_ID'),
+        secretAccessKey: env('AWS_SECRET_ACCESS_KEY'),
+        sessionToken: env('AWS_SESSION_TOKEN'),
+      },
+    });
+  };
+  const lockedPut = (client: S3Client, Key: string, Body: string) =>
+    client.send(
+      new PutObjectCommand({
+        Bucket: minio.bucket,
+        Key,
+        Body,
+        ObjectLockMode: 'GOVERNANCE',
+        ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
+      }),
+    );
+
+  it('what the node writes with its credentials to break the seal (a bad key, a record that is not JSON, a key written twice) ends as findings: sealed, and verify runs to the end', async () => {
+    const caseId = 'case-unlistable';
+    const { podName, id } = await suspect(caseId);
+    // Credentials minted as the operator mints them for this container's Job, used before the
+    // case starts so that every write lands before the seal whatever the timing.
+    const minter = new JobCredentialsMinter();
+    const creds = await minter.mint(
+      {
+        endpoint: minio.endpoint,
+        region: minio.region,
+        roleArn: 'arn:aws:iam::000000000000:role/amber-collector',
+        credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+      },
+      {
+        bucket: minio.bucket,
+        prefix: 'amber/',
+        caseId,
+        containerPrefix: containerPrefix(id),
+        legalHold: false,
+        lockMode: 'GOVERNANCE',
+        retentionDays: 1,
+      },
+      'attacker',
+      900,
+    );
+    minter.close();
+    const stolen = new S3Client({ ...rootConnection(), maxAttempts: 1, credentials: creds });
+    const own = `amber/${caseId}/${containerPrefix(id)}`;
+    const record = `amber/${caseId}/.amber/digests/${containerPrefix(id)}`;
+    try {
+      await lockedPut(stolen, `${own}/bad name {}.bin`, 'a key the name regex refuses');
+      await lockedPut(stolen, `${own}/x.bin`, 'an artifact');
+      await lockedPut(stolen, `${record}/x.bin.json`, '{not json');
+      await lockedPut(stolen, `${own}/twice.bin`, 'first');
+      await lockedPut(stolen, `${own}/twice.bin`, 'second');
+      await lockedPut(stolen, `${own}/report.json`, '{"collected": [ not json');
+    } finally {
+      stolen.destroy();
+    }
+    await w.createCase(caseId, caseSpec(podName));
+    const kase = await w.waitForPhase(caseId, 'SealedIncomplete', 180_000);
+    const status = kase.status as typeof kase.status & { findings?: { what: string; reason: string }[] };
+    const found = new Map(status?.findings?.map((f) => [f.what, f.reason]));
+    expect(found.get(`${containerPrefix(id)}/bad name {}.bin`)).toMatch(/no artifact name can take/);
+    expect(found.get(`.amber/digests/${containerPrefix(id)}/x.bin.json`)).toMatch(/not a digest record/);
+    expect(found.get(`${containerPrefix(id)}/x.bin`)).toBeDefined();
+    expect(found.get(`${containerPrefix(id)}/twice.bin`)).toMatch(/2 version/);
+    // A report that is not JSON is read as no report: the container is a gap, the case goes on.
+    const gaps = (kase.status as { gaps?: { what: string; reason: string }[] }).gaps ?? [];
+    expect(gaps.find((g) => g.what === 'container main')?.reason).toMatch(/not a collector report: not JSON/);
+
+    const report = await verifyCase(`s3://${minio.bucket}/amber/${caseId}`, {
+      publicKeyPem: signing.publicKeyPem,
+      s3: rootConnection(),
+    });
+    expect(report.manifest.signatureValid).toBe(true);
+    expect(report.ok).toBe(true);
+    const statusOf = new Map(report.artifacts.map((a) => [a.name, a.status]));
+    for (const name of [
+      `${containerPrefix(id)}/bad name {}.bin`,
+      `.amber/digests/${containerPrefix(id)}/x.bin.json`,
+      `${containerPrefix(id)}/x.bin`,
+      `${containerPrefix(id)}/twice.bin`,
+    ])
+      expect(statusOf.get(name)).toBe('finding');
+
+    // Written after the seal (the wait for expiry is off here): verify still runs to the end, and fails.
+    await plant(`${own}/late name {}.bin`, 'after the seal');
+    const after = await verifyCase(`s3://${minio.bucket}/amber/${caseId}`, {
+      publicKeyPem: signing.publicKeyPem,
+      s3: rootConnection(),
+    });
+    expect(after.ok).toBe(false);
+    expect(after.artifacts.find((a) => a.name === `${containerPrefix(id)}/late name {}.bin`)?.status).toBe(
+      'unexpected',
+    );
+  }, 240_000);
+
+  describe('with the seal waiting for the credentials to expire (the default)', () => {
+    beforeAll(async () => {
+      await operator.stop();
+      operator = await startCaseController(opKc, { collection: collectionConfig() });
+    });
+
+    it('signs nothing while the Job credentials can write; once they expire, what the node wrote meanwhile is a finding', async () => {
+      const caseId = 'case-wait';
+      const { podName, id } = await suspect(caseId);
+      await w.createCase(caseId, caseSpec(podName));
+      const waiting = await waitFor(
+        'the seal waiting for the credentials',
+        () => w.getCase(caseId),
+        (c) =>
+          (c.status?.conditions ?? []).some(
+            (x) => x.type === 'EvidenceSealed' && x.reason === 'WaitingForCredentialExpiry',
+          ),
+        180_000,
+      );
+      const sealedCondition = waiting.status!.conditions!.find((x) => x.type === 'EvidenceSealed')!;
+      expect(sealedCondition.status).toBe('Unknown');
+      expect(waiting.status?.phase).toBe('Collecting');
+      const jobs = cluster.kubeConfig().makeApiClient(BatchV1Api);
+      const jobName = collectionJobName({ name: caseId, uid: waiting.metadata.uid }, 'main');
+      const job = await jobs.readNamespacedJob({ namespace: OPERATOR_NAMESPACE, name: jobName });
+      const expiresAt = job.metadata!.annotations!['amber.io/credentials-expire-at']!;
+      expect(sealedCondition.message).toContain(expiresAt);
+      // The shortest lifetime STS grants, 900 s (timeoutSeconds 300 + 60 is less), from the Job's start.
+      const lifetime = Date.parse(expiresAt) - Date.parse(String(job.metadata!.creationTimestamp));
+      expect(lifetime).toBeGreaterThan(880_000);
+      expect(lifetime).toBeLessThanOrEqual(960_000);
+      const manifestKey = `amber/${caseId}/${MANIFEST_NAME}`;
+      expect(await objectVersions(minio.client(), minio.bucket, manifestKey)).toEqual([]);
+
+      // Meanwhile root on the node rewrites under the Job's prefix with its credentials.
+      const stolen = await stolenCredentials(caseId);
+      const own = `amber/${caseId}/${containerPrefix(id)}`;
+      try {
+        await lockedPut(stolen, `${own}/report.json`, '{"collected":[],"failed":[]}');
+        await lockedPut(stolen, `${own}/report.json`, '{"collected":[],"failed":[]}');
+      } finally {
+        stolen.destroy();
+      }
+      await anotherPass(caseId);
+      expect(await objectVersions(minio.client(), minio.bucket, manifestKey)).toEqual([]);
+
+      // The clock passing the expiry, without waiting 15 minutes: the expiry is moved to the past.
+      await jobs.patchNamespacedJob(
+        {
+          namespace: OPERATOR_NAMESPACE,
+          name: jobName,
+          body: {
+            metadata: {
+              annotations: { 'amber.io/credentials-expire-at': new Date(Date.now() - 1000).toISOString() },
+            },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      await anotherPass(caseId);
+      const kase = await w.waitForPhase(caseId, 'SealedIncomplete', 180_000);
+      const status = kase.status as typeof kase.status & {
+        findings?: { what: string; reason: string }[];
+        gaps?: { what: string; reason: string }[];
+      };
+      expect(status?.findings?.find((f) => f.what === `${containerPrefix(id)}/report.json`)?.reason).toMatch(
+        /2 version/,
+      );
+      expect(status?.gaps?.find((g) => g.what === 'container main')?.reason).toMatch(
+        /touched after it was stored/,
+      );
+      const report = await verifyCase(`s3://${minio.bucket}/amber/${caseId}`, {
+        publicKeyPem: signing.publicKeyPem,
+        s3: rootConnection(),
+      });
+      expect(report.ok).toBe(true);
+      expect(report.artifacts.find((a) => a.name === `${containerPrefix(id)}/report.json`)?.status).toBe(
+        'finding',
+      );
+    }, 300_000);
+  });
 });

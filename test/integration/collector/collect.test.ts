@@ -286,6 +286,11 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
     writeFileSync(join(logs, 'app/1.log'), 'current instance\n');
     writeFileSync(join(logs, 'sidecar/0.log'), 'sidecar\n');
     mkdirSync(join(logs, 'app/2.log')); // unreadable as a file: must be a recorded gap
+    // An earlier pod of the same name (a replaced StatefulSet replica) left its logs beside them.
+    const earlier = join(hostDir, 'pods/shop_web-7d9f_99999999-1111-2222-3333-444455556666');
+    mkdirSync(join(earlier, 'app'), { recursive: true });
+    writeFileSync(join(earlier, 'app/0.log'), 'an earlier pod of the same name\n');
+    writeFileSync(join(earlier, 'app/7.log'), 'an earlier pod of the same name\n');
     mkdirSync(join(hostDir, 'checkpoints'));
     writeFileSync(
       join(hostDir, 'checkpoints/checkpoint-web-7d9f_shop-app-2026-11-23T03:00:00Z.tar'),
@@ -313,6 +318,7 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
         runtime: 'auto',
         namespace: 'shop',
         pod: 'web-7d9f',
+        podUid: '0c5f0a7e-1111-2222-3333-444455556666',
         containerName: 'app',
         podLogsRoot: join(hostDir, 'pods'),
         checkpointsRoot: join(hostDir, 'checkpoints'),
@@ -357,6 +363,11 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
     expect(names).toContain(`${prefix}/logs/app/0.log`);
     expect(names).toContain(`${prefix}/logs/app/1.log`);
     expect(names.some((n) => n.includes('sidecar'))).toBe(false);
+    // The pinned UID's directory only: nothing of the earlier pod of the same name.
+    expect(names.some((n) => n.endsWith('/logs/app/7.log'))).toBe(false);
+    expect((await readAll(await store.get('case-exposure', `${prefix}/logs/app/0.log`))).toString()).toBe(
+      'previous instance: attacker shell\n',
+    );
     expect(names).toContain(`${prefix}/checkpoint/checkpoint-web-7d9f_shop-app-2026-11-23T03_00_00Z.tar`);
     expect(result.report.failed.find((f) => f.what.endsWith('app/2.log'))?.reason).toMatch(
       /is a directory.*not read/,

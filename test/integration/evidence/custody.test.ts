@@ -1,3 +1,4 @@
+import { createHash, createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,6 +17,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runVerify } from '../../../src/cmd/verify.js';
 import {
@@ -94,6 +96,8 @@ describe("a collection Job's credentials", () => {
     caseId: 'case-job',
     containerPrefix: own,
     legalHold: false,
+    lockMode: 'GOVERNANCE',
+    retentionDays: 1,
   };
   let job: S3Client;
   let creds: JobCredentials;
@@ -120,6 +124,22 @@ describe("a collection Job's credentials", () => {
     expect(creds.sessionToken.length).toBeGreaterThan(0);
     expect(creds.accessKeyId).not.toBe(minio.accessKey);
     expect(creds.expiration!.getTime() - Date.now()).toBeLessThanOrEqual(900_000);
+  });
+
+  it("cannot live shorter than STS's 900 s: MinIO refuses 899 (why the seal waits at least that long)", async () => {
+    await expect(
+      minter.mint(
+        {
+          endpoint: minio.endpoint,
+          region: minio.region,
+          roleArn: ROLE,
+          credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+        },
+        { ...scope, bucket: minio.bucket },
+        'too-short',
+        899,
+      ),
+    ).rejects.toThrow();
   });
 
   it('write evidence under their own prefix, locked, with its digest record', async () => {
@@ -203,19 +223,40 @@ describe("a collection Job's credentials", () => {
     expect(await refusal(attempt())).toBe(403);
   });
 
+  it.each<[string, 'COMPLIANCE' | 'GOVERNANCE', number]>([
+    ['another lock mode than the case', 'COMPLIANCE', 86_400_000],
+    ['a century of retention (storage no one could free)', 'GOVERNANCE', 36_500 * 86_400_000],
+    ['a shorter retention than the case', 'GOVERNANCE', 3_600_000],
+  ])('are refused a write with %s', async (_what, mode, ms) => {
+    const status = await refusal(
+      job.send(
+        new PutObjectCommand({
+          Bucket: minio.bucket,
+          Key: `amber/case-job/${own}/lock-${mode}-${ms}.bin`,
+          Body: 'x',
+          ObjectLockMode: mode,
+          ObjectLockRetainUntilDate: new Date(Date.now() + ms),
+        }),
+      ),
+    );
+    expect(status).toBe(403);
+  });
+
   it('COMPLIANCE: cannot shorten retention, bypass header or not', async () => {
+    const compliance = await mint({ ...scope, bucket: minio.bucket, lockMode: 'COMPLIANCE' });
+    const cjob = createS3Client({ ...rootConnection(), credentials: compliance });
     const key = `amber/case-job/${own}/compliance.bin`;
-    const put = await job.send(
+    const put = await cjob.send(
       new PutObjectCommand({
         Bucket: minio.bucket,
         Key: key,
         Body: 'x',
         ObjectLockMode: 'COMPLIANCE',
-        ObjectLockRetainUntilDate: new Date(Date.now() + 600_000),
+        ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
       }),
     );
     const status = await refusal(
-      job.send(
+      cjob.send(
         new PutObjectRetentionCommand({
           Bucket: minio.bucket,
           Key: key,
@@ -228,22 +269,26 @@ describe("a collection Job's credentials", () => {
     expect(status).toBeGreaterThanOrEqual(400);
   });
 
-  it('GOVERNANCE on MinIO: the bypass header shortens retention despite the session policy (documented; verify catches it)', async () => {
+  it('GOVERNANCE on MinIO: the bypass header no longer shortens retention, the retain-until window refuses it', async () => {
     // MinIO treats a session derived from the root user as the owner for the bypass check and
-    // ignores the session policy there, even an explicit Deny (ADR 0009). AWS requires
-    // s3:BypassGovernanceRetention, which the session policy does not grant. This test pins
-    // MinIO's behaviour so a change is noticed; COMPLIANCE (the default) is immune.
-    await job.send(
-      new PutObjectRetentionCommand({
-        Bucket: minio.bucket,
-        Key: written.key,
-        VersionId: written.versionId,
-        BypassGovernanceRetention: true,
-        Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 3_600_000) },
-      }),
+    // ignores the session policy there, even an explicit Deny (ADR 0009). But PutObjectRetention
+    // itself is still authorised against the policy's retain-until window, which an hour from
+    // now is outside of: refused, and the lock stays as written.
+    const before = await root.send(new HeadObjectCommand({ Bucket: minio.bucket, Key: written.key }));
+    const status = await refusal(
+      job.send(
+        new PutObjectRetentionCommand({
+          Bucket: minio.bucket,
+          Key: written.key,
+          VersionId: written.versionId,
+          BypassGovernanceRetention: true,
+          Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 3_600_000) },
+        }),
+      ),
     );
+    expect(status).toBe(403);
     const head = await root.send(new HeadObjectCommand({ Bucket: minio.bucket, Key: written.key }));
-    expect(head.ObjectLockRetainUntilDate!.getTime()).toBeLessThan(Date.now() + 2 * 3_600_000);
+    expect(head.ObjectLockRetainUntilDate).toEqual(before.ObjectLockRetainUntilDate);
   });
 
   it('cannot mint further credentials', async () => {
@@ -259,6 +304,92 @@ describe("a collection Job's credentials", () => {
       ).toBe(403);
     } finally {
       sts.destroy();
+    }
+  });
+});
+
+/**
+ * MinIO's admin API, as `mc quota set <alias>/<bucket> --size N` calls it: a hard bucket quota,
+ * the only cap on bytes there is (a session policy has no condition on size).
+ */
+async function setBucketQuota(bucket: string, bytes: number): Promise<void> {
+  const url = new URL(`${minio.endpoint}/minio/admin/v3/set-bucket-quota?bucket=${bucket}`);
+  const body = JSON.stringify({ quota: bytes, quotatype: 'hard' });
+  const signer = new SignatureV4({
+    service: 's3',
+    region: minio.region,
+    credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey },
+    sha256: NodeSha256,
+  });
+  const signed = await signer.sign({
+    method: 'PUT',
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: url.pathname,
+    query: { bucket },
+    headers: { host: url.host, 'content-type': 'application/json' },
+    body,
+  });
+  const res = await fetch(url, { method: 'PUT', headers: signed.headers, body });
+  if (!res.ok) throw new Error(`set-bucket-quota: ${res.status} ${await res.text()}`);
+}
+
+function bytes(d: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
+  if (typeof d === 'string') return d;
+  if (ArrayBuffer.isView(d)) return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  return new Uint8Array(d);
+}
+
+/** The hash constructor SignatureV4 asks for, on node:crypto. */
+class NodeSha256 {
+  private readonly h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.h.update(bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.h.digest());
+  }
+}
+
+describe("the bytes a Job's credentials can write", () => {
+  it('a bucket quota on MinIO refuses an object larger than what is left; the session policy cannot', async () => {
+    const bucket = 'evidence-quota';
+    await minio.createBucket(bucket, { objectLock: true });
+    await setBucketQuota(bucket, 1024 * 1024);
+    const own = 'containers/0123456789ab';
+    const creds = await mint({
+      bucket,
+      prefix: 'amber/',
+      caseId: 'case-quota',
+      containerPrefix: own,
+      legalHold: false,
+      lockMode: 'GOVERNANCE',
+      retentionDays: 1,
+    });
+    const job = createS3Client({ ...rootConnection(), credentials: creds, maxAttempts: 1 });
+    try {
+      const put = (name: string, bytes: number) =>
+        job.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `amber/case-quota/${own}/${name}`,
+            Body: Buffer.alloc(bytes),
+            ObjectLockMode: 'GOVERNANCE',
+            ObjectLockRetainUntilDate: new Date(Date.now() + 86_400_000),
+          }),
+        );
+      await put('small.bin', 1024);
+      const refused = await put('large.bin', 2 * 1024 * 1024).then(
+        () => undefined,
+        (err: unknown) => err as { name?: string; $metadata?: { httpStatusCode?: number } },
+      );
+      expect(refused?.name).toBe('XMinioAdminBucketQuotaExceeded');
+    } finally {
+      job.destroy();
     }
   });
 });

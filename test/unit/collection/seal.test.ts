@@ -227,6 +227,68 @@ describe('what the seal accounts for', () => {
   });
 });
 
+describe('what the store found wrong under the case', () => {
+  const listing = [
+    obj(`${pa}/report.json`),
+    obj(`${pa}/processes.json`),
+    obj(`${pa}/env.json`),
+    obj('orchestrator/pod.yaml'),
+    obj('orchestrator/report.json'),
+  ];
+  const reports = new Map([[pa, report(pa, ['processes.json', 'env.json'])]]);
+
+  it('a bad key is a finding; the rest is sealed as if it were not there', () => {
+    const r = accountForCase(
+      base({
+        listing,
+        reports,
+        problems: [{ what: `${pa}/bad name`, reason: 'a key no artifact name can take' }],
+      }),
+    );
+    expect(r.sealed.map((a) => a.name).sort()).toEqual(listing.map((a) => a.name).sort());
+    expect(r.findings).toEqual([{ what: `${pa}/bad name`, reason: 'a key no artifact name can take' }]);
+    expect(r.complete).toBe(true);
+  });
+
+  it('an artifact written twice (or whose record was) is never signed, even listed in its report: a finding and a gap', () => {
+    const r = accountForCase(
+      base({
+        listing,
+        reports,
+        problems: [
+          { what: `${pa}/processes.json`, reason: '2 version(s)', taints: `${pa}/processes.json` },
+          {
+            what: `.amber/digests/${pa}/env.json.json`,
+            reason: 'not a digest record',
+            taints: `${pa}/env.json`,
+          },
+        ],
+      }),
+    );
+    expect(r.sealed.map((a) => a.name).sort()).toEqual(
+      [`${pa}/report.json`, 'orchestrator/pod.yaml', 'orchestrator/report.json'].sort(),
+    );
+    expect(r.findings.map((f) => f.what).sort()).toEqual(
+      [`${pa}/processes.json`, `.amber/digests/${pa}/env.json.json`, `${pa}/env.json`].sort(),
+    );
+    expect(r.gaps.map((g) => g.what).sort()).toEqual([`${pa}/env.json`, `${pa}/processes.json`]);
+    expect(r.complete).toBe(false);
+  });
+
+  it('a report written twice is not read: its container is a gap and nothing of it is signed', () => {
+    const r = accountForCase(
+      base({
+        listing,
+        reports: new Map([[pa, { unreadable: 'touched after it was stored' }]]),
+        problems: [{ what: `${pa}/report.json`, reason: '2 version(s)', taints: `${pa}/report.json` }],
+      }),
+    );
+    expect(r.sealed.map((a) => a.name).sort()).toEqual(['orchestrator/pod.yaml', 'orchestrator/report.json']);
+    expect(r.gaps.map((g) => g.what)).toContain('container main');
+    expect(r.findings.map((f) => f.what)).toContain(`${pa}/report.json`);
+  });
+});
+
 describe('chain of custody steps', () => {
   it('names the operator for its steps and the node for a collector, with tool, version and zoned times', () => {
     const steps = custodySteps({

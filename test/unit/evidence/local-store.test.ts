@@ -1,4 +1,13 @@
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +93,60 @@ describe('local evidence store', () => {
   it('refuses names that would escape the case directory', async () => {
     await expect(store.put('c1', '../c2/x', 'x')).rejects.toThrow(/invalid artifact name/);
     await expect(store.put('../etc', 'x', 'x')).rejects.toThrow(/invalid case id/);
+  });
+
+  it.each<[string, (dir: string) => void, { what: string; taints?: string }]>([
+    [
+      'a name no artifact takes',
+      (dir) => writeFileSync(join(dir, 'containers', 'bad name!'), 'x'),
+      { what: 'containers/bad name!' },
+    ],
+    [
+      'a digest record that is not JSON',
+      (dir) => {
+        chmodSync(join(dir, '.amber/digests/containers/a.txt.json'), 0o644);
+        writeFileSync(join(dir, '.amber/digests/containers/a.txt.json'), '{not json');
+      },
+      { what: '.amber/digests/containers/a.txt.json', taints: 'containers/a.txt' },
+    ],
+    [
+      'a digest record of the wrong shape',
+      (dir) => {
+        chmodSync(join(dir, '.amber/digests/containers/a.txt.json'), 0o644);
+        writeFileSync(join(dir, '.amber/digests/containers/a.txt.json'), '{"sha256":"nope"}');
+      },
+      { what: '.amber/digests/containers/a.txt.json', taints: 'containers/a.txt' },
+    ],
+    [
+      'a digest record that is a directory',
+      (dir) => {
+        rmSync(join(dir, '.amber/digests/containers/a.txt.json'));
+        mkdirSync(join(dir, '.amber/digests/containers/a.txt.json'));
+      },
+      { what: '.amber/digests/containers/a.txt.json', taints: 'containers/a.txt' },
+    ],
+    [
+      'a name with a terminal escape sequence',
+      (dir) => writeFileSync(join(dir, 'containers', 'x\u001b[2J\nfake.txt'), 'x'),
+      { what: 'containers/x\\x1b[2J\\x0afake.txt' },
+    ],
+    [
+      'a symlink among the artifacts',
+      (dir) => symlinkSync('/etc/hostname', join(dir, 'containers', 'link')),
+      { what: 'containers/link' },
+    ],
+  ])('%s is a problem of the inventory, never a throw', async (_what, plant, problem) => {
+    await store.put('c1', 'containers/a.txt', 'A');
+    await store.put('c1', 'b.txt', 'B');
+    plant(join(root, 'c1'));
+    const inv = await store.inventory('c1');
+    expect(inv.problems).toEqual([expect.objectContaining(problem)]);
+    // The artifacts are still all there, with the digest of their bytes.
+    expect(inv.artifacts.map((a) => [a.name, a.sha256])).toEqual([
+      ['b.txt', sha256Hex('B')],
+      ['containers/a.txt', sha256Hex('A')],
+    ]);
+    expect((await store.list('c1')).map((a) => a.name)).toEqual(['b.txt', 'containers/a.txt']);
   });
 
   it('names the case location as a file URL', () => {
