@@ -31,6 +31,8 @@ export function crdFor(
   spec: z.ZodType,
   status: z.ZodType | undefined,
   columns: PrinterColumn[],
+  /** CEL rules on the whole object (the only place metadata.name can be checked). */
+  rootValidations: { rule: string; message: string }[] = [],
 ): JsonSchema {
   const properties: JsonSchema = { spec: toStructural(spec) };
   if (status) properties.status = toStructural(status);
@@ -65,6 +67,7 @@ export function crdFor(
               type: 'object',
               required: ['spec'],
               properties,
+              ...(rootValidations.length ? { 'x-kubernetes-validations': rootValidations } : {}),
             },
           },
         },

@@ -37,6 +37,11 @@ export const TriggeringAlert = z
  */
 export const TARGET_IMMUTABLE_MESSAGE =
   'spec.target is immutable: a case investigates one pod for its whole life; open a new ForensicCase for another pod';
+/** A case's name is written as a label value on its pod and NetworkPolicy: at most 63 characters. */
+export const CASE_NAME_MAX = 63;
+export const CASE_NAME_TOO_LONG_MESSAGE =
+  'a ForensicCase name is at most 63 characters: it is written as a label value on the contained pod and its NetworkPolicy';
+
 export const RELEASE_ONE_WAY_MESSAGE =
   'spec.release cannot be set back to false: a released case stays released; open a new ForensicCase to contain the pod again';
 

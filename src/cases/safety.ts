@@ -1,4 +1,4 @@
-import type { ForensicCase } from '../api/forensiccase.js';
+import { CASE_NAME_MAX, CASE_NAME_TOO_LONG_MESSAGE, type ForensicCase } from '../api/forensiccase.js';
 
 /**
  * Protected unless configured otherwise: the namespaces Falco's and Falcosidekick's Helm charts
@@ -22,6 +22,9 @@ export function refusal(
   kase: ForensicCase,
   cfg: SafetyConfig,
 ): { reason: string; message: string } | undefined {
+  // The CRD refuses such names; a case created before that rule must not fail silently.
+  if (kase.metadata.name.length > CASE_NAME_MAX)
+    return { reason: 'InvalidSpec', message: CASE_NAME_TOO_LONG_MESSAGE };
   const ns = kase.spec.target.namespace;
   if (ns === cfg.operatorNamespace)
     return { reason: 'ProtectedNamespace', message: `namespace ${ns} is Amber's own and is never contained` };

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { API_VERSION } from '../api/common.js';
 import {
   ALERTS_KEPT,
+  CASE_NAME_MAX,
   ForensicCaseSpec,
   type AlertRecord,
   type ForensicCase,
@@ -14,7 +15,8 @@ import type { WalToken } from './wal.js';
 
 /** Pure helpers for the cases the intake opens and the alerts it records on them. */
 
-const MAX_NAME = 253;
+/** A case name is also a label value on the pod and its NetworkPolicy (CASE_NAME_MAX). */
+const MAX_NAME = CASE_NAME_MAX;
 const RULES_KEPT = 32;
 
 /**

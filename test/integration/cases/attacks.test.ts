@@ -7,7 +7,12 @@ import {
 } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RELEASE_ONE_WAY_MESSAGE, TARGET_IMMUTABLE_MESSAGE } from '../../../src/api/forensiccase.js';
+import {
+  CASE_NAME_TOO_LONG_MESSAGE,
+  RELEASE_ONE_WAY_MESSAGE,
+  TARGET_IMMUTABLE_MESSAGE,
+} from '../../../src/api/forensiccase.js';
+import { caseNameFor } from '../../../src/intake/cases.js';
 import {
   CASE_LABEL,
   NODE_HELD_LABEL,
@@ -413,7 +418,38 @@ describe('containment an attacker cannot steer or escape (real API server, opera
     );
   });
 
+  it('a pod with a long name (the case name the intake makes for it is a label value) is contained', async () => {
+    // The attack of the review: `<ns>-<pod>` past 54 characters made a case name no label could
+    // hold, so the policy and the pod labels were refused (422) and the pod stayed on the network.
+    const long = 'payment-gateway-worker-7d9f8b6c5d-x2x4z-with-a-very-long-suffix';
+    await pod(long, 'n7');
+    const name = caseNameFor({ namespace: 'shop', pod: long });
+    expect(name.length).toBeLessThanOrEqual(63);
+    await w.createCase(name, {
+      target: { namespace: 'shop', pod: long },
+      reason: 'shell',
+      containment: { cordonNode: false, taintNode: false, labelNode: false },
+    });
+    await w.waitForPhase(name, 'Contained');
+    const p = await w.core.readNamespacedPod({ namespace: 'shop', name: long });
+    expect(p.metadata?.labels?.[CASE_LABEL]).toBe(name);
+    const policy = await net.readNamespacedNetworkPolicy({
+      namespace: 'shop',
+      name: networkPolicyName(name),
+    });
+    expect(policy.spec?.podSelector?.matchLabels?.[CASE_LABEL]).toBe(name);
+    await releaseAll([name]);
+  });
+
   describe('the spec cannot be bent (CEL rules in the CRD)', () => {
+    it('refuses a case name longer than a label value, with a clear message', async () => {
+      const err = await w
+        .createCase('x'.repeat(64), { target: { namespace: 'shop', pod: 'web-0' }, reason: 'shell' })
+        .catch((e: unknown) => e);
+      expect((err as { code?: number }).code).toBe(422);
+      expect(String((err as { body?: unknown }).body)).toContain(CASE_NAME_TOO_LONG_MESSAGE.slice(0, 40));
+    });
+
     it('refuses setting spec.release back to false', async () => {
       await pod('flip', 'n6');
       await w.createCase('flip', {

@@ -277,3 +277,24 @@ describe('IntakeEngine decisions', () => {
     expect(api.events.map((e) => (e as { reason: string }).reason)).toEqual(['LimitReached']);
   });
 });
+
+describe('caseNameFor', () => {
+  it.each([
+    ['shop', 'web-0'],
+    ['ecommerce-production', 'payment-gateway-worker-7d9f8b6c5d-x2x4z'],
+    ['n'.repeat(63), 'p'.repeat(253)],
+    ['a', 'b.c-d-----'.repeat(20)],
+  ])('%s/%s: a valid label value (at most 63 characters, alphanumeric at both ends)', (namespace, pod) => {
+    for (const seq of [1, 2, 99]) {
+      const name = caseNameFor({ namespace, pod }, seq);
+      expect(name.length).toBeLessThanOrEqual(63);
+      expect(name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+    }
+  });
+
+  it('keeps two long pods that share their first 54 characters apart', () => {
+    const a = caseNameFor({ namespace: 'shop', pod: `${'x'.repeat(60)}-a` });
+    const b = caseNameFor({ namespace: 'shop', pod: `${'x'.repeat(60)}-b` });
+    expect(a).not.toBe(b);
+  });
+});
