@@ -158,10 +158,12 @@ interface GroupSpec {
 }
 
 const groups: GroupSpec[] = [
-  { label: 'processes', group: 'processes', container: true, collect: processFiles },
   { label: 'container', container: true, collect: containerJson },
+  // The socket table, then the cut, before anything the suspect can make long (its files): a
+  // cut that waited behind them could be pushed past the run's deadline and never happen.
   { label: 'network', group: 'network', container: true, collect: network },
-  { label: 'connections cut', container: true, collect: cutConnections },
+  { label: 'connections cut', container: false, collect: cutConnections },
+  { label: 'processes', group: 'processes', container: true, collect: processFiles },
   { label: 'exposure', container: true, collect: exposure },
   { label: 'memory', group: 'memory', container: true, collect: memory },
   { label: 'filesystem diff', group: 'filesystemDiff', container: true, collect: filesystemDiff },

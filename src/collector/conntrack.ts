@@ -16,19 +16,32 @@ import { join } from 'node:path';
  * collection pod has the host's PID namespace but its own network namespace.
  */
 
+/**
+ * Where the address may stand in a tracked flow. A connection that came in through a Service,
+ * NodePort or load balancer was NATed: its original destination is the Service's address, and
+ * the pod's appears only as the reply's source; so all four are cut (as Calico's felix does).
+ */
+export const DIRECTIONS = {
+  source: '-s',
+  destination: '-d',
+  'reply source': '-r',
+  'reply destination': '-q',
+} as const;
+export type Direction = keyof typeof DIRECTIONS;
+
 export interface ConntrackCut {
   address: string;
-  direction: 'source' | 'destination';
+  direction: Direction;
   /** Flow entries the kernel deleted; undefined when conntrack's answer could not be read. */
   deleted?: number;
   error?: string;
 }
 
 /** `conntrack` arguments that delete every flow from or to `address`, IPv4 or IPv6. */
-export function conntrackDeleteArgs(address: string, direction: ConntrackCut['direction']): string[] {
+export function conntrackDeleteArgs(address: string, direction: Direction): string[] {
   const family = isIP(address);
   if (family === 0) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
-  return ['-D', '-f', family === 6 ? 'ipv6' : 'ipv4', direction === 'source' ? '-s' : '-d', address];
+  return ['-D', '-f', family === 6 ? 'ipv6' : 'ipv4', DIRECTIONS[direction], address];
 }
 
 /**
@@ -82,7 +95,7 @@ export async function cutTrackedConnections(
     }));
   const out: ConntrackCut[] = [];
   for (const address of addresses) {
-    for (const direction of ['source', 'destination'] as const) {
+    for (const direction of Object.keys(DIRECTIONS) as Direction[]) {
       let args: string[];
       try {
         args = conntrackDeleteArgs(address, direction);

@@ -2,12 +2,20 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { conntrackDeleteArgs, hostNetnsPath, parseDeleted } from '../../../src/collector/conntrack.js';
+import {
+  conntrackDeleteArgs,
+  hostNetnsPath,
+  parseDeleted,
+  type Direction,
+} from '../../../src/collector/conntrack.js';
 
 describe('conntrackDeleteArgs', () => {
-  it.each<[string, 'source' | 'destination', string[]]>([
+  it.each<[string, Direction, string[]]>([
     ['10.244.0.7', 'source', ['-D', '-f', 'ipv4', '-s', '10.244.0.7']],
     ['10.244.0.7', 'destination', ['-D', '-f', 'ipv4', '-d', '10.244.0.7']],
+    // In through a Service or NodePort: the pod's address is only on the reply side.
+    ['10.244.0.7', 'reply source', ['-D', '-f', 'ipv4', '-r', '10.244.0.7']],
+    ['10.244.0.7', 'reply destination', ['-D', '-f', 'ipv4', '-q', '10.244.0.7']],
     ['fd00:10:244::7', 'source', ['-D', '-f', 'ipv6', '-s', 'fd00:10:244::7']],
   ])('%s as %s', (address, direction, args) => {
     expect(conntrackDeleteArgs(address, direction)).toEqual(args);
