@@ -46,7 +46,9 @@ export class CaseEvents {
     message: string,
   ): Promise<void> {
     const now = new Date();
-    const name = `${kase.name}.${randomBytes(6).toString('hex')}`.slice(0, 253);
+    // The random part must survive: a cut one would give every Event of a long-named case the
+    // same name, and a retry would take another Event's 409 for its own.
+    const name = `${kase.name.slice(0, 253 - 13)}.${randomBytes(6).toString('hex')}`;
     const body = {
       metadata: { name, namespace: this.namespace },
       involvedObject: { apiVersion: API_VERSION, kind: 'ForensicCase', name: kase.name, uid: kase.uid },

@@ -425,9 +425,11 @@ export class CaseReconciler {
       try {
         await this.deps.clients.patchCaseStatus(kase.metadata.name, { status: whole ? finished : owned });
       } catch (err) {
-        // No answer: the status may well be written, and then the next pass finds the condition
-        // already set and says nothing. Send the Events now; at worst they are said twice.
-        if (apiStatusCode(err) === undefined) this.sendEvents(kase, status);
+        // No answer, or a server error (an etcd timeout): the status may well be written, and
+        // then the next pass finds the condition already set and says nothing. Send the Events
+        // now; at worst they are said twice.
+        const code = apiStatusCode(err);
+        if (code === undefined || code >= 500) this.sendEvents(kase, status);
         throw err;
       }
     }

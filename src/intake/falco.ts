@@ -124,6 +124,8 @@ export interface AuditRequest {
   verb?: string;
   /** The target's subresource (`ka.target.subresource`): exec, attach, status, ... */
   subresource?: string;
+  /** The request URI (`ka.uri`) asked for a server-side dry run: nothing was changed. */
+  dryRun?: boolean;
 }
 
 /** Event sources of Kubernetes audit alerts: Falco's k8saudit plugins (EKS, GKE, AKS, …) say `k8s_audit`. */
@@ -304,10 +306,13 @@ function auditRequest(fields: Record<string, FieldValue>): AuditRequest {
   const text = (v: FieldValue | undefined) => (typeof v === 'string' && v ? v.toLowerCase() : undefined);
   const verb = text(fields['ka.verb']);
   const subresource = text(fields['ka.target.subresource']);
+  const uri = fields['ka.uri'];
+  const dryRun = typeof uri === 'string' && /[?&]dryRun=/i.test(uri);
   return {
     responseCode: responseCode(fields['ka.response.code']),
     ...(verb ? { verb } : {}),
     ...(subresource ? { subresource } : {}),
+    ...(dryRun ? { dryRun } : {}),
   };
 }
 

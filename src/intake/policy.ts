@@ -96,8 +96,11 @@ export function requestSucceeded(code: number | undefined): boolean {
 
 /** Verbs of an audited request that change its target. */
 const CHANGING_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
-/** Subresources that reach into a running pod, whatever the verb (a WebSocket exec is a GET). */
-const INTO_POD_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
+/**
+ * Subresources that reach into a running pod, whatever the verb (a WebSocket exec is a GET; a GET
+ * through pods/proxy reaches the pod's own HTTP endpoints).
+ */
+const INTO_POD_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy']);
 
 /**
  * Whether an audited request did something to its target: changed it, or reached into the pod.
@@ -105,6 +108,8 @@ const INTO_POD_SUBRESOURCES = new Set(['exec', 'attach', 'portforward']);
  * could aim such an alert at an innocent one. Without a verb or subresource: fail closed.
  */
 export function requestActed(audit: AuditRequest): boolean {
+  // A server-side dry run changed nothing, whatever its verb.
+  if (audit.dryRun) return false;
   if (audit.subresource !== undefined && INTO_POD_SUBRESOURCES.has(audit.subresource)) return true;
   return audit.verb !== undefined && CHANGING_VERBS.has(audit.verb);
 }

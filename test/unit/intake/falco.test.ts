@@ -97,6 +97,14 @@ describe('parseFalcoBody on real Falco events', () => {
     expect(denied.auditRequest).toEqual({ responseCode: 403, verb: 'patch' });
     const allowed = toAlert(parseFalcoBody(aimAtPod(fixture('k8saudit-disallowed-user.json'))));
     expect(allowed.auditRequest).toEqual({ responseCode: 200, verb: 'update' });
+    // The same request as a server-side dry run: the URI says so.
+    const dry = aimAtPod(fixture('k8saudit-disallowed-user.json')).replace('/status"', '/status?dryRun=All"');
+    expect(dry).toContain('dryRun=All');
+    expect(toAlert(parseFalcoBody(dry)).auditRequest).toEqual({
+      responseCode: 200,
+      verb: 'update',
+      dryRun: true,
+    });
     // Syscall alerts have a workload target, not a request's.
     expect(toAlert(parseFalcoBody(fixture('syscall-read-sensitive-file.json'))).auditRequest).toBeUndefined();
   });

@@ -123,7 +123,7 @@ describe('decideMatch', () => {
   const auditAlert = (
     code: number | undefined,
     over: Partial<Alert> = {},
-    request: { verb?: string; subresource?: string } = { verb: 'update' },
+    request: { verb?: string; subresource?: string; dryRun?: boolean } = { verb: 'update' },
   ) =>
     alert({
       rule: 'Disallowed K8s User',
@@ -180,6 +180,18 @@ describe('decideMatch', () => {
     ['exec, no verb in the output', [audits], auditAlert(101, {}, { subresource: 'exec' }), 'audits'],
     ['attach', [audits], auditAlert(101, {}, { verb: 'create', subresource: 'attach' }), 'audits'],
     ['portforward', [audits], auditAlert(101, {}, { verb: 'get', subresource: 'portforward' }), 'audits'],
+    [
+      'a GET through pods/proxy reaches the pod',
+      [audits],
+      auditAlert(200, {}, { verb: 'get', subresource: 'proxy' }),
+      'audits',
+    ],
+    [
+      'a server-side dry run changed nothing',
+      [audits],
+      auditAlert(200, {}, { verb: 'patch', dryRun: true }),
+      'audit-request-read-only',
+    ],
     [
       'a read, not opted in: read-only decides first',
       [auditsNoOptIn],
