@@ -171,17 +171,25 @@ export class CaseReconciler {
       heldNodes: held.filter((n) => holders(n).includes(name)),
     };
     if (releasing(kase, status)) return world;
+    const want = nodeWanted(kase);
+    const wantsNode = want.cordon || want.taint || want.label;
+    const nodeHeld = status.conditions?.find((c) => c.type === 'NodeHeld');
     const pinned = pinnedUID(kase, status, world);
-    if (!pod || (pinned && pod.metadata?.uid !== pinned)) return world;
+    if (!pod || (pinned && pod.metadata?.uid !== pinned)) {
+      // The pinned pod is gone, but the node it ran on stays held (and is repaired) until release.
+      if (wantsNode && nodeHeld?.status === 'True' && status.node)
+        world.node =
+          held.find((n) => n.metadata?.name === status.node) ??
+          (await orNotFound(clients.core.readNode({ name: status.node })));
+      return world;
+    }
 
     const label = pod.metadata?.labels?.[CASE_LABEL];
     if (label && label !== name) world.labelOwner = await this.labelOwner(label);
     if (!status.podUID && !isQuarantinedBy(pod, name) && kase.spec.containment.detachFromWorkload)
       world.detachKeys = await this.detachKeys(pod);
 
-    const want = nodeWanted(kase);
-    if (want.cordon || want.taint || want.label) {
-      const nodeHeld = status.conditions?.find((c) => c.type === 'NodeHeld');
+    if (wantsNode) {
       const nodeName = nodeHeld?.status === 'True' ? status.node : pod.spec?.nodeName;
       if (nodeName && (slots || nodeHeld?.status === 'True'))
         world.node =

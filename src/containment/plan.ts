@@ -157,6 +157,9 @@ function planContain(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
     }
     if (!status.podUID) out.push({ kind: 'pin', podUID: pinned });
     impossible('PodReplaced', `${message} before containment completed`);
+    // The node the pod ran on stays held until release: root there may have deleted the pod
+    // to get its node back into service.
+    repairHeldNode(out, kase, status, world);
     releaseLeftovers(out, name, world, isTrue(status, 'NodeHeld') && status.node ? [status.node] : []);
     return out;
   }
@@ -275,18 +278,7 @@ function planContain(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
   if (!wantsNode(nodeWant)) keep = [];
   else if (nodeHeld?.status === 'True') {
     keep = status.node ? [status.node] : [];
-    if (
-      world.node &&
-      keep.includes(world.node.metadata!.name!) &&
-      nodePatch(world.node, name, true, nodeWant)
-    ) {
-      out.push({ kind: 'holdNode', node: world.node, want: nodeWant });
-      out.push(
-        record('ContainNode', 'Succeeded', `node ${status.node} cordoned/labelled/tainted again (repaired)`, {
-          type: 'Warning',
-        }),
-      );
-    }
+    repairHeldNode(out, kase, status, world);
   } else if (nodeHeld) keep = [];
   else if (!world.slots) {
     // Decided on the next pass, under the decision lock; nothing is released meanwhile.
@@ -339,6 +331,20 @@ function podPatch(
     name: pod.metadata!.name!,
     patch: { metadata: { resourceVersion: pod.metadata?.resourceVersion, ...metadata } },
   };
+}
+
+/** A node the case holds that lost its cordon, taint, label or holder annotation gets them back. */
+function repairHeldNode(out: Action[], kase: ForensicCase, status: ForensicCaseStatus, world: World): void {
+  const want = nodeWanted(kase);
+  if (!wantsNode(want) || !isTrue(status, 'NodeHeld') || !status.node) return;
+  if (!world.node || world.node.metadata?.name !== status.node) return;
+  if (!nodePatch(world.node, kase.metadata.name, true, want)) return;
+  out.push({ kind: 'holdNode', node: world.node, want });
+  out.push(
+    record('ContainNode', 'Succeeded', `node ${status.node} cordoned/labelled/tainted again (repaired)`, {
+      type: 'Warning',
+    }),
+  );
 }
 
 /**

@@ -279,6 +279,21 @@ const rows: Row[] = [
     conditions: ['PodReplaced=True/PodReplaced'],
   },
   {
+    name: 'the pinned pod deleted, then root strips its node: the hold is put back',
+    status: contained('u1'),
+    world: world({ networkPolicy: policy('u1'), node: node('node-a') }),
+    writes: ['holdNode node-a'],
+    records: ['PodReplaced Skipped +NormalEvent', 'ContainNode Succeeded +WarningEvent'],
+    conditions: ['PodReplaced=True/PodDeleted'],
+  },
+  {
+    name: 'replaced on another node, and the old node stripped: the old node is held again, the new one untouched',
+    status: contained('u1'),
+    world: world({ pod: pod('u2', { node: 'node-b' }), networkPolicy: policy('u1'), node: node('node-a') }),
+    writes: ['holdNode node-a'],
+    records: ['PodReplaced Skipped +WarningEvent', 'ContainNode Succeeded +WarningEvent'],
+  },
+  {
     name: 'replacement carrying this case’s label (the attacker copied it): still not touched',
     status: contained('u1'),
     world: world({ pod: quarantined('u2', {}, 'node-b'), networkPolicy: policy('u1') }),
