@@ -258,6 +258,7 @@ export class CollectionPipeline {
     }
 
     const decision = decideCollection(progress, gaps);
+    if (decision.state === 'collected') this.countOutcomes(progress, gaps.length);
     if (decision.state === 'running') {
       status.setCondition(
         'EvidenceCollected',
@@ -291,6 +292,15 @@ export class CollectionPipeline {
     log.info({ artifacts: artifacts.length, complete: decision.complete }, 'evidence collected');
     await step('collected');
     return;
+  }
+
+  /** The collectors' outcomes in the operator's metrics: the Jobs' own processes are never scraped. */
+  private countOutcomes(progress: ContainerProgress[], outOfReach: number): void {
+    for (const p of progress) {
+      this.metrics.containers.inc({ outcome: p.state === 'reported' ? 'reported' : 'missing' });
+      if (p.state === 'reported') this.metrics.collectorFailures.inc(p.failed);
+    }
+    if (outOfReach > 0) this.metrics.containers.inc({ outcome: 'missing' }, outOfReach);
   }
 
   /** One container through its Job: created if missing, then read. The store has the final word. */

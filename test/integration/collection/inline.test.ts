@@ -131,6 +131,11 @@ describe('inline collection: contained -> collected -> sealed', () => {
     await w.createCase('case-inline', caseSpec('victim'));
     const kase = (await w.waitForPhase('case-inline', 'Sealed', 90_000)) as SealedView;
     console.log(`inline: ForensicCase created -> Sealed in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+    // The collector's outcome, in the operator's own metrics.
+    const outcomes = await (
+      operator.registry.getSingleMetric('amber_collection_containers_total') as Counter
+    ).get();
+    expect(outcomes.values).toEqual([{ labels: { outcome: 'reported' }, value: 1 }]);
 
     const actions = (kase.status?.timeline ?? []).map((e) => e.action);
     expect(actions).toEqual([

@@ -255,6 +255,7 @@ describe('charts/amber (helm template)', () => {
         'AmberCaseSealedIncomplete',
         'AmberCaseTampered',
         'AmberCollectionJobFailed',
+        'AmberCollectorLeftNoReport',
         'AmberIntakeLogFilling',
         'AmberIntakeQueueing',
         'AmberIntakeRefusingAlerts',
