@@ -27,12 +27,7 @@ import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
 import { createSigningKeySecret } from '../collection/helpers.js';
 
-// Opt-in until it has passed several runs in a row (see docs/adr/0012-real-node.md).
-const unavailable =
-  nodeUnavailable() ??
-  (process.env.AMBER_NODE_COLLECTION_TEST
-    ? undefined
-    : 'not yet proven reliable on the real node; set AMBER_NODE_COLLECTION_TEST=1 to run it');
+const unavailable = nodeUnavailable();
 if (unavailable) console.warn(`SKIPPED test/integration/node/collection.test.ts: ${unavailable}`);
 
 const root = join(import.meta.dirname, '..', '..', '..');
