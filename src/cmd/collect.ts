@@ -40,6 +40,7 @@ export interface CollectCliOptions {
   maxFileSize?: string;
   maxLayerSize?: string;
   maxMemorySize?: string;
+  maxProcessFilesSize?: string;
   procRoot: string;
   hostRoot: string;
   hostPid: string;
@@ -101,6 +102,10 @@ export function registerCollectCommand(program: Command): void {
     .option('--max-file-size <size>', 'largest single file copied, e.g. 512Mi')
     .option('--max-layer-size <size>', 'cap of the writable-layer tar, e.g. 20Gi')
     .option('--max-memory-size <size>', 'cap of all memory dumps together, e.g. 8Gi')
+    .option(
+      '--max-process-files-size <size>',
+      'cap of all executables, deleted files and memfds copied together, e.g. 4Gi',
+    )
     .option('--proc-root <dir>', 'where the host /proc is mounted', '/proc')
     .option('--host-pid <pid>', "a PID in the host's namespaces, to compare the container's with", '1')
     .option(
@@ -179,6 +184,7 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
   if (cli.maxFileSize) caps.maxFileBytes = parseSize(cli.maxFileSize);
   if (cli.maxLayerSize) caps.maxWritableLayerBytes = parseSize(cli.maxLayerSize);
   if (cli.maxMemorySize) caps.maxMemoryBytesTotal = parseSize(cli.maxMemorySize);
+  if (cli.maxProcessFilesSize) caps.maxProcessFilesBytes = parseSize(cli.maxProcessFilesSize);
   return {
     caseId: cli.case,
     containerId: cli.containerId,

@@ -107,6 +107,7 @@ export function collectRequest(
       maxWritableLayerBytes: spec.maxTotalMiB * MiB,
       maxRootfsBytes: spec.maxTotalMiB * MiB,
       maxMemoryBytesTotal: Math.max(1, spec.maxMemoryMiB * MiB),
+      maxProcessFilesBytes: spec.maxTotalMiB * MiB,
     },
   };
 }
@@ -154,6 +155,7 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   if (caps.maxFileBytes) args.push('--max-file-size', String(caps.maxFileBytes));
   if (caps.maxWritableLayerBytes) args.push('--max-layer-size', String(caps.maxWritableLayerBytes));
   if (caps.maxMemoryBytesTotal) args.push('--max-memory-size', String(caps.maxMemoryBytesTotal));
+  if (caps.maxProcessFilesBytes) args.push('--max-process-files-size', String(caps.maxProcessFilesBytes));
   if (!req.groups?.includes('memory')) args.push('--no-memory');
   if (store.endpoint) args.push('--endpoint', store.endpoint);
   if (store.forcePathStyle) args.push('--path-style');

@@ -22,7 +22,6 @@ import {
 } from './overlay.js';
 import {
   containerPids,
-  exeIdentity,
   processTree,
   readBootTime,
   readNamespaces,
@@ -91,6 +90,11 @@ export const collectOptionsSchema = z.object({
       maxRootfsBytes: bytes(20 * GiB),
       maxMemoryBytesPerProcess: bytes(2 * GiB),
       maxMemoryBytesTotal: bytes(8 * GiB),
+      /**
+       * Executables, deleted files and memfds behind the processes' descriptors, all together: a
+       * suspect can open a sparse memfd a thousand times (each copy is still capped per file).
+       */
+      maxProcessFilesBytes: bytes(4 * GiB),
       maxCheckpointBytes: bytes(16 * GiB),
       /** Entries of one tar or of the diff: a million empty files is a way to stall a walk. */
       maxEntries: bytes(1_000_000),
@@ -322,44 +326,58 @@ async function snapshotProcesses(run: CollectionRun, ctx: Context, c: LocatedCon
 /** Executables, deleted files and memfds behind the processes' descriptors, then processes.json. */
 async function processFiles(run: CollectionRun, ctx: Context): Promise<void> {
   const { opts, processes } = ctx;
-  // One copy per distinct binary; a deleted one is still readable through /proc/<pid>/exe.
+  const { maxFileBytes, maxProcessFilesBytes } = opts.caps;
+  // One copy per distinct file (device and inode): a binary run by many processes, a memfd
+  // behind a thousand descriptors; and all of them together under one cap.
   const copied = new Map<string, { artifact: string; sha256: string; size: number }>();
+  let left = maxProcessFilesBytes;
+  const copyOnce = async (
+    what: string,
+    path: string,
+    name: string,
+    group: string,
+    onSpecial?: Parameters<typeof copyProcFile>[6],
+  ) => {
+    const identity = await stat(path).then(
+      (s) => `${s.dev}:${s.ino}`,
+      () => undefined,
+    );
+    const known = identity ? copied.get(identity) : undefined;
+    if (known) return known;
+    if (left <= 0) {
+      run.skip(what, `not copied: the process files' total cap of ${maxProcessFilesBytes} bytes is reached`);
+      return undefined;
+    }
+    const a = await copyProcFile(run, ctx, what, path, name, group, onSpecial, Math.min(maxFileBytes, left));
+    if (!a) return undefined;
+    left -= a.size;
+    const ref = { artifact: a.name, sha256: a.sha256, size: a.size };
+    if (identity) copied.set(identity, ref);
+    return ref;
+  };
+  // A deleted binary is still readable through /proc/<pid>/exe.
   for (const p of processes) {
     if (!p.exe) continue;
-    const identity = await exeIdentity(opts.procRoot, p.pid).catch(() => undefined);
-    const known = identity ? copied.get(identity) : undefined;
-    if (known) {
-      Object.assign(p.exe, known);
-      continue;
-    }
-    const a = await copyProcFile(
-      run,
-      ctx,
+    const ref = await copyOnce(
       `/proc/${p.pid}/exe (${p.exe.path})`,
       join(opts.procRoot, String(p.pid), 'exe'),
       `processes/${p.pid}/exe.bin`,
       'processes/exe',
     );
-    if (a) {
-      const ref = { artifact: a.name, sha256: a.sha256, size: a.size };
-      Object.assign(p.exe, ref);
-      if (identity) copied.set(identity, ref);
-    }
+    if (ref) Object.assign(p.exe, ref);
   }
   // Deleted files and memfds exist nowhere but behind the process's descriptor.
   for (const p of processes) {
     for (const f of p.fds ?? []) {
       if (f.kind !== 'deleted-file' && f.kind !== 'memfd') continue;
-      const a = await copyProcFile(
-        run,
-        ctx,
+      const ref = await copyOnce(
         `/proc/${p.pid}/fd/${f.fd} (${f.target})`,
         join(opts.procRoot, String(p.pid), 'fd', String(f.fd)),
         `processes/${p.pid}/fd-${f.fd}.bin`,
         `processes/${f.kind}`,
         (special) => (f.special = special),
       );
-      if (a) f.artifact = a.name;
+      if (ref) f.artifact = ref.artifact;
     }
   }
   await run.json('processes.json', { processes, tree: processTree(processes) }, 'processes');
@@ -377,8 +395,8 @@ async function copyProcFile(
   name: string,
   group: string,
   onSpecial?: (s: NonNullable<ProcessSnapshot['fds']>[number]['special']) => void,
+  cap = ctx.opts.caps.maxFileBytes,
 ): Promise<StoredArtifact | undefined> {
-  const cap = ctx.opts.caps.maxFileBytes;
   return run.step(what, async (signal) => {
     let handle;
     try {

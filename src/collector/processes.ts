@@ -1,4 +1,4 @@
-import { readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listPids } from './locate.js';
 import {
@@ -216,10 +216,4 @@ export function processTree(processes: ProcessSnapshot[]): ProcessTreeNode[] {
     (parent ? parent.children : roots).push(node);
   }
   return roots;
-}
-
-/** Device and inode of a process's executable, to copy a binary shared by many processes once. */
-export async function exeIdentity(procRoot: string, pid: number): Promise<string> {
-  const s = await stat(join(procRoot, String(pid), 'exe'));
-  return `${s.dev}:${s.ino}`;
 }

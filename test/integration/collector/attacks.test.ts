@@ -23,6 +23,7 @@ import { collectContainer, type CollectOptions, type CollectResult } from '../..
 import { parseMountinfo, type MountInfo } from '../../../src/collector/procfs.js';
 import { LocalEvidenceStore } from '../../../src/evidence/local-store.js';
 import { createRegistry } from '../../../src/observability/metrics.js';
+import { staticProgram } from '../../testenv/rootfs.js';
 import { hostileBinary, startContainer, swapperBinary, type TestContainer } from '../../testenv/runc.js';
 
 const MiB = 1024 * 1024;
@@ -274,6 +275,81 @@ describe('a container planting FIFOs, devices, a socket, sparse and growing file
     expect(deepest).toBeGreaterThan(200);
     expect(result.report.failed.find((f) => f.what.includes('targeted.tar: tmp/deep/'))?.reason).toMatch(
       /more than 256 directory levels deep/,
+    );
+  });
+});
+
+/**
+ * One sparse 1 GiB memfd behind 300 descriptors, and 12 more: every copy is capped per file, and
+ * without a total cap and one copy per file the suspect would have the collector store 300 GiB
+ * under Object Lock and run out the clock (the attacker review's attack).
+ */
+function memfdFloodBinary(): string {
+  return staticProgram(
+    'memfd-flood',
+    `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int main(void) {
+  int big = memfd_create("big", 0);
+  if (big < 0 || ftruncate(big, 1L << 30) < 0 || write(big, "FLOOD", 5) != 5) return 1;
+  for (int i = 0; i < 300; i++) if (dup(big) < 0) return 2;
+  for (int i = 0; i < 12; i++) {
+    int other = memfd_create("other", 0);
+    if (other < 0 || ftruncate(other, 1L << 30) < 0) return 3;
+  }
+  close(open("/ready", O_CREAT | O_WRONLY, 0644));
+  for (;;) pause();
+}
+`,
+  );
+}
+
+describe('a suspect flooding the collector with descriptors of sparse memfds', () => {
+  let c: TestContainer;
+  let store: LocalEvidenceStore;
+  let storeDir: string;
+  let result: CollectResult;
+  let prefix: string;
+
+  beforeAll(async () => {
+    ({ store, dir: storeDir } = newStore());
+    c = await startContainer({
+      command: ['/usr/bin/memfd-flood'],
+      executables: { '/usr/bin/memfd-flood': memfdFloodBinary() },
+    });
+    prefix = `containers/${c.id.slice(0, 12)}`;
+    await c.waitForFile('/ready');
+    result = await collect(c, store, 'case-flood', {
+      groups: ['processes'],
+      caps: { maxFileBytes: MiB, maxProcessFilesBytes: 4 * MiB },
+      deadlineSeconds: 100,
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await c?.stop();
+    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+  });
+
+  it('copies one memfd once however many descriptors hold it, and all process files under one cap', async () => {
+    expect(result.ok).toBe(true);
+    const { processes } = JSON.parse(
+      (await readAll(await store.get('case-flood', `${prefix}/processes.json`))).toString(),
+    ) as { processes: { exe?: { path: string }; fds?: { target: string; artifact?: string }[] }[] };
+    const fds = processes.find((p) => p.exe?.path === '/usr/bin/memfd-flood')?.fds ?? [];
+    const big = fds.filter((f) => f.target === '/memfd:big (deleted)');
+    expect(big.length).toBe(301);
+    expect(new Set(big.map((f) => f.artifact))).toEqual(new Set([big[0]!.artifact]));
+    expect(big[0]!.artifact).toMatch(/fd-\d+\.bin$/);
+    const copies = result.report.collected.filter((a) => a.artifact.startsWith(`${prefix}/processes/`));
+    const bytes = copies.reduce((n, a) => n + a.size, 0);
+    console.log(`memfd flood: ${copies.length} process files stored, ${bytes} bytes (cap ${4 * MiB})`);
+    expect(bytes).toBeLessThanOrEqual(4 * MiB);
+    expect(result.report.skipped.some((s) => /total cap of 4194304 bytes is reached/.test(s.reason))).toBe(
+      true,
     );
   });
 });
