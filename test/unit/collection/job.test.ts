@@ -33,6 +33,18 @@ const input = (over: Partial<CollectionJobInput> = {}): CollectionJobInput => ({
   ...over,
 });
 
+/** The Job's arguments as `amber collect` itself parses them. */
+function parseCollect(args: string[]): CollectCliOptions {
+  const program = new Command().exitOverride();
+  let parsed: CollectCliOptions | undefined;
+  registerCollectCommand(program);
+  program.commands[0]!.action((o: CollectCliOptions) => {
+    parsed = o;
+  });
+  program.parse(['node', 'amber', ...args]);
+  return parsed!;
+}
+
 describe('collection Job', () => {
   const job = collectionJob(input());
   const pod = job.spec!.template.spec!;
@@ -101,14 +113,8 @@ describe('collection Job', () => {
       '--cut-connections',
       '10.244.0.7,fd00::7',
     ]);
-    const program = new Command().exitOverride();
-    let parsed: CollectCliOptions | undefined;
-    registerCollectCommand(program);
-    program.commands[0]!.action((o: CollectCliOptions) => {
-      parsed = o;
-    });
-    program.parse(['node', 'amber', ...args]);
-    expect(toCollectOptions(parsed!).cutConnectionsOf).toEqual(['10.244.0.7', 'fd00::7']);
+    const parsed = parseCollect(args);
+    expect(toCollectOptions(parsed).cutConnectionsOf).toEqual(['10.244.0.7', 'fd00::7']);
     // Without addresses (no network isolation, or hostNetwork): nothing is cut.
     expect(container.args).not.toContain('--cut-connections');
   });
@@ -132,13 +138,7 @@ describe('collection Job', () => {
 
   it('asks `amber collect` for exactly this container, in terms its own parser accepts', () => {
     const args = container.args!;
-    const program = new Command().exitOverride();
-    let parsed: CollectCliOptions | undefined;
-    registerCollectCommand(program);
-    program.commands[0]!.action((o: CollectCliOptions) => {
-      parsed = o;
-    });
-    program.parse(['node', 'amber', ...args]);
+    const parsed = parseCollect(args);
     expect(container.command).toEqual(['amber']);
     expect(parsed).toMatchObject({
       containerId: 'a'.repeat(64),
@@ -157,7 +157,7 @@ describe('collection Job', () => {
       retentionPeriod: '30d',
       memory: false,
     });
-    const opts = toCollectOptions(parsed!);
+    const opts = toCollectOptions(parsed);
     expect(opts.groups).toEqual([
       'processes',
       'network',
