@@ -158,6 +158,8 @@ try {
       },
       // This sandbox hides PID 1's namespaces from us; this process stands for the host.
       inline: { hostReferencePid: process.pid, runtimeRoots: { runc: suspect.stateRoot } },
+      // The suspect's layers live where this harness put them, not under containerd's roots.
+      snapshotterRoots: suspect.layerRoots,
     },
   });
 
@@ -195,6 +197,11 @@ try {
   console.log(
     `  ${sealed.status.artifacts?.length ?? 0} artifacts; manifest ${sealed.status.manifest?.uri ?? '(none)'}`,
   );
+  // The main job must show what the intruder wrote: a missing diff is a failure here, not a gap.
+  const names = ((sealed.status.artifacts ?? []) as { name: string }[]).map((a) => a.name);
+  for (const wanted of ['/filesystem/diff.json', '/filesystem/writable-layer.tar'])
+    if (!names.some((n) => n.endsWith(wanted)))
+      throw new Error(`${wanted.slice(1)} was not collected: see the container's report.json`);
 
   say(
     `amber verify ${sealed.status.manifest ? sealed.status.manifest.uri.replace(/manifest[^/]*$/, '') : ''}`,
