@@ -7,7 +7,7 @@
 # Node on Debian bookworm: the collector needs Debian's `attr` (getfattr) for overlay opaque
 # directories (docs/adr/0004-collector.md). The Node version is the one in .nvmrc, which
 # development and CI use too (scripts/node-toolchain.sh; a unit test keeps the two equal).
-ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+ARG NODE_IMAGE=node:24.22.3-bookworm-slim
 
 # Compile TypeScript with the dev dependencies (tsc); only dist/ leaves this stage.
 FROM ${NODE_IMAGE} AS build

@@ -63,11 +63,9 @@ describe('parseJsonExact', () => {
         const text = toJson(v);
         expect(parseJsonExact(text)).toEqual(reference(text));
       }),
-      // A fixed seed: unseeded, this property failed about one run in 10 to 20 (seen 3 times on
-      // 2026-11-28) on objects with keys like `\"` and `\u0000`, for reasons not found yet; a
-      // direct check of each reported counterexample agrees with the reference. Open: see the
-      // closing note of that day.
-      { numRuns: 2000, seed: 20261128 },
+      // Unseeded on purpose. It failed about one run in ten on Node 24.21.0, on escaped keys only:
+      // a V8 bug (test/unit/toolchain/json-key-cache.test.ts, ADR 0016), not this parser.
+      { numRuns: 2000 },
     );
   });
 
