@@ -10,8 +10,14 @@ export class DigestingStream extends Transform {
   private hex?: string;
   bytes = 0;
 
+  /** `also` sees every chunk too (the S3 store's transfer checksum). */
+  constructor(private readonly also?: { update(chunk: Buffer): void }) {
+    super();
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
+    this.also?.update(chunk);
     this.bytes += chunk.length;
     callback(null, chunk);
   }

@@ -59,6 +59,7 @@ export const digestRecordSchema = z.object({
   /** S3 only: the version id written and the store's own checksum (composite for multipart). */
   versionId: z.string().optional(),
   storeChecksumSha256: z.string().optional(),
+  storeChecksumCrc32: z.string().optional(),
 });
 export type DigestRecord = z.infer<typeof digestRecordSchema>;
 

@@ -18,6 +18,7 @@ import { z } from 'zod';
 import type { Logger } from '../observability/logger.js';
 import { silentLogger } from '../observability/logger.js';
 import { DigestingStream, sha256OfStream, toReadable } from './hashing.js';
+import { TransferChecksum } from './transfer-checksum.js';
 import { recordedPut, storeMetrics, type StoreMetrics } from './metrics.js';
 import {
   artifactNameSchema,
@@ -96,6 +97,12 @@ export interface S3StoreOptions {
   /** Multipart part size: memory per upload is about partSize × (queueSize + 1). */
   partSize?: number;
   queueSize?: number;
+  /**
+   * The checksum the store checks on every part received (ADR 0003): CRC-32 by default, which
+   * we compute too and compare with the store's answer; SHA-256 hashes each byte twice more on
+   * the collector's node (bench/evidence-upload.ts measures both).
+   */
+  transferChecksum?: 'CRC32' | 'SHA256';
   registry: Registry;
   logger?: Logger;
 }
@@ -119,6 +126,7 @@ export class S3EvidenceStore implements EvidenceStore {
   private readonly retention?: Retention;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly transferChecksum: 'CRC32' | 'SHA256';
   private readonly logger: Logger;
   private readonly metrics: StoreMetrics;
 
@@ -129,6 +137,7 @@ export class S3EvidenceStore implements EvidenceStore {
     this.retention = opts.retention;
     this.partSize = opts.partSize ?? 8 * MiB;
     this.queueSize = opts.queueSize ?? 2;
+    this.transferChecksum = opts.transferChecksum ?? 'CRC32';
     this.logger = (opts.logger ?? silentLogger).child({
       component: 'evidence-store',
       store: 's3',
@@ -202,7 +211,8 @@ export class S3EvidenceStore implements EvidenceStore {
         // A token of this put, so a retried CompleteMultipartUpload that finds "our" object
         // (the first attempt committed, its answer was lost) is told apart from someone else's.
         const putId = randomUUID();
-        const digester = new DigestingStream();
+        const crc = this.transferChecksum === 'CRC32' ? new TransferChecksum(this.partSize) : undefined;
+        const digester = new DigestingStream(crc);
         // Errors reach Upload through `digester`, which pipeline() destroys with the cause.
         const hashed = pipeline(source, digester, () => undefined);
         const upload = new Upload({
@@ -215,7 +225,7 @@ export class S3EvidenceStore implements EvidenceStore {
             Key: key,
             Body: hashed,
             ContentType: meta?.contentType ?? 'application/octet-stream',
-            ChecksumAlgorithm: 'SHA256',
+            ChecksumAlgorithm: this.transferChecksum,
             IfNoneMatch: '*',
             Metadata: { ...userMetadata(meta), 'amber-put-id': putId },
             ...lock,
@@ -226,7 +236,7 @@ export class S3EvidenceStore implements EvidenceStore {
         try {
           const result = await upload.done();
           versionId = result.VersionId;
-          storeChecksum = result.ChecksumSHA256;
+          storeChecksum = crc ? result.ChecksumCRC32 : result.ChecksumSHA256;
         } catch (err) {
           if (!isPreconditionFailed(err)) throw err;
           const existing = await this.headIfAllowed(key);
@@ -234,7 +244,7 @@ export class S3EvidenceStore implements EvidenceStore {
           if (existing === 'forbidden' || existing?.Metadata?.['amber-put-id'] !== putId)
             throw new ArtifactExistsError(uri);
           versionId = existing.VersionId;
-          storeChecksum = existing.ChecksumSHA256;
+          storeChecksum = crc ? existing.ChecksumCRC32 : existing.ChecksumSHA256;
         }
         const record: DigestRecord = {
           sha256: digester.sha256,
@@ -242,9 +252,15 @@ export class S3EvidenceStore implements EvidenceStore {
           storedAt: new Date().toISOString(),
           ...(meta && { metadata: meta }),
           ...(versionId && { versionId }),
-          ...(storeChecksum && { storeChecksumSha256: storeChecksum }),
+          ...(storeChecksum &&
+            (crc ? { storeChecksumCrc32: storeChecksum } : { storeChecksumSha256: storeChecksum })),
         };
-        checkSinglePartChecksum(uri, record);
+        if (crc) {
+          // A store that answers no checksum for a put that asked for one did not check it.
+          const wrong =
+            storeChecksum === undefined ? 'the store returned no CRC-32' : crc.mismatch(storeChecksum);
+          if (wrong) throw new Error(`${uri}: ${wrong}`);
+        } else checkSinglePartChecksum(uri, record);
         await this.putDigestRecord(caseId, name, record, lock);
         return {
           name,
@@ -487,7 +503,10 @@ export class S3EvidenceStore implements EvidenceStore {
 
   private async head(key: string): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      // ChecksumMode: a put that finds its own object after a lost answer checks the store's checksum.
+      return await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: 'ENABLED' }),
+      );
     } catch (err) {
       // HEAD has no body, so a missing key is a bare 404 ("NotFound"), not NoSuchKey.
       if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) return undefined;

@@ -1,11 +1,13 @@
 import {
   DeleteObjectCommand,
+  GetObjectCommand,
   GetObjectRetentionCommand,
   HeadObjectCommand,
   PutObjectCommand,
   PutObjectRetentionCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex, sha256OfStream } from '../../../src/evidence/hashing.js';
 import { S3EvidenceStore, createS3Client } from '../../../src/evidence/s3-store.js';
@@ -25,7 +27,11 @@ afterAll(async () => {
   await minio?.stop();
 });
 
-function store(retention?: Retention, bucket = minio.bucket): S3EvidenceStore {
+function store(
+  retention?: Retention,
+  bucket = minio.bucket,
+  transferChecksum?: 'CRC32' | 'SHA256',
+): S3EvidenceStore {
   return new S3EvidenceStore({
     client: createS3Client({
       endpoint: minio.endpoint,
@@ -36,6 +42,7 @@ function store(retention?: Retention, bucket = minio.bucket): S3EvidenceStore {
     bucket,
     prefix: 'amber/cases',
     retention,
+    transferChecksum,
     registry: createRegistry(),
   });
 }
@@ -52,7 +59,7 @@ describe('S3 evidence store on MinIO', () => {
     await expect(store(compliance, 'no-such-bucket').checkBucket()).rejects.toThrow(/does not exist/);
   });
 
-  it('writes a small artifact under COMPLIANCE retention with a store-verified SHA-256', async () => {
+  it('writes a small artifact under COMPLIANCE retention with a store-verified CRC-32', async () => {
     const before = Date.now();
     const stored = await store(compliance).put('c1', 'processes.json', '[{"pid":1}]', {
       collectedBy: 'collector/processes',
@@ -73,8 +80,23 @@ describe('S3 evidence store on MinIO', () => {
     );
     expect(head.ObjectLockMode).toBe('COMPLIANCE');
     expect(head.ObjectLockRetainUntilDate!.getTime()).toBeGreaterThan(before + 86_400_000 - 5_000);
-    expect(head.ChecksumSHA256).toBe(Buffer.from(stored.sha256, 'hex').toString('base64'));
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32('[{"pid":1}]'));
+    expect(head.ChecksumCRC32).toBe(crc.toString('base64'));
     expect(head.Metadata?.['amber-collected-by']).toBe(encodeURIComponent('collector/processes'));
+  });
+
+  it('with SHA-256 as the transfer checksum, the store checks that instead', async () => {
+    const stored = await store(compliance, minio.bucket, 'SHA256').put('c1', 'sha-transfer.json', '{"a":1}');
+    const head = await raw.send(
+      new HeadObjectCommand({
+        Bucket: minio.bucket,
+        Key: 'amber/cases/c1/sha-transfer.json',
+        ChecksumMode: 'ENABLED',
+      }),
+    );
+    expect(head.ChecksumSHA256).toBe(Buffer.from(stored.sha256, 'hex').toString('base64'));
+    expect(head.ChecksumCRC32).toBeUndefined();
   });
 
   it('streams a multipart artifact, records the whole-object digest beside the composite checksum', async () => {
@@ -89,8 +111,20 @@ describe('S3 evidence store on MinIO', () => {
         ChecksumMode: 'ENABLED',
       }),
     );
-    // Three 8 MiB parts, each checked by the store; the object checksum is a digest of digests.
-    expect(head.ChecksumSHA256).toMatch(/-3$/);
+    // Three 8 MiB parts, each checked by the store; the object checksum is a digest of digests,
+    // and the one we computed from the bytes hashed (put() compares them).
+    expect(head.ChecksumCRC32).toMatch(/-3$/);
+    const record = JSON.parse(
+      await (
+        await raw.send(
+          new GetObjectCommand({
+            Bucket: minio.bucket,
+            Key: 'amber/cases/c1/.amber/digests/rootfs-diff.tar.json',
+          }),
+        )
+      ).Body!.transformToString(),
+    ) as { storeChecksumCrc32?: string };
+    expect(record.storeChecksumCrc32).toBe(head.ChecksumCRC32);
     expect(head.ObjectLockMode).toBe('COMPLIANCE');
     const listed = (await store().list('c1')).find((a) => a.name === 'rootfs-diff.tar');
     expect(listed).toMatchObject({
