@@ -580,7 +580,9 @@ function tarLimits(ctx: Context, maxTotalBytes: number): TarLimits {
 }
 
 async function opaqueOf(run: CollectionRun, upper: string, signal: AbortSignal): Promise<Set<string>> {
-  return opaqueDirs(upper, signal).catch((err: unknown) => {
+  const incomplete = (why: string) =>
+    run.gap('opaque directories (trusted.overlay.opaque)', new Error(`incomplete: ${why}`));
+  return opaqueDirs(upper, signal, incomplete).catch((err: unknown) => {
     run.gap('opaque directories (trusted.overlay.opaque)', err);
     return new Set<string>();
   });

@@ -23,7 +23,11 @@ export interface DiffEntry {
  * for userxattr mounts). Node has no xattr API, so getfattr (Debian's attr package) dumps them
  * all in one pass.
  */
-export async function opaqueDirs(upperHostPath: string, signal?: AbortSignal): Promise<Set<string>> {
+export async function opaqueDirs(
+  upperHostPath: string,
+  signal?: AbortSignal,
+  onIncomplete?: (why: string) => void,
+): Promise<Set<string>> {
   const { stdout } = await execFileP(
     'getfattr',
     [
@@ -35,11 +39,22 @@ export async function opaqueDirs(upperHostPath: string, signal?: AbortSignal): P
       upperHostPath,
     ],
     { maxBuffer: 64 * 1024 * 1024, ...(signal && { signal }) },
-  ).catch((err: NodeJS.ErrnoException & { stdout?: string }) => {
+  ).catch((err: NodeJS.ErrnoException & { stdout?: string; stderr?: string }) => {
     if (err.code === 'ENOENT')
       throw new Error('getfattr not installed (Debian package attr): opaque directories cannot be detected');
-    // getfattr exits 1 when some file had no attributes to show but still printed the rest.
-    if (typeof err.stdout === 'string') return { stdout: err.stdout };
+    // getfattr exits 1 when it could not read some file (the suspect may delete or rename them
+    // while it walks) but still prints the rest: that output is kept, and said to be incomplete
+    // with what getfattr reported. Output cut at maxBuffer is incomplete the same way.
+    if (typeof err.stdout === 'string' && err.name !== 'AbortError') {
+      const stderr = typeof err.stderr === 'string' ? err.stderr : '';
+      const lines = stderr.split('\n').filter(Boolean);
+      onIncomplete?.(
+        lines.length > 0
+          ? `getfattr could not read ${lines.length} path(s), the first: ${lines[0]!.slice(0, 300)}`
+          : `getfattr stopped: ${err.message.slice(0, 300)}`,
+      );
+      return { stdout: err.stdout };
+    }
     throw err;
   });
   const out = new Set<string>();

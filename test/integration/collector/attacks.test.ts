@@ -154,9 +154,13 @@ describe('an attacker swapping files and directories with symlinks to the host w
         if (/changed while being read/.test(f.reason)) changedGaps++;
         if (/ENOENT/.test(f.reason)) vanishedGaps++;
       }
-      // Every gap is an explained one: a swap, a vanished entry, or the kernel refusing a symlink open.
+      // Every gap is an explained one: a swap, a vanished entry, the kernel refusing a symlink
+      // open, or getfattr's walk for opaque directories meeting a vanished path (then the set of
+      // opaque directories is said to be incomplete, not taken as whole).
       for (const f of r.report.failed)
-        expect(f.reason).toMatch(/changed while being read|ENOENT|ELOOP|ENOTDIR|symlink/);
+        expect(f.reason).toMatch(
+          /changed while being read|ENOENT|ELOOP|ENOTDIR|symlink|getfattr could not read \d+ path\(s\).*(No such file|Not a directory|Too many levels)/,
+        );
     }
     console.log(
       `swap race: ${runs} runs, ${raced} raced entries read, ${containerBytes} container files archived, ` +
