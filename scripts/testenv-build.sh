@@ -185,7 +185,7 @@ build_monitoring_crds() {
 # Our own program, keyed by its source (go.mod pins the Prometheus version): test/testenv/binaries.ts
 # computes the same key.
 PROMQL_CHECK_SRC="$(cd "$(dirname "$0")/.." && pwd)/test/tools/promql-check"
-PROMQL_CHECK_KEY=$(cat "$PROMQL_CHECK_SRC/go.mod" "$PROMQL_CHECK_SRC/go.sum" "$PROMQL_CHECK_SRC/main.go" | sha256sum | cut -c1-16)
+promql_check_key() { cat "$PROMQL_CHECK_SRC/go.mod" "$PROMQL_CHECK_SRC/go.sum" "$PROMQL_CHECK_SRC/main.go" | sha256sum | cut -c1-16; }
 build_promql_check() {
   (cd "$PROMQL_CHECK_SRC" && go build -ldflags "-s -w" -o "$1/promql-check" .)
 }
@@ -242,7 +242,7 @@ if has monitoring-crds; then
     timed monitoring-crds "$CACHE/monitoring-crds-$PROMETHEUS_OPERATOR_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION" build_monitoring_crds ||
     status=1
 fi
-has promql-check && { timed promql-check "$CACHE/promql-check-$PROMQL_CHECK_KEY" build_promql_check || status=1; }
+has promql-check && { timed promql-check "$CACHE/promql-check-$(promql_check_key)" build_promql_check || status=1; }
 if has node; then
   node_apt_packages
   timed kubelet "$KUBELET_DIR" build_kubelet || status=1
