@@ -128,10 +128,12 @@ try {
         flows: { address: string; direction: string; deleted?: number; error?: string }[];
       })
     : { flows: [] };
-  for (const f of cut.flows)
-    console.log(
-      `  the collector cut ${f.direction} ${f.address}: ${f.error ? `failed: ${f.error}` : `${f.deleted ?? '?'} connection-tracking entries deleted`}`,
-    );
+  const failed = cut.flows.filter((f) => f.error);
+  const deleted = cut.flows.reduce((n, f) => n + (f.deleted ?? 0), 0);
+  console.log(
+    `  the collector then deleted ${deleted} connection-tracking entries of ${suspect.pod.status!.podIP} on the node` +
+      (failed.length ? `; FAILED for ${failed.map((f) => `${f.direction}: ${f.error}`).join(', ')}` : ''),
+  );
   const before = await suspect.ticks();
   await sleep(2_000); // ten of the peer's ticks
   const after = await suspect.ticks();
@@ -140,6 +142,14 @@ try {
       ? `  nothing more arrived over it in 2 s (${after} bytes received in all): the deny-all policy now applies to it too`
       : `  STILL OPEN: ${after - before} bytes arrived over it in 2 s after the seal`,
   );
+
+  // A new connection to the contained pod, from the pod it was talking to: dropped by the policy.
+  const probe = await s.pods.exec(NAMESPACE, 'peer', [
+    'sh',
+    '-c',
+    `echo probe | nc -w 2 ${suspect.pod.status!.podIP} 4444 >/dev/null 2>&1 && echo connected || echo 'no answer'`,
+  ]);
+  console.log(`  a new connection from peer to web-0:4444 (its listener): ${probe.stdout.trim()}`);
 
   const location = sealed.status.manifest!.uri.replace(/[^/]*$/, '');
   const s3Env = {

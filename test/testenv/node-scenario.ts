@@ -100,6 +100,9 @@ export async function startNodeScenario(opts: NodeScenarioOptions): Promise<Node
     const workloads = new Workloads(admin);
     const pods = new NodePods(admin);
     await workloads.namespace(NAMESPACE);
+    // The operator runs as its ServiceAccount, with exactly the rights of deploy/rbac.yaml (this
+    // also makes its namespace, where the signing key goes).
+    const operatorKc = await operatorKubeConfig(cluster);
     const publicKeyFile = await signingKey(admin, opts.dir);
     await admin.makeApiClient(CustomObjectsApi).createClusterCustomObject({
       group: GROUP,
@@ -120,9 +123,8 @@ export async function startNodeScenario(opts: NodeScenarioOptions): Promise<Node
       },
     });
 
-    // The operator runs as its ServiceAccount, with exactly the rights of deploy/rbac.yaml.
     const kubeconfig = join(opts.dir, 'operator.kubeconfig');
-    writeFileSync(kubeconfig, (await operatorKubeConfig(cluster)).exportConfig());
+    writeFileSync(kubeconfig, operatorKc.exportConfig());
     writeFileSync(join(opts.dir, 'admin.kubeconfig'), readFileSync(cluster.kubeconfigPath));
     const token = randomBytes(24).toString('hex');
     const cfg = OperatorConfig.parse({
