@@ -5,7 +5,7 @@
 // "node", which is this machine). A Falco event reaches the webhook as Falcosidekick posts it;
 // the run ends when the evidence is sealed and `amber verify` has checked it.
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,22 @@ import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../test/testenv/rbac.js'
 import { startContainer } from '../test/testenv/runc.js';
 import { waitFor } from '../test/testenv/wait.js';
 import { Workloads, type CaseView } from '../test/testenv/workload.js';
+
+/**
+ * Runs the amber CLI (`npx tsx src/cmd/amber.ts ...`) and resolves with its exit code. Never
+ * spawnSync: the operator runs in this process, and a blocked event loop misses its timers (a
+ * leader's lease renew, once: "lost leadership" after `local.sh --keep` under load).
+ */
+export function amberCli(args: string[], env: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('npx', ['tsx', 'src/cmd/amber.ts', ...args], {
+      stdio: 'inherit',
+      env: { ...process.env, ...env },
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => resolve(code ?? 1));
+  });
+}
 
 export async function runInline(flags: { keep: boolean }): Promise<never> {
   const say = (msg: string) => console.log(`\n\u25b6 ${msg}`);
@@ -212,37 +228,19 @@ export async function runInline(flags: { keep: boolean }): Promise<never> {
       `amber verify ${sealed.status.manifest ? sealed.status.manifest.uri.replace(/manifest[^/]*$/, '') : ''}`,
     );
     const location = sealed.status.manifest?.uri.replace(/[^/]*$/, '') ?? '';
-    const verify = spawnSync(
-      'npx',
-      [
-        'tsx',
-        'src/cmd/amber.ts',
-        'verify',
-        location,
-        '--public-key',
-        publicKeyFile,
-        '--endpoint',
-        minio.endpoint,
-        '--path-style',
-      ],
+    const verify = await amberCli(
+      ['verify', location, '--public-key', publicKeyFile, '--endpoint', minio.endpoint, '--path-style'],
       {
-        stdio: 'inherit',
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: minio.accessKey,
-          AWS_SECRET_ACCESS_KEY: minio.secretKey,
-          AWS_REGION: minio.region,
-        },
+        AWS_ACCESS_KEY_ID: minio.accessKey,
+        AWS_SECRET_ACCESS_KEY: minio.secretKey,
+        AWS_REGION: minio.region,
       },
     );
 
     say('amber report: the case written up for an investigator (HTML and Markdown)');
     const reportBase = join(dir, `${caseName}-report`);
-    const report = spawnSync(
-      'npx',
+    const report = await amberCli(
       [
-        'tsx',
-        'src/cmd/amber.ts',
         'report',
         location,
         '--public-key',
@@ -254,13 +252,9 @@ export async function runInline(flags: { keep: boolean }): Promise<never> {
         reportBase,
       ],
       {
-        stdio: 'inherit',
-        env: {
-          ...process.env,
-          AWS_ACCESS_KEY_ID: minio.accessKey,
-          AWS_SECRET_ACCESS_KEY: minio.secretKey,
-          AWS_REGION: minio.region,
-        },
+        AWS_ACCESS_KEY_ID: minio.accessKey,
+        AWS_SECRET_ACCESS_KEY: minio.secretKey,
+        AWS_REGION: minio.region,
       },
     );
 
@@ -277,7 +271,7 @@ export async function runInline(flags: { keep: boolean }): Promise<never> {
     }
     await operator.stop();
     await cleanup();
-    process.exit(sealed.status.phase === 'Sealed' && verify.status === 0 && report.status === 0 ? 0 : 1);
+    process.exit(sealed.status.phase === 'Sealed' && verify === 0 && report === 0 ? 0 : 1);
   } catch (err) {
     console.error(err);
     await cleanup();

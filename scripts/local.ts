@@ -9,7 +9,6 @@
 //   --keep     leave everything running until Ctrl-C
 //   --inline   the old path without a node (scripts/local-inline.ts); taken by itself, saying
 //              why, when a real node cannot run here
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +20,7 @@ import { createRegistry } from '../src/observability/metrics.js';
 import { cacheDir, versions } from '../test/testenv/binaries.js';
 import { nodeUnavailable } from '../test/testenv/node.js';
 import { NAMESPACE, startNodeScenario, type NodeScenario } from '../test/testenv/node-scenario.js';
-import { runInline } from './local-inline.js';
+import { amberCli, runInline } from './local-inline.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -153,23 +152,18 @@ try {
 
   const location = sealed.status.manifest!.uri.replace(/[^/]*$/, '');
   const s3Env = {
-    ...process.env,
     AWS_ACCESS_KEY_ID: minio.accessKey,
     AWS_SECRET_ACCESS_KEY: minio.secretKey,
     AWS_REGION: minio.region,
   };
   const s3Flags = ['--public-key', s.publicKeyFile, '--endpoint', minio.endpoint, '--path-style'];
   say(`amber verify ${location}`);
-  const verify = spawnSync('npx', ['tsx', 'src/cmd/amber.ts', 'verify', location, ...s3Flags], {
-    stdio: 'inherit',
-    env: s3Env,
-  });
+  const verify = await amberCli(['verify', location, ...s3Flags], s3Env);
 
   say('amber report: the case written up for an investigator (HTML and Markdown)');
-  const report = spawnSync(
-    'npx',
-    ['tsx', 'src/cmd/amber.ts', 'report', location, ...s3Flags, '--out', join(dir, `${caseName}-report`)],
-    { stdio: 'inherit', env: s3Env },
+  const report = await amberCli(
+    ['report', location, ...s3Flags, '--out', join(dir, `${caseName}-report`)],
+    s3Env,
   );
 
   const kubectl = `${join(cacheDir, `kubelet-${versions.kube}`, 'kubectl')} --kubeconfig ${join(dir, 'admin.kubeconfig')}`;
@@ -197,7 +191,7 @@ try {
     await new Promise(() => {});
   }
   await cleanup();
-  process.exit(verify.status === 0 && report.status === 0 ? 0 : 1);
+  process.exit(verify === 0 && report === 0 ? 0 : 1);
 } catch (err) {
   console.error(err);
   await cleanup();

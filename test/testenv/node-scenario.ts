@@ -30,8 +30,8 @@ import { Workloads, type CaseView } from './workload.js';
 export const NAMESPACE = 'shop';
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'falco', 'syscall-read-sensitive-file.json');
 
-export type SealedCase = CaseView & {
-  status: NonNullable<CaseView['status']> & {
+export type SealedCase = Omit<CaseView, 'status'> & {
+  status: Omit<NonNullable<CaseView['status']>, 'timeline'> & {
     manifest?: { uri: string; sha256: string };
     artifacts?: { name: string }[];
     timeline?: { time?: string; action: string; outcome: string; message?: string }[];
