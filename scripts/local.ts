@@ -49,7 +49,13 @@ const cleanup = async () => {
   say('stopping: pods, node (iptables, bridge, mounts, cgroups cleaned), operator, MinIO, control plane');
   await scenario?.stop();
 };
-process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+// Ctrl-C: the harness's own SIGINT hooks (test/testenv/process.ts, node.ts) kill every process
+// it started and clean the node synchronously, then exit 130; they run before any async stop.
+process.prependOnceListener('SIGINT', () =>
+  console.log(
+    '\n\u25b6 Ctrl-C: killing the environment and cleaning the node (iptables, bridge, mounts, cgroups)',
+  ),
+);
 
 try {
   say(`operator logs at level ${logger.level} (AMBER_LOG_LEVEL=info for more)`);
