@@ -14,11 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { BatchV1Api } from '@kubernetes/client-node';
 import { S3EvidenceStore } from '../src/evidence/s3-store.js';
 import { createLogger } from '../src/observability/logger.js';
 import { createRegistry } from '../src/observability/metrics.js';
 import { cacheDir, versions } from '../test/testenv/binaries.js';
 import { nodeUnavailable } from '../test/testenv/node.js';
+import { OPERATOR_NAMESPACE } from '../test/testenv/rbac.js';
 import { NAMESPACE, startNodeScenario, type NodeScenario } from '../test/testenv/node-scenario.js';
 import { amberCli, runInline } from './local-inline.js';
 
@@ -180,7 +182,12 @@ try {
   );
   console.log(`  the case:      ${kubectl} get forensiccase ${caseName} -o yaml`);
   console.log(`  the isolation: ${kubectl} -n ${NAMESPACE} get networkpolicy,pods --show-labels`);
-  console.log(`  the Job:       ${kubectl} -n amber-system get jobs,pods; ... logs job/<name>`);
+  const jobs = await s.cluster
+    .kubeConfig()
+    .makeApiClient(BatchV1Api)
+    .listNamespacedJob({ namespace: OPERATOR_NAMESPACE });
+  for (const job of jobs.items)
+    console.log(`  the Job:       ${kubectl} -n ${OPERATOR_NAMESPACE} logs job/${job.metadata!.name!}`);
   console.log(`  the webhook:   POST ${s.operator.intake!.url}  (Authorization: Bearer ${s.token})`);
   console.log(`  metrics:       ${s.operator.metricsUrl}/metrics`);
   console.log(`  node logs:     ${s.node.logDir} (containerd, kubelet, kube-router)`);
@@ -188,6 +195,10 @@ try {
     '  DEMO SETTING: jobCredentials.sealAfterExpiry is false here, so the seal does not wait the 15 minutes\n' +
       "  until the collection Job's S3 credentials expire (ADR 0009). Never turn it off in production.",
   );
+  if (!flags.keep)
+    console.log(
+      '  all of this stops when the script ends (the report files stay): `bash scripts/local.sh --keep` keeps it running',
+    );
   say(
     `done in ${((Date.now() - started) / 1000).toFixed(0)} s; alert -> sealed ${(sealedMs / 1000).toFixed(1)} s`,
   );
