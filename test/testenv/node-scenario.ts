@@ -228,8 +228,16 @@ export async function startNodeScenario(opts: NodeScenarioOptions): Promise<Node
   }
 }
 
-/** What an intruder does, in a pod on the node; resolves once it has done it all. */
-async function startSuspect(pods: NodePods, image: string, name: string, peerIP: string): Promise<Suspect> {
+/**
+ * What an intruder does, in a pod on the node; resolves once it has done it all. The same
+ * actions as test/integration/node/collection.test.ts's suspect, which could use this.
+ */
+export async function startSuspect(
+  pods: NodePods,
+  image: string,
+  name: string,
+  peerIP: string,
+): Promise<Suspect> {
   const attacker = [
     // busybox runs the applet its file is named after: the dropped copy is a "sleep".
     'mkdir /tmp/.x && cp /bin/busybox /tmp/.x/sleep && /tmp/.x/sleep 3600 &',
