@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Runs Amber's main job on a local default setup: a real control plane, MinIO with Object
-# Lock, a real (runc) suspect container, the operator, and a Falco alert through the webhook;
-# ends with the sealed evidence verified. `--keep` leaves everything running until Ctrl-C.
+# Runs Amber's main job on a local default setup: a real control plane, MinIO with Object Lock,
+# a real node (containerd, kubelet, CNI, kube-router) running the amber image built from the
+# Dockerfile, a suspect pod, the operator, and a Falco alert through the webhook; ends with the
+# sealed evidence verified. `--keep` leaves everything running until Ctrl-C; `--inline` runs
+# without a node (taken by itself, saying why, when a real node cannot run here).
 # Uses the pinned Node (scripts/node-toolchain.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/node-toolchain.sh
 amber_npm_ci
-bash scripts/testenv-build.sh
+bash scripts/testenv-build.sh apt kube kwok minio
+if [[ " $* " != *" --inline "* ]] && ! bash scripts/testenv-build.sh node; then
+  echo "local.sh: the real node's components did not build (above); scripts/local.ts will fall back to --inline" >&2
+fi
 exec npx tsx scripts/local.ts "$@"
