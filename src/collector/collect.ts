@@ -579,10 +579,15 @@ function tarLimits(ctx: Context, maxTotalBytes: number): TarLimits {
   };
 }
 
-async function opaqueOf(run: CollectionRun, upper: string, signal: AbortSignal): Promise<Set<string>> {
+async function opaqueOf(
+  run: CollectionRun,
+  upper: string,
+  xattr: OverlayLayout['opaqueXattr'],
+  signal: AbortSignal,
+): Promise<Set<string>> {
   const incomplete = (why: string) =>
     run.gap('opaque directories (trusted.overlay.opaque)', new Error(`incomplete: ${why}`));
-  return opaqueDirs(upper, signal, incomplete).catch((err: unknown) => {
+  return opaqueDirs(upper, xattr, signal, incomplete).catch((err: unknown) => {
     run.gap('opaque directories (trusted.overlay.opaque)', err);
     return new Set<string>();
   });
@@ -609,7 +614,7 @@ async function filesystemDiff(run: CollectionRun, ctx: Context): Promise<void> {
           'image layers',
           `unreadable, so additions and changes cannot be told apart: ${unreadable.join(', ')}`,
         );
-      const opaque = await opaqueOf(run, host(ctx, layout.upperDir), signal);
+      const opaque = await opaqueOf(run, host(ctx, layout.upperDir), layout.opaqueXattr, signal);
       const changes = await overlayDiff(upper, lowers, opaque, (p, err) => run.gap(`diff ${p}`, err), {
         signal,
         maxDepth: caps.maxDepth,
@@ -636,7 +641,7 @@ async function writableLayer(run: CollectionRun, ctx: Context): Promise<void> {
     try {
       // getfattr takes a path: every component above the layer is the host's (the container
       // cannot rename its own upper dir), and the walk below goes through descriptors.
-      const opaque = await opaqueOf(run, host(ctx, layout.upperDir), signal);
+      const opaque = await opaqueOf(run, host(ctx, layout.upperDir), layout.opaqueXattr, signal);
       await run.tar(
         name,
         'filesystem/writable-layer',

@@ -25,6 +25,7 @@ export interface DiffEntry {
  */
 export async function opaqueDirs(
   upperHostPath: string,
+  xattr: 'trusted.overlay.opaque' | 'user.overlay.opaque',
   signal?: AbortSignal,
   onIncomplete?: (why: string) => void,
 ): Promise<Set<string>> {
@@ -35,7 +36,7 @@ export async function opaqueDirs(
       '--physical',
       '--absolute-names',
       '--dump',
-      '--match=^(trusted|user)\\.overlay\\.opaque$',
+      `--match=^${xattr.replaceAll('.', '\\.')}$`,
       upperHostPath,
     ],
     { maxBuffer: 64 * 1024 * 1024, ...(signal && { signal }) },

@@ -50,6 +50,12 @@ export interface OverlayLayout {
    * relative to the root the upperdir lies in, where containerd puts them.
    */
   lowerDirsRelativeTo?: string;
+  /**
+   * Where the overlay reads its opaque marker: `user.overlay.opaque` with the `userxattr`
+   * option (rootless), else `trusted.overlay.opaque`. Only that one counts: a process in the
+   * container may set `user.*` attributes on its own files, never `trusted.*`.
+   */
+  opaqueXattr: 'trusted.overlay.opaque' | 'user.overlay.opaque';
 }
 
 export type LayoutPlan = { layout: OverlayLayout } | { refused: string };
@@ -188,6 +194,7 @@ export function planLayout(hostMountinfo: string, at: RootfsKey, roots: string[]
     mountPoint: rootfs,
     mountId: mount.id,
     device: mount.device,
+    opaqueXattr: options.some(([k]) => k === 'userxattr') ? 'user.overlay.opaque' : 'trusted.overlay.opaque',
   };
   const upperRoot = underRoot(layout.upperDir, roots);
   if ('root' in upperRoot && layout.lowerDirs.some((l) => !l.startsWith('/'))) {
