@@ -12,6 +12,8 @@
  * checked: no link followed, no FIFO opened).
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createGunzip } from 'node:zlib';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from './report.js';
@@ -45,6 +47,8 @@ export interface Descriptor {
   mediaType?: string;
   digest: string;
   size?: number;
+  /** A layer's uncompressed digest, from the verified config (rootfs.diff_ids). */
+  diffId?: string;
   platform?: { os?: string; architecture?: string; variant?: string };
 }
 
@@ -138,7 +142,7 @@ const blobName = (digest: string) => `image/blobs/sha256/${digest.slice('sha256:
  */
 export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSignal): Promise<void> {
   const blobs: ImageBlob[] = [];
-  const summary = {
+  const summary: Record<string, unknown> = {
     podStatus: { image: req.reference ?? null, imageID: req.imageId ?? null },
     contentRoots: req.contentRoots,
     maxLayerBytes: req.maxLayerBytes,
@@ -192,6 +196,7 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
 
     const top = await json('manifest', { digest: root });
     let manifest: Record<string, unknown> | undefined;
+    let configDoc: Record<string, unknown> | undefined;
     if (top) {
       const kind = blobKind(top);
       blobs[0]!.role = kind === 'index' ? 'index' : kind === 'config' ? 'config' : 'manifest';
@@ -202,22 +207,38 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
       } else if (kind === 'manifest') {
         manifest = top;
       } else if (kind === 'config') {
-        // The pod status named the config (an image without a repository digest): the
-        // manifests that name it are not found from it; the config itself is stored.
-        run.skip(
-          'image manifest',
-          `the image ID names the image's config (${root}), not its manifest: manifest and layers not found from it`,
-        );
+        // The pod status named the config (an image without a repository digest): the manifest
+        // is the one in the store that names this config. A manifest planted there could name
+        // other layers; the config's diff_ids, checked on every layer, tell them apart.
+        configDoc = top;
+        const found = await store.manifestsNaming(root, signal);
+        summary.manifestFoundBy = `a scan of the content store for a manifest naming the config (${found.scanned} blobs read)`;
+        if (found.manifests.length === 0)
+          run.gap('image manifest', `no manifest in the content store names the config ${root}`);
+        if (found.manifests.length > 1)
+          run.skip(
+            'image manifest',
+            `${found.manifests.length} manifests name the config ${root}: the first is collected (${found.manifests.join(', ')})`,
+          );
+        if (found.manifests[0]) manifest = await json('manifest', { digest: found.manifests[0] });
       } else {
         run.gap('image', `${root} is neither an index, a manifest nor a config`);
       }
     }
     if (manifest) {
       const config = descriptors([manifest.config])[0];
-      if (config) await json('config', config);
-      else run.gap('image config', 'the manifest names no config');
+      if (!config) run.gap('image config', 'the manifest names no config');
+      else if (config.digest !== root) configDoc = await json('config', config);
+      const diffIds = (configDoc?.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
       let left = req.maxLayerBytes;
-      for (const layer of descriptors(manifest.layers)) {
+      for (const [i, layer] of descriptors(manifest.layers).entries()) {
+        const diffId = Array.isArray(diffIds) && typeof diffIds[i] === 'string' ? diffIds[i] : undefined;
+        if (diffId) layer.diffId = diffId;
+        else if (layer.digest)
+          run.gap(
+            `image layer ${layer.digest}`,
+            'the config gives no diff_id for it: its content is checked against its digest only',
+          );
         const entry: ImageBlob = {
           role: 'layer',
           digest: layer.digest,
@@ -244,16 +265,13 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
         const a = await store
           .putVerified(run, layer, blobName(layer.digest), signal)
           .catch((err: unknown) => {
-            entry.missing = errorMessage(err);
             run.gap(`image layer ${layer.digest}`, err);
-            return undefined;
+            return { refused: errorMessage(err), artifact: undefined };
           });
-        if (a) {
-          entry.artifact = a.name;
+        if (a.artifact) {
+          entry.artifact = a.artifact;
           left -= size;
-        } else
-          entry.missing ??=
-            'not stored: it does not match its digest, or the store refused it (see the report)';
+        } else entry.missing = a.refused;
       }
     }
   } finally {
@@ -294,6 +312,42 @@ class ContentStore {
     throw new Error(`not in the content store (${this.roots.join(', ')})`);
   }
 
+  /**
+   * Manifests that name `config`: every small blob of the stores is read, checked against its
+   * own name, and kept if it is a manifest naming the config. Bounded in entries and bytes.
+   */
+  async manifestsNaming(
+    config: string,
+    signal?: AbortSignal,
+  ): Promise<{ manifests: string[]; scanned: number }> {
+    const manifests: string[] = [];
+    let scanned = 0;
+    let budget = SCAN_BYTES;
+    for (const dir of await this.open()) {
+      const names = (await dir.names()).filter((n) => /^[0-9a-f]{64}$/.test(n)).slice(0, SCAN_ENTRIES);
+      for (const name of names) {
+        if (signal?.aborted || budget <= 0) return { manifests, scanned };
+        const st = await dir.lstat(name).catch(() => undefined);
+        if (!st?.isFile() || st.size > SCAN_BLOB_BYTES) continue;
+        const digest = `sha256:${name}`;
+        const body = await this.readVerified({ digest, size: st.size }, SCAN_BLOB_BYTES).catch(
+          () => undefined,
+        );
+        scanned++;
+        budget -= st.size;
+        if (!body || !body.includes(config)) continue;
+        try {
+          const doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+          if (blobKind(doc) === 'manifest' && descriptors([doc.config])[0]?.digest === config)
+            manifests.push(digest);
+        } catch {
+          // not JSON: a layer or something else
+        }
+      }
+    }
+    return { manifests, scanned };
+  }
+
   /** A small blob read whole and checked against its digest and descriptor size. */
   async readVerified(d: Descriptor, cap: number): Promise<Buffer> {
     const { handle } = await this.handle(d.digest);
@@ -306,16 +360,29 @@ class ContentStore {
     }
   }
 
-  /** A layer streamed into the store; a mismatch fails the upload, so nothing is stored. */
-  async putVerified(run: Run, d: Descriptor, name: string, signal?: AbortSignal) {
+  /**
+   * A layer streamed into the store; a mismatch fails the upload, so nothing is stored (the put
+   * records the failure); the reason is returned for image.json.
+   */
+  async putVerified(
+    run: Run,
+    d: Descriptor,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<{ artifact?: string; refused?: string }> {
     const { handle } = await this.handle(d.digest);
+    let refused: string | undefined;
+    async function* watched(): AsyncGenerator<Buffer> {
+      try {
+        yield* verified(handle, d, d.size ?? 0, signal);
+      } catch (err) {
+        refused = errorMessage(err);
+        throw err;
+      }
+    }
     try {
-      return await run.put(
-        name,
-        verified(handle, d, d.size ?? 0, signal),
-        GROUP,
-        d.mediaType ?? 'application/octet-stream',
-      );
+      const a = await run.put(name, watched(), GROUP, d.mediaType ?? 'application/octet-stream');
+      return a ? { artifact: a.name } : { refused: refused ?? 'the store refused it (see the report)' };
     } finally {
       await handle.close();
     }
@@ -325,6 +392,11 @@ class ContentStore {
     for (const d of (await this.dirs) ?? []) await d.close();
   }
 }
+
+/** The content-store scan for a config's manifest reads blobs of up to 1 MiB, 64 MiB and 100,000 names in all. */
+const SCAN_BLOB_BYTES = MiB;
+const SCAN_BYTES = 64 * MiB;
+const SCAN_ENTRIES = 100_000;
 
 export class DigestMismatchError extends Error {
   readonly code = 'EDIGEST';
@@ -346,9 +418,13 @@ export async function* verified(
   const limit = d.size ?? cap;
   const { stream, outcome } = cappedStream(handle, limit, signal);
   const hash = createHash('sha256');
+  // A layer's uncompressed content must hash to the config's diff_id: a manifest planted next to
+  // the config could otherwise pass off other (self-consistent) layers as the image's.
+  const diff = d.diffId ? diffChecker(d) : undefined;
   let held: Buffer | undefined;
   for await (const chunk of stream) {
     hash.update(chunk);
+    await diff?.update(chunk);
     if (held) yield held;
     held = chunk;
   }
@@ -366,5 +442,38 @@ export async function* verified(
     throw new DigestMismatchError(
       `${d.digest}: the file's bytes hash to sha256:${got}: tampered or corrupt, not stored`,
     );
+  if (diff) {
+    const content = await diff.digest();
+    if (content !== d.diffId)
+      throw new DigestMismatchError(
+        `${d.digest}: its content hashes to ${content}, the config's diff_id is ${d.diffId}: not this image's layer, not stored`,
+      );
+  }
   if (held) yield held;
+}
+
+/** The uncompressed digest of a layer as it streams: the bytes themselves, or gunzipped. */
+function diffChecker(d: Descriptor): { update(b: Buffer): unknown; digest(): Promise<string> } {
+  const h = createHash('sha256');
+  if (!d.mediaType || !/gzip/.test(d.mediaType))
+    return { update: (b) => h.update(b), digest: () => Promise.resolve(`sha256:${h.digest('hex')}`) };
+  const gunzip = createGunzip();
+  let failed: Error | undefined;
+  gunzip.on('data', (c: Buffer) => h.update(c));
+  gunzip.on('error', (err) => (failed = err));
+  return {
+    // Waits for the decompressor to keep up: memory stays at one chunk, whatever the layer's size.
+    update: async (b) => {
+      if (!failed && !gunzip.write(b))
+        await Promise.race([once(gunzip, 'drain'), once(gunzip, 'error')]).catch(() => undefined);
+    },
+    async digest() {
+      if (!failed) {
+        const ended = Promise.race([once(gunzip, 'end'), once(gunzip, 'error')]).catch(() => undefined);
+        gunzip.end();
+        await ended;
+      }
+      return failed ? `(not gzip: ${failed.message})` : `sha256:${h.digest('hex')}`;
+    },
+  };
 }
