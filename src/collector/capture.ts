@@ -278,6 +278,8 @@ export async function startCapture(opts: CaptureOptions): Promise<RunningCapture
         () => {
           summary.abandoned = true;
           stdout.destroy();
+          // Whether or not anyone still reads the stream (a store that failed stops reading).
+          void finish();
         },
         (hard ? 0 : GRACE_MS) + GRACE_MS,
       ).unref(),
@@ -292,7 +294,9 @@ export async function startCapture(opts: CaptureOptions): Promise<RunningCapture
   const framed = framePcap(tolerantRead(stdout), opts.maxBytes, () => end('byte cap', true));
   let resolveDone!: (s: CaptureSummary) => void;
   const done = new Promise<CaptureSummary>((r) => (resolveDone = r));
-  const finish = async () => {
+  let finishing: Promise<void> | undefined;
+  const finish = () => (finishing ??= settle());
+  const settle = async () => {
     // The stream ended: tcpdump exited (or was killed), or its stdout was abandoned.
     if (!ending) end('tcpdump exited');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 2 * GRACE_MS).unref())]);
@@ -427,9 +431,9 @@ export async function capturePackets(
       'network/capture',
       'application/vnd.tcpdump.pcap',
     );
-  } else {
-    await capture.stream.return(undefined);
   }
+  // Ends the capture if the store stopped reading it early (a failed upload); else a no-op.
+  await capture.stream.return(undefined);
   const s = await capture.done;
   if (s.bytes === 0) {
     run.gap(
