@@ -12,6 +12,7 @@ import { createRegistry } from '../../../src/observability/metrics.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { NODE_SNAPSHOTS, RealNode, nodeUnavailable } from '../../testenv/node.js';
 import { NodePods } from '../../testenv/node-pods.js';
+import { readPcap } from '../../testenv/pcap.js';
 
 const unavailable = nodeUnavailable();
 if (unavailable) console.warn(`SKIPPED test/integration/node/image-evidence.test.ts: ${unavailable}`);
@@ -126,6 +127,7 @@ describe.skipIf(unavailable)('the suspect image, from the real node containerd',
   async function collect(
     pod: string,
     caseId: string,
+    groups: ('image' | 'packetCapture')[] = ['image'],
   ): Promise<{ result: CollectResult; store: LocalEvidenceStore; image: ImageJson; prefix: string }> {
     const p = await pods.core.readNamespacedPod({ namespace: 'shop', name: pod });
     const status = p.status!.containerStatuses![0]!;
@@ -141,7 +143,8 @@ describe.skipIf(unavailable)('the suspect image, from the real node containerd',
         namespace: 'shop',
         pod,
         node: node.name,
-        groups: ['image'],
+        groups,
+        captureSeconds: 3,
         image: status.image,
         imageId: status.imageID,
         terminationMessagePath: null,
@@ -152,6 +155,8 @@ describe.skipIf(unavailable)('the suspect image, from the real node containerd',
       { registry: createRegistry() },
     );
     const prefix = `containers/${containerId.slice(0, 12)}`;
+    if (!groups.includes('image'))
+      return { result, store, image: { podStatus: { image: '', imageID: '' }, blobs: [] }, prefix };
     const image = JSON.parse(
       (await readAll(await store.get(caseId, `${prefix}/image/image.json`))).toString(),
     ) as ImageJson;
@@ -230,5 +235,28 @@ describe.skipIf(unavailable)('the suspect image, from the real node containerd',
     expect(names.filter((n) => n.includes(img.layer))).toEqual([]);
     expect(names).toContain(`${prefix}/image/blobs/sha256/${img.manifest}`);
     expect(names).toContain(`${prefix}/image/blobs/sha256/${img.config}`);
+  });
+
+  it("captures a pod's traffic on its veth, inside the pod's network namespace", async () => {
+    const peer = await pods.run('shop', 'peer', node.images.busybox!.ref, [
+      'nc',
+      '-ll',
+      '-p',
+      '8080',
+      '-e',
+      'echo',
+      'amber-pong',
+    ]);
+    await pods.run('shop', 'talker', node.images.busybox!.ref, [
+      'sh',
+      '-c',
+      `i=0; while true; do i=$((i+1)); echo "amber-ping-$i" | nc ${peer.status!.podIP} 8080 > /dev/null; sleep 0.1; done`,
+    ]);
+    const { result, store, prefix } = await collect('talker', 'case-traffic', ['packetCapture']);
+    const pcap = await readAll(await store.get('case-traffic', `${prefix}/network/capture.pcap`));
+    const { packets } = readPcap(pcap);
+    expect(packets.some((p) => p.dst === 8080 && p.payload.toString().startsWith('amber-ping-'))).toBe(true);
+    expect(packets.some((p) => p.src === 8080 && p.payload.toString() === 'amber-pong\n')).toBe(true);
+    expect(result.report.failed.filter((f) => f.what.includes('capture'))).toEqual([]);
   });
 });
