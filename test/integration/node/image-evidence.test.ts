@@ -103,7 +103,8 @@ interface ImageJson {
 
 /**
  * The suspect's image (issue 12, item 4), read by the collector from the real node's containerd
- * content store, starting at the image ID the real kubelet put in the pod status.
+ * content store, starting at the image ID the real kubelet put in the pod status; and its
+ * traffic (item 3) captured inside a real pod's network namespace (ADR 0024).
  */
 describe.skipIf(unavailable)('the suspect image, from the real node containerd', () => {
   let cluster: Cluster;
