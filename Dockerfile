@@ -34,8 +34,10 @@ LABEL org.opencontainers.image.title="amber" \
 # attr: getfattr, read by `amber collect` for trusted.overlay.opaque markers.
 # conntrack: `amber collect --cut-connections` deletes the suspect's tracked connections in the
 # host's network namespace (entered with util-linux's nsenter, which Debian always installs).
+# tcpdump: the packetCapture group captures the suspect's traffic inside its network namespace
+# (ADR 0024; the byte cap is enforced by the collector on whole packets, not by tcpdump).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends attr conntrack \
+ && apt-get install -y --no-install-recommends attr conntrack tcpdump \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -10,7 +10,7 @@
 #                                             from github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring)
 #   promql-check                             (test/tools/promql-check: Prometheus's PromQL parser)
 #   falcosidekick                            (github.com/falcosecurity/falcosidekick, wrapper module)
-#   etcd, runc, busybox-static, attr, gcc    (Debian packages, installed with apt-get when missing)
+#   etcd, runc, busybox-static, attr, tcpdump, gcc (Debian packages, installed with apt-get when missing)
 #
 # The real node (test/testenv/node.ts, docs/adr/0012-real-node.md), asked for as `node`:
 #   kubelet, kubectl                         (the same wrapper module as kube-apiserver; on a
@@ -71,6 +71,7 @@ apt_packages() {
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v getfattr >/dev/null || missing+=(attr) # the collector reads overlay opaque-dir xattrs
+  command -v tcpdump >/dev/null || missing+=(tcpdump) # the collector's packet capture (ADR 0024)
   command -v gcc >/dev/null || missing+=(gcc libc6-dev) # a static memfd-holding test program
   command -v chromium >/dev/null || missing+=(chromium) # renders `amber report`'s HTML in its test
   if ((${#missing[@]})); then

@@ -66,6 +66,8 @@ export const ARTIFACT_GROUPS = [
   'checkpoint',
   'logs',
   'orchestrator',
+  'packetCapture',
+  'image',
 ] as const;
 export const ArtifactGroup = z.enum(ARTIFACT_GROUPS);
 
@@ -78,9 +80,9 @@ export const Collection = z
     artifacts: z
       .array(ArtifactGroup)
       .max(ARTIFACT_GROUPS.length)
-      .default(['processes', 'network', 'filesystemDiff', 'writableLayer', 'logs', 'orchestrator'])
+      .default(['processes', 'network', 'filesystemDiff', 'writableLayer', 'logs', 'orchestrator', 'image'])
       .describe(
-        "Artifact groups to collect: processes, network, memory (process memory dumps), filesystemDiff, writableLayer (the container's upper layer as a tar), fullExport, checkpoint, logs, orchestrator (the API server's view).",
+        "Artifact groups to collect: processes, network, memory (process memory dumps), filesystemDiff, writableLayer (the container's upper layer as a tar), fullExport, checkpoint, logs, orchestrator (the API server's view), packetCapture (the pod's traffic for captureSeconds, from inside its network namespace), image (the image's manifest, config and layers from the node's containerd, checked against the pod status's image ID).",
       ),
     maxMemoryMiB: z.number().int().min(0).max(1_048_576).default(512).describe(mib('Cap on memory dumped')),
     maxFileMiB: z
@@ -97,6 +99,29 @@ export const Collection = z
       .max(10_485_760)
       .default(4096)
       .describe(mib('Cap on everything collected from one container')),
+    captureSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(3600)
+      .default(30)
+      .describe(
+        "How long the packet capture (packetCapture) records the pod's traffic; it runs alongside the rest of the collection.",
+      ),
+    maxCaptureMiB: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_048_576)
+      .default(64)
+      .describe(mib('Cap on the packet capture (whole packets; a flood is cut at the cap)')),
+    maxImageLayersMiB: z
+      .number()
+      .int()
+      .min(0)
+      .max(1_048_576)
+      .default(512)
+      .describe(mib("Cap on the image's layers copied together (0: index, manifest and config only)")),
     runtime: z
       .enum(['containerd', 'cri-o', 'docker'])
       .optional()

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import {
   artifactGroups,
   collectContainer,
+  defaultGroups,
   type ArtifactGroup,
   type CollectOptions,
 } from '../collector/collect.js';
@@ -46,6 +47,12 @@ export interface CollectCliOptions {
   hostPid: string;
   podLogsRoot?: string;
   checkpointsRoot?: string;
+  image?: string;
+  imageId?: string;
+  imageContentRoot?: string[];
+  captureSeconds?: string;
+  maxCaptureSize?: string;
+  maxImageSize?: string;
   cutConnections?: string;
   snapshotterRoot?: string[];
   terminationMessagePath: string;
@@ -95,7 +102,7 @@ export function registerCollectCommand(program: Command): void {
     .option('--legal-hold', 'put a legal hold on every artifact', false)
     .option(
       '--groups <list>',
-      `comma-separated artifact groups (default: all but fullRootfs): ${artifactGroups.join(',')}`,
+      `comma-separated artifact groups (default: all but fullRootfs and packetCapture): ${artifactGroups.join(',')}`,
     )
     .option('--full-rootfs', 'also export the whole merged root file system', false)
     .option('--no-memory', 'do not dump process memory')
@@ -105,6 +112,21 @@ export function registerCollectCommand(program: Command): void {
     .option(
       '--max-process-files-size <size>',
       'cap of all executables, deleted files and memfds copied together, e.g. 4Gi',
+    )
+    .option('--capture-seconds <seconds>', 'how long the packet capture runs (packetCapture group)')
+    .option('--max-capture-size <size>', 'cap of the packet capture, whole packets only, e.g. 64Mi')
+    .option('--image <ref>', "the container's image reference, as the pod status gives it")
+    .option(
+      '--image-id <id>',
+      "the container's image ID, as the pod status gives it (repo@sha256:… or sha256:…)",
+    )
+    .option(
+      '--image-content-root <dir...>',
+      "containerd content stores the image's blobs are read from (default: next to the snapshotter roots)",
+    )
+    .option(
+      '--max-image-size <size>',
+      "cap of the image's layers copied together, e.g. 512Mi (0: manifest and config only)",
     )
     .option('--proc-root <dir>', 'where the host /proc is mounted', '/proc')
     .option('--host-pid <pid>', "a PID in the host's namespaces, to compare the container's with", '1')
@@ -177,7 +199,7 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
             throw new Error(`unknown artifact group "${g}"; known: ${artifactGroups.join(', ')}`);
           return g as ArtifactGroup;
         })
-    : artifactGroups.filter((g) => g !== 'fullRootfs');
+    : defaultGroups;
   if (cli.fullRootfs && !groups.includes('fullRootfs')) groups = [...groups, 'fullRootfs'];
   if (!cli.memory) groups = groups.filter((g) => g !== 'memory');
   const caps: NonNullable<CollectOptions['caps']> = {};
@@ -185,6 +207,8 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
   if (cli.maxLayerSize) caps.maxWritableLayerBytes = parseSize(cli.maxLayerSize);
   if (cli.maxMemorySize) caps.maxMemoryBytesTotal = parseSize(cli.maxMemorySize);
   if (cli.maxProcessFilesSize) caps.maxProcessFilesBytes = parseSize(cli.maxProcessFilesSize);
+  if (cli.maxCaptureSize) caps.maxCaptureBytes = parseSize(cli.maxCaptureSize);
+  if (cli.maxImageSize !== undefined) caps.maxImageLayerBytes = parseSize(cli.maxImageSize);
   return {
     caseId: cli.case,
     containerId: cli.containerId,
@@ -207,6 +231,12 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.node && { node: cli.node }),
     ...(cli.podLogsRoot && { podLogsRoot: cli.podLogsRoot }),
     ...(cli.checkpointsRoot && { checkpointsRoot: cli.checkpointsRoot }),
+    ...(cli.captureSeconds !== undefined && {
+      captureSeconds: parseSeconds('--capture-seconds', cli.captureSeconds),
+    }),
+    ...(cli.image && { image: cli.image }),
+    ...(cli.imageId && { imageId: cli.imageId }),
+    ...(cli.imageContentRoot?.length && { imageContentRoots: cli.imageContentRoot }),
     ...(cli.cutConnections && { cutConnectionsOf: addresses(cli.cutConnections) }),
     ...(cli.snapshotterRoot?.length && { snapshotterRoots: cli.snapshotterRoot }),
   };

@@ -43,10 +43,11 @@ export function collectionTargets(
       });
     } else {
       const [scheme, id] = s.containerID.split('://');
+      const image = { ...(s.image && { image: s.image }), ...(s.imageID && { imageID: s.imageID }) };
       targets.push(
         id
-          ? { name: s.name, id, runtime: scheme ?? 'unknown' }
-          : { name: s.name, id: s.containerID, runtime: 'unknown' },
+          ? { name: s.name, id, runtime: scheme ?? 'unknown', ...image }
+          : { name: s.name, id: s.containerID, runtime: 'unknown', ...image },
       );
     }
   }

@@ -23,6 +23,9 @@ export interface CollectionTarget {
   id: string;
   /** The runtime named by the containerID scheme (containerd, cri-o, docker, ...). */
   runtime: string;
+  /** The image reference and image ID the pod status gives: the image evidence starts there. */
+  image?: string;
+  imageID?: string;
 }
 
 /** The suspect pod as the collection sees it. */
@@ -102,7 +105,12 @@ export function collectRequest(
     containerName: target.name,
     node: pod.node,
     groups: collectorGroups(spec),
+    ...(target.image && { image: target.image }),
+    ...(target.imageID && { imageId: target.imageID }),
+    captureSeconds: spec.captureSeconds,
     caps: {
+      maxCaptureBytes: Math.max(1, spec.maxCaptureMiB * MiB),
+      maxImageLayerBytes: spec.maxImageLayersMiB * MiB,
       maxFileBytes: Math.max(1, spec.maxFileMiB * MiB),
       maxWritableLayerBytes: spec.maxTotalMiB * MiB,
       maxRootfsBytes: spec.maxTotalMiB * MiB,
@@ -157,6 +165,11 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   if (caps.maxMemoryBytesTotal) args.push('--max-memory-size', String(caps.maxMemoryBytesTotal));
   if (caps.maxProcessFilesBytes) args.push('--max-process-files-size', String(caps.maxProcessFilesBytes));
   if (!req.groups?.includes('memory')) args.push('--no-memory');
+  if (req.image) args.push('--image', req.image);
+  if (req.imageId) args.push('--image-id', req.imageId);
+  if (req.captureSeconds !== undefined) args.push('--capture-seconds', String(req.captureSeconds));
+  if (caps.maxCaptureBytes) args.push('--max-capture-size', String(caps.maxCaptureBytes));
+  if (caps.maxImageLayerBytes !== undefined) args.push('--max-image-size', String(caps.maxImageLayerBytes));
   if (store.endpoint) args.push('--endpoint', store.endpoint);
   if (store.forcePathStyle) args.push('--path-style');
   if (store.retention.legalHold) args.push('--legal-hold');

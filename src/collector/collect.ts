@@ -9,7 +9,9 @@ import { homeTargets, opaqueDirs, overlayDiff, targetedPaths } from './filesyste
 import { locateContainer, runtimes, type LocatedContainer } from './locate.js';
 import { artifactSegment, findCheckpoints, findPodLogs } from './logs.js';
 import { memoryDump } from './memory.js';
+import { capturePackets } from './capture.js';
 import { cutTrackedConnections } from './conntrack.js';
+import { collectImage, contentRootsFor } from './image.js';
 import { readNetwork } from './network.js';
 import {
   claimedLayout,
@@ -47,8 +49,15 @@ export const artifactGroups = [
   'fullRootfs',
   'logs',
   'checkpoint',
+  'packetCapture',
+  'image',
 ] as const;
 export type ArtifactGroup = (typeof artifactGroups)[number];
+
+/** Off unless asked: the whole root file system, and a capture that holds the run for its window. */
+export const defaultGroups: ArtifactGroup[] = artifactGroups.filter(
+  (g) => g !== 'fullRootfs' && g !== 'packetCapture',
+);
 
 const bytes = (d: number) => z.number().int().positive().default(d);
 
@@ -80,7 +89,7 @@ export const collectOptionsSchema = z.object({
    * refused (a recorded gap), never read. Defaults: containerd's, CRI-O's and Docker's.
    */
   snapshotterRoots: z.array(z.string().startsWith('/')).min(1).default(defaultSnapshotterRoots),
-  groups: z.array(z.enum(artifactGroups)).default(artifactGroups.filter((g) => g !== 'fullRootfs')),
+  groups: z.array(z.enum(artifactGroups)).default(defaultGroups),
   caps: z
     .object({
       /** Largest single file copied (executables, deleted files, memfds, logs, files in a tar). */
@@ -96,6 +105,14 @@ export const collectOptionsSchema = z.object({
        */
       maxProcessFilesBytes: bytes(4 * GiB),
       maxCheckpointBytes: bytes(16 * GiB),
+      /** The packet capture's pcap, enforced on whole packets by the collector, not by tcpdump. */
+      maxCaptureBytes: bytes(64 * MiB),
+      /** The suspect image's layers, all together; 0: its index, manifest and config only. */
+      maxImageLayerBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(512 * MiB),
       /** Entries of one tar or of the diff: a million empty files is a way to stall a walk. */
       maxEntries: bytes(1_000_000),
       /** Directory levels a walk descends. */
@@ -115,6 +132,16 @@ export const collectOptionsSchema = z.object({
    * Empty: nothing is cut (the case does not isolate the network, or the pod is hostNetwork).
    */
   cutConnectionsOf: z.array(z.string().min(1).max(64)).max(8).default([]),
+  /** How long the packet capture runs (it runs alongside the other groups). */
+  captureSeconds: z.number().positive().max(3600).default(30),
+  /** The image reference and image ID the pod status gives for the container (image.ts). */
+  image: z.string().min(1).max(4096).optional(),
+  imageId: z.string().min(1).max(4096).optional(),
+  /**
+   * containerd content stores (io.containerd.content.v1.content) the image's blobs are read
+   * from, on the host; derived from the snapshotter roots when absent.
+   */
+  imageContentRoots: z.array(z.string().startsWith('/')).min(1).optional(),
   /** Where the kubelet reads the container's termination message; null to not write one. */
   terminationMessagePath: z.string().nullable().default('/dev/termination-log'),
 });
@@ -145,6 +172,8 @@ interface Context {
   layout?: OverlayLayout | null;
   /** What the container's own mountinfo claims, when it disagrees with the host's table. */
   claimedLayout?: { upperDir?: string; lowerdir?: string };
+  /** The packet capture running alongside the other groups. */
+  capture?: Promise<void>;
 }
 
 /**
@@ -177,6 +206,7 @@ const groups: GroupSpec[] = [
   { label: 'mounts', container: true, collect: mounts },
   { label: 'logs', group: 'logs', container: false, collect: logs },
   { label: 'checkpoint', group: 'checkpoint', container: false, collect: checkpoint },
+  { label: 'image', group: 'image', container: false, collect: image },
 ];
 
 /**
@@ -234,6 +264,9 @@ export async function collectContainer(
     run.containerId = report.header.containerId = ctx.container.id;
     report.header.runtime = ctx.container.runtime;
     log.info({ initPid: ctx.container.initPid, via: ctx.container.via }, 'container found');
+    // First of all: the capture window runs while everything else is read.
+    if (opts.groups.includes('packetCapture'))
+      ctx.capture = startPacketCapture(run, ctx, ctx.container, stepsUntil);
     await snapshotProcesses(run, ctx, ctx.container);
   } else {
     fatal = report.failed.find((f) => f.what === 'container')?.reason ?? 'container not found';
@@ -257,6 +290,7 @@ export async function collectContainer(
       run.gap(g.label, err);
     }
   }
+  if (ctx.capture) await ctx.capture;
 
   let reportArtifact: StoredArtifact | undefined;
   try {
@@ -292,6 +326,25 @@ export async function collectContainer(
     summary,
     container: ctx.container,
   };
+}
+
+/** Never rejects: every way it can fail is recorded by capturePackets. */
+function startPacketCapture(
+  run: CollectionRun,
+  ctx: Context,
+  c: LocatedContainer,
+  stepsUntil: number,
+): Promise<void> {
+  const { opts } = ctx;
+  const left = stepsUntil - Date.now();
+  const durationMs = Math.max(0, Math.min(opts.captureSeconds * 1000, left));
+  return capturePackets(run, {
+    procRoot: opts.procRoot,
+    initPid: c.initPid,
+    hostReferencePid: opts.hostReferencePid,
+    maxBytes: opts.caps.maxCaptureBytes,
+    durationMs,
+  }).catch((err: unknown) => run.gap('network/capture.pcap', err));
 }
 
 /** /proc of every process of the container: what the later groups read. */
@@ -832,4 +885,23 @@ async function checkpoint(run: CollectionRun, ctx: Context): Promise<void> {
       opts.caps.maxCheckpointBytes,
     );
   }
+}
+
+async function image(run: CollectionRun, ctx: Context): Promise<void> {
+  const { opts } = ctx;
+  await run.step('image', (signal) =>
+    collectImage(
+      run,
+      {
+        ...(opts.image && { reference: opts.image }),
+        ...(opts.imageId && { imageId: opts.imageId }),
+        contentRoots: (opts.imageContentRoots ?? contentRootsFor(opts.snapshotterRoots)).map((r) =>
+          join(opts.hostRoot, r),
+        ),
+        maxLayerBytes: opts.caps.maxImageLayerBytes,
+        runtime: ctx.container?.runtime ?? opts.runtime,
+      },
+      signal,
+    ),
+  );
 }

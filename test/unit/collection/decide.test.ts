@@ -57,8 +57,8 @@ describe('collection targets', () => {
   it('are the running containers with IDs; the others are gaps with a reason', () => {
     const { targets, gaps } = collectionTargets(pod, []);
     expect(targets).toEqual([
-      { name: 'main', id: id('a'), runtime: 'containerd' },
-      { name: 'sidecar', id: id('b'), runtime: 'cri-o' },
+      { name: 'main', id: id('a'), runtime: 'containerd', image: 'i' },
+      { name: 'sidecar', id: id('b'), runtime: 'cri-o', image: 'i' },
     ]);
     expect(gaps.map((g) => g.what)).toEqual(['container init', 'container pending']);
     expect(gaps[0]!.reason).toMatch(/terminated \(Completed\)/);

@@ -165,8 +165,32 @@ describe('collection Job', () => {
       'writableLayer',
       'targetedFiles',
       'logs',
+      'image',
     ]);
     expect(opts.caps?.maxFileBytes).toBe(256 * 1024 * 1024);
+  });
+
+  it('passes the image the pod status names and the capture and image caps, in terms the collector accepts', () => {
+    const imageID = `registry.example/shop@sha256:${'c'.repeat(64)}`;
+    const job = collectionJob(
+      input({
+        target: { ...input().target, image: 'registry.example/shop:1', imageID },
+        collection: Collection.parse({
+          artifacts: ['network', 'packetCapture', 'image'],
+          captureSeconds: 12,
+          maxCaptureMiB: 8,
+          maxImageLayersMiB: 0,
+        }),
+      }),
+    );
+    const opts = toCollectOptions(parseCollect(job.spec!.template.spec!.containers[0]!.args!));
+    expect(opts).toMatchObject({
+      groups: ['network', 'packetCapture', 'image'],
+      image: 'registry.example/shop:1',
+      imageId: imageID,
+      captureSeconds: 12,
+      caps: { maxCaptureBytes: 8 * 1024 * 1024, maxImageLayerBytes: 0 },
+    });
   });
 });
 
