@@ -3,12 +3,15 @@
  * manifest, its config and its layers up to a cap, read on the host side from containerd's
  * content store (`<root>/io.containerd.content.v1.content/blobs/sha256/<digest>`).
  *
- * The chain starts at the digest the pod status names (the API server's word, not the node's),
- * and every blob is checked against the digest it is named by while it streams: the last chunk
- * is held back until the whole blob hashed to its name and had the size its parent's descriptor
- * says, so a blob that does not match fails its upload and is a recorded gap — never sealed as
- * that digest. Every blob below the root is named by a verified parent, so the whole image is
- * the one the pod status names, or it is a gap. Files are opened through safe-fs.ts (descriptor
+ * The chain starts at the digest the pod status names, and every blob is checked against the
+ * digest it is named by while it streams: the last chunk is held back until the whole blob
+ * hashed to its name and had the size its parent's descriptor says, so a blob that does not
+ * match fails its upload and is a recorded gap — never sealed as that digest. Every blob below
+ * the root is named by a verified parent, so the whole image is the one the pod status names,
+ * or it is a gap. That root is the node's word: the kubelet writes `imageID` into the pod
+ * status, so root on the node could plant a self-consistent image and report its digest. The
+ * record says so (`imageIdReportedBy`); the investigator compares the digests with the
+ * registry's copy, which is what this evidence is for. Files are opened through safe-fs.ts (descriptor
  * checked: no link followed, no FIFO opened).
  */
 import { createHash } from 'node:crypto';
@@ -144,6 +147,7 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
   const blobs: ImageBlob[] = [];
   const summary: Record<string, unknown> = {
     podStatus: { image: req.reference ?? null, imageID: req.imageId ?? null },
+    imageIdReportedBy: "the node's kubelet (pod status): compare with the registry's copy",
     contentRoots: req.contentRoots,
     maxLayerBytes: req.maxLayerBytes,
     blobs,
@@ -416,6 +420,12 @@ export async function* verified(
 ): AsyncGenerator<Buffer> {
   const want = DIGEST.exec(d.digest)?.[1];
   if (!want) throw new DigestMismatchError(`${d.digest} is not a sha256 digest`);
+  // The descriptor's size is a claim: it never raises the cap (a "config" of gigabytes would
+  // otherwise be read whole into memory).
+  if (d.size !== undefined && d.size > cap)
+    throw new DigestMismatchError(
+      `${d.digest}: its descriptor says ${d.size} bytes, over the cap of ${cap}: not stored`,
+    );
   const limit = d.size ?? cap;
   const { stream, outcome } = cappedStream(handle, limit, signal);
   const hash = createHash('sha256');

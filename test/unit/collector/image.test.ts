@@ -97,6 +97,13 @@ describe('a blob checked against its digest while it streams', () => {
     expect((r as { passed: number }).passed).toBeLessThan(body.length);
   });
 
+  // The attack (attacker review): root on the node writes a descriptor claiming gigabytes for a
+  // "config"; the size it claims used to become the read limit, and the blob was buffered whole.
+  it('refuses a descriptor whose size is over the cap before reading a byte', async () => {
+    const r = await read(body, { digest, size: 9 * 1024 * 1024 });
+    expect(r).toMatchObject({ error: expect.stringMatching(/over the cap of 8388608/), passed: 0 });
+  });
+
   it('fails a blob longer or shorter than its descriptor', async () => {
     expect(await read(Buffer.concat([body, Buffer.from('x')]), { digest, size: body.length })).toMatchObject({
       error: expect.stringMatching(/more than/),
