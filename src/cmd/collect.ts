@@ -46,6 +46,8 @@ export interface CollectCliOptions {
   hostPid: string;
   podLogsRoot?: string;
   checkpointsRoot?: string;
+  checkpointArchive?: string;
+  checkpointRefused?: string;
   cutConnections?: string;
   snapshotterRoot?: string[];
   terminationMessagePath: string;
@@ -120,6 +122,14 @@ export function registerCollectCommand(program: Command): void {
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
     .option(
+      '--checkpoint-archive <path>',
+      "the archive the kubelet named when asked to checkpoint this container: collected if it lies directly in --checkpoints-root with the kubelet's name shape",
+    )
+    .option(
+      '--checkpoint-refused <answer>',
+      "the kubelet's answer when it did not checkpoint this container: recorded as the checkpoint's gap",
+    )
+    .option(
       '--snapshotter-root <dir...>',
       "host directories the container's layers must lie below (default: containerd's, CRI-O's and Docker's overlay snapshot directories)",
     )
@@ -185,6 +195,8 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
   if (cli.maxLayerSize) caps.maxWritableLayerBytes = parseSize(cli.maxLayerSize);
   if (cli.maxMemorySize) caps.maxMemoryBytesTotal = parseSize(cli.maxMemorySize);
   if (cli.maxProcessFilesSize) caps.maxProcessFilesBytes = parseSize(cli.maxProcessFilesSize);
+  if (cli.checkpointArchive && cli.checkpointRefused)
+    throw new Error('give either --checkpoint-archive or --checkpoint-refused, not both');
   return {
     caseId: cli.case,
     containerId: cli.containerId,
@@ -207,6 +219,8 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.node && { node: cli.node }),
     ...(cli.podLogsRoot && { podLogsRoot: cli.podLogsRoot }),
     ...(cli.checkpointsRoot && { checkpointsRoot: cli.checkpointsRoot }),
+    ...(cli.checkpointArchive && { checkpoint: { archive: cli.checkpointArchive } }),
+    ...(cli.checkpointRefused && { checkpoint: { refused: cli.checkpointRefused } }),
     ...(cli.cutConnections && { cutConnectionsOf: addresses(cli.cutConnections) }),
     ...(cli.snapshotterRoot?.length && { snapshotterRoots: cli.snapshotterRoot }),
   };

@@ -1,6 +1,6 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,11 +30,20 @@ const REPO = join(import.meta.dirname, '..', '..');
 /** Versions must match scripts/testenv-build.sh (which reads the same variables). */
 const nodeVersions = {
   kubelet: versions.kube,
+  criu: process.env.CRIU_VERSION ?? '4.2.1-1',
   containerd: process.env.CONTAINERD_VERSION ?? 'v2.4.2',
   'kube-router': process.env.KUBE_ROUTER_VERSION ?? 'v2.1.0',
 };
 const bin = (component: keyof typeof nodeVersions, name: string = component): string =>
   join(cacheDir, `${component}-${nodeVersions[component]}`, name);
+
+/** The runtime's BinaryName: runc with the CRIU this node checkpoints with (setCriu). */
+const RUNC_WRAPPER = join(BASE, 'runc-criu');
+/** CRIU from the cache (scripts/testenv-build.sh node), or undefined when it was not built. */
+export function cachedCriu(): string | undefined {
+  const p = bin('criu');
+  return existsSync(p) ? p : undefined;
+}
 
 const hostPrograms = ['iptables', 'iptables-save', 'ipset', 'conntrack', 'buildah', 'runc', 'flock'];
 
@@ -196,6 +205,7 @@ export class RealNode {
   private async startContainerd(): Promise<void> {
     const dir = join(BASE, 'containerd');
     const config = join(dir, 'config.toml');
+    this.setCriu(cachedCriu() ?? null);
     writeFileSync(config, containerdConfig(this.images.pause!.ref));
     writeFileSync(
       join(BASE, 'cni', 'net.d', '10-amber.conflist'),
@@ -323,6 +333,26 @@ export class RealNode {
         timeout: 60_000,
       },
     );
+  }
+
+  /**
+   * Which CRIU runc checkpoints with from now on: a path, or null for runc's own lookup (none is
+   * installed on these machines, so a checkpoint fails). The wrapper is the runtime's BinaryName,
+   * read at every runc call, and replaced in one rename so no call sees half of it.
+   */
+  setCriu(criu: string | null): void {
+    const tmp = `${RUNC_WRAPPER}.tmp`;
+    writeFileSync(
+      tmp,
+      `#!/bin/sh\nexec runc ${criu ? `--criu '${criu}' ` : ''}"$@"\n`,
+      { mode: 0o755 },
+    );
+    renameSync(tmp, RUNC_WRAPPER);
+  }
+
+  /** The kubelet's checkpoint archives directory (its --root-dir/checkpoints). */
+  get checkpointsDir(): string {
+    return join(BASE, 'kubelet', 'checkpoints');
   }
 
   /** Imports an OCI archive (from buildImages) into the node's containerd. */
@@ -489,6 +519,8 @@ state = "${d}/state"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "${d}/runc"
+        # runc with --criu: the CRIU the kubelet's checkpoint requests run (setCriu).
+        BinaryName = "${RUNC_WRAPPER}"
 `;
 }
 
