@@ -162,8 +162,10 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   if (caps.maxProcessFilesBytes) args.push('--max-process-files-size', String(caps.maxProcessFilesBytes));
   if (!req.groups?.includes('memory')) args.push('--no-memory');
   if (req.checkpointsRoot) args.push('--checkpoints-root', req.checkpointsRoot);
-  if (req.checkpoint && 'archive' in req.checkpoint) args.push('--checkpoint-archive', req.checkpoint.archive);
-  if (req.checkpoint && 'refused' in req.checkpoint) args.push('--checkpoint-refused', req.checkpoint.refused);
+  if (req.checkpoint && 'archive' in req.checkpoint)
+    args.push('--checkpoint-archive', req.checkpoint.archive);
+  if (req.checkpoint && 'refused' in req.checkpoint)
+    args.push('--checkpoint-refused', req.checkpoint.refused);
   if (store.endpoint) args.push('--endpoint', store.endpoint);
   if (store.forcePathStyle) args.push('--path-style');
   if (store.retention.legalHold) args.push('--legal-hold');

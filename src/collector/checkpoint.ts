@@ -142,9 +142,12 @@ export class CheckpointSummarizer {
       s.entriesTotal++;
       const name = header.name.replace(/^\.\//, '');
       const size = header.size ?? 0;
-      if (s.entries.length < this.limits.maxEntries) s.entries.push({ name, size, type: header.type ?? 'file' });
+      if (s.entries.length < this.limits.maxEntries)
+        s.entries.push({ name, size, type: header.type ?? 'file' });
       const part = name.startsWith('checkpoint/') ? 'checkpoint' : name;
-      const key = ['checkpoint', 'rootfs-diff.tar', 'config.dump', 'spec.dump'].includes(part) ? part : 'other';
+      const key = ['checkpoint', 'rootfs-diff.tar', 'config.dump', 'spec.dump'].includes(part)
+        ? part
+        : 'other';
       s.sizes[key] = (s.sizes[key] ?? 0) + size;
       const wanted = this.wanted(name, size);
       const chunks: Buffer[] = [];

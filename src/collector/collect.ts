@@ -870,7 +870,12 @@ async function checkpoint(run: CollectionRun, ctx: Context): Promise<void> {
           run.skip(checked.path, `truncated: the first ${outcome.bytes} bytes are stored (cap ${cap})`);
         const summary = await summarizer.finish(outcome.truncated);
         run.log.info(
-          { archive: checked.path, bytes: a.size, ms: Date.now() - started, processes: summary.processes.length },
+          {
+            archive: checked.path,
+            bytes: a.size,
+            ms: Date.now() - started,
+            processes: summary.processes.length,
+          },
           'checkpoint archive stored',
         );
         await run.json(

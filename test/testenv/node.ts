@@ -342,11 +342,7 @@ export class RealNode {
    */
   setCriu(criu: string | null): void {
     const tmp = `${RUNC_WRAPPER}.tmp`;
-    writeFileSync(
-      tmp,
-      `#!/bin/sh\nexec runc ${criu ? `--criu '${criu}' ` : ''}"$@"\n`,
-      { mode: 0o755 },
-    );
+    writeFileSync(tmp, `#!/bin/sh\nexec runc ${criu ? `--criu '${criu}' ` : ''}"$@"\n`, { mode: 0o755 });
     renameSync(tmp, RUNC_WRAPPER);
   }
 
