@@ -39,6 +39,8 @@ const bin = (component: keyof typeof nodeVersions, name: string = component): st
 
 /** The runtime's BinaryName: runc with the CRIU this node checkpoints with (setCriu). */
 const RUNC_WRAPPER = join(BASE, 'runc-criu');
+/** On containerd's PATH: its CRI looks `criu` up there before it asks runc to checkpoint. */
+const CRIU_BIN = join(BASE, 'bin');
 /** CRIU from the cache (scripts/testenv-build.sh node), or undefined when it was not built. */
 export function cachedCriu(): string | undefined {
   const p = bin('criu');
@@ -214,7 +216,9 @@ export class RealNode {
     const p = ManagedProcess.start('containerd', bin('containerd'), ['--config', config], {
       logFile: join(this.logDir, 'containerd.log'),
       // containerd finds its shim on PATH: the one built with it, not a distribution's.
-      env: { PATH: `${join(cacheDir, `containerd-${nodeVersions.containerd}`)}:${process.env.PATH}` },
+      env: {
+        PATH: `${join(cacheDir, `containerd-${nodeVersions.containerd}`)}:${CRIU_BIN}:${process.env.PATH}`,
+      },
     });
     this.procs.push(p);
     await p.waitUntil(async () => {
@@ -336,9 +340,10 @@ export class RealNode {
   }
 
   /**
-   * Which CRIU runc checkpoints with from now on: a path, or null for runc's own lookup (none is
-   * installed on these machines, so a checkpoint fails). The wrapper is the runtime's BinaryName,
-   * read at every runc call, and replaced in one rename so no call sees half of it.
+   * Which CRIU the node checkpoints with from now on: a path, or null for none (containerd then
+   * refuses: "criu binary not found"). containerd's CRI looks `criu` up on its PATH before it
+   * asks runc, and runc is told the same one with `--criu`: both wrappers are read at every
+   * call and replaced in one rename each, so no call sees half of one.
    */
   setCriu(criu: string | null): void {
     const tmp = `${RUNC_WRAPPER}.tmp`;
