@@ -208,7 +208,8 @@ export class RealNode {
     const dir = join(BASE, 'containerd');
     const config = join(dir, 'config.toml');
     this.setCriu(cachedCriu() ?? null);
-    writeFileSync(config, containerdConfig(this.images.pause!.ref));
+    const path = `${join(cacheDir, `containerd-${nodeVersions.containerd}`)}:${CRIU_BIN}:${process.env.PATH}`;
+    writeFileSync(config, containerdConfig(this.images.pause!.ref, path));
     writeFileSync(
       join(BASE, 'cni', 'net.d', '10-amber.conflist'),
       JSON.stringify(cniConfig(this.address), null, 2),
@@ -216,9 +217,7 @@ export class RealNode {
     const p = ManagedProcess.start('containerd', bin('containerd'), ['--config', config], {
       logFile: join(this.logDir, 'containerd.log'),
       // containerd finds its shim on PATH: the one built with it, not a distribution's.
-      env: {
-        PATH: `${join(cacheDir, `containerd-${nodeVersions.containerd}`)}:${CRIU_BIN}:${process.env.PATH}`,
-      },
+      env: { PATH: path },
     });
     this.procs.push(p);
     await p.waitUntil(async () => {
@@ -481,7 +480,7 @@ class NodeLock {
   }
 }
 
-function containerdConfig(sandboxImage: string): string {
+function containerdConfig(sandboxImage: string, path: string): string {
   const d = join(BASE, 'containerd');
   return `version = 3
 root = "${d}/root"
@@ -499,6 +498,10 @@ state = "${d}/state"
   socket_path = "${d}/nri.sock"
   plugin_path = "${d}/nri/plugins"
   plugin_config_path = "${d}/nri/conf.d"
+
+# The shims' PATH, where the CRI also looks for \`criu\` before it asks runc to checkpoint.
+[plugins."io.containerd.shim.v1.manager"]
+  env = ["PATH=${path}"]
 
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"

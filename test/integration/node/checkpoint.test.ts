@@ -1,4 +1,5 @@
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -179,6 +180,10 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
     const kase = await openCase('case-checkpoint', 'suspect');
     const step = checkpointStep(kase);
     console.log(`checkpoint step: ${JSON.stringify(step)}`);
+    if (step?.outcome !== 'Succeeded')
+      console.log(
+        `criu on the node: ${execFileSync('sh', ['-c', 'ls -la /tmp/amber-node/bin; cat /tmp/amber-node/runc-criu'], { encoding: 'utf8' })}\n${node.logTail('containerd', 40)}`,
+      );
     expect(step?.outcome).toBe('Succeeded');
     const archivePath = /: (\/\S+\.tar)$/.exec(step!.message!)![1]!;
     const file = archivePath.split('/').pop()!;
