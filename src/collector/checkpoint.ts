@@ -142,8 +142,9 @@ export class CheckpointSummarizer {
       s.entriesTotal++;
       const name = header.name.replace(/^\.\//, '');
       const size = header.size ?? 0;
+      // A pax header can make a name megabytes long: listed cut, never used as a path.
       if (s.entries.length < this.limits.maxEntries)
-        s.entries.push({ name, size, type: header.type ?? 'file' });
+        s.entries.push({ name: name.slice(0, 4096), size, type: header.type ?? 'file' });
       const part = name.startsWith('checkpoint/') ? 'checkpoint' : name;
       const key = ['checkpoint', 'rootfs-diff.tar', 'config.dump', 'spec.dump'].includes(part)
         ? part
