@@ -345,9 +345,15 @@ export class RealNode {
    * call and replaced in one rename each, so no call sees half of one.
    */
   setCriu(criu: string | null): void {
-    const tmp = `${RUNC_WRAPPER}.tmp`;
-    writeFileSync(tmp, `#!/bin/sh\nexec runc ${criu ? `--criu '${criu}' ` : ''}"$@"\n`, { mode: 0o755 });
-    renameSync(tmp, RUNC_WRAPPER);
+    const write = (path: string, text: string) => {
+      writeFileSync(`${path}.tmp`, text, { mode: 0o755 });
+      renameSync(`${path}.tmp`, path);
+    };
+    const onPath = join(CRIU_BIN, 'criu');
+    mkdirSync(CRIU_BIN, { recursive: true });
+    if (criu) write(onPath, `#!/bin/sh\nexec '${criu}' "$@"\n`);
+    else rmSync(onPath, { force: true });
+    write(RUNC_WRAPPER, `#!/bin/sh\nexec runc ${criu ? `--criu '${onPath}' ` : ''}"$@"\n`);
   }
 
   /** The kubelet's checkpoint archives directory (its --root-dir/checkpoints). */
