@@ -182,7 +182,7 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
     console.log(`checkpoint step: ${JSON.stringify(step)}`);
     if (step?.outcome !== 'Succeeded')
       console.log(
-        `criu on the node: ${execFileSync('sh', ['-c', 'ls -la /tmp/amber-node/bin; cat /tmp/amber-node/runc-criu'], { encoding: 'utf8' })}\n${node.logTail('containerd', 40)}`,
+        `criu on the node: ${execFileSync('sh', ['-c', 'ls -la /tmp/amber-node/bin; cat /tmp/amber-node/runc-criu; for f in $(find /tmp/amber-node/containerd/state -name criu-dump.log); do tail -40 $f; done'], { encoding: 'utf8' })}\n${node.logTail('containerd', 40)}`,
       );
     expect(step?.outcome).toBe('Succeeded');
     const archivePath = /: (\/\S+\.tar)$/.exec(step!.message!)![1]!;
