@@ -351,15 +351,23 @@ export class RealNode {
     };
     const onPath = join(CRIU_BIN, 'criu');
     mkdirSync(CRIU_BIN, { recursive: true });
-    // containerd's CRI never asks for --tcp-established, so a container holding a connection
-    // fails to dump ("Connected TCP socket"); a node that must checkpoint such containers says
-    // so in CRIU's configuration (/etc/criu/runc.conf on a real node). CRIU reads the file
-    // CRIU_CONFIG_FILE names in RPC mode too; this one stays inside the node's directory.
-    const conf = join(CRIU_BIN, 'criu.conf');
-    writeFileSync(conf, 'tcp-established\n');
-    if (criu) write(onPath, `#!/bin/sh\nCRIU_CONFIG_FILE='${conf}' exec '${criu}' "$@"\n`);
+    if (criu) write(onPath, `#!/bin/sh\nexec '${criu}' "$@"\n`);
     else rmSync(onPath, { force: true });
-    write(RUNC_WRAPPER, `#!/bin/sh\nexec runc ${criu ? `--criu '${onPath}' ` : ''}"$@"\n`);
+    // containerd's CRI never asks runc for --tcp-established, so CRIU refuses a container that
+    // holds a connection ("Connected TCP socket"); a real node sets it in /etc/criu/runc.conf,
+    // which runc hands to CRIU. This node leaves /etc alone: its runc wrapper adds the flag to
+    // every checkpoint instead.
+    write(
+      RUNC_WRAPPER,
+      [
+        '#!/bin/sh',
+        'n=$#',
+        'for a in "$@"; do set -- "$@" "$a"; [ "$a" = checkpoint ] && set -- "$@" --tcp-established; done',
+        'shift $n',
+        `exec runc ${criu ? `--criu '${onPath}' ` : ''}"$@"`,
+        '',
+      ].join('\n'),
+    );
   }
 
   /** The kubelet's checkpoint archives directory (its --root-dir/checkpoints). */
