@@ -92,7 +92,7 @@ describe('requesting a checkpoint from a kubelet', () => {
     kubelet.answer = { status: 500, body: `checkpointing of shop/web/app failed (${'x'.repeat(3000)})` };
     const out = await requestCheckpoint(kc, node(kubelet.port), target, config());
     expect('refused' in out.request && out.request.refused).toMatch(
-      /^the kubelet answered HTTP 500: checkpointing of shop\/web\/app failed \(x+\.\.\. \(3034 characters\)$/,
+      /^the kubelet answered HTTP 500: checkpointing of shop\/web\/app failed \(x+\.\.\. \(3039 characters\)$/,
     );
   });
 
