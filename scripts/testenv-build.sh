@@ -18,6 +18,9 @@
 #   containerd, containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2)
 #   kube-router                              (github.com/cloudnativelabs/kube-router/v2: NetworkPolicy)
 #   containernetworking-plugins, iptables, ipset, conntrack, buildah, debootstrap (Debian packages)
+#   criu                                     (Debian sid's package and its libraries, unpacked into
+#                                             the cache and run through their own loader: the
+#                                             kubelet's checkpoint API, docs/adr/0023-*.md)
 #
 # Each Go program lands in $AMBER_TESTENV_CACHE/<name>-<version>/ and is reused when present.
 # Prints how long each build took. Safe to run again; safe to run by anyone.
@@ -34,6 +37,10 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
 KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 CONTROLLER_TOOLS_VERSION="${CONTROLLER_TOOLS_VERSION:-v0.23.0}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.95.2}"
+# bookworm's CRIU 3.17 fails on these kernels and trixie's 4.1.1 fails on TCP sockets; sid's
+# 4.2.1 checkpoints a container that holds a connection (../shared/TESTENV-NOTES.md).
+CRIU_VERSION="${CRIU_VERSION:-4.2.1-1}"
+CRIU_SUITE="${CRIU_SUITE:-sid}"
 
 export GOFLAGS="-buildvcs=false -trimpath"
 export CGO_ENABLED=0
@@ -219,6 +226,56 @@ build_kube_router() { # only its NetworkPolicy firewall runs (no BGP routing, no
   GOBIN="$1" nice -n 19 go install -ldflags "-s -w" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
 }
 
+# CRIU from Debian packages without touching the machine's apt sources or installed packages:
+# a private apt configuration (its own sources list naming $CRIU_SUITE, state and cache dirs)
+# downloads criu and the libraries it links, `dpkg-deb -x` unpacks them into the cache, and a
+# wrapper runs criu through the unpacked tree's own dynamic loader with --library-path. Fails
+# unless the loader resolves every library and `criu check` passes on this kernel.
+build_criu() {
+  local out=$1 apt pkgs mirror
+  apt=$(mktemp -d)
+  mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/\?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+  mirror=${mirror:-$(sed -n 's/^deb \(http[^ ]*debian\)\/\? .*/\1/p' /etc/apt/sources.list 2>/dev/null | head -1)}
+  [[ -n "$mirror" ]] || { log "criu: no Debian mirror found in this machine's apt sources"; return 1; }
+  mkdir -p "$apt"/{sources.list.d,preferences.d,state/lists/partial,cache/archives/partial,debs}
+  touch "$apt/state/status"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $CRIU_SUITE main" >"$apt/sources.list"
+  cat >"$apt/apt.conf" <<CONF
+Dir::Etc::SourceList "$apt/sources.list";
+Dir::Etc::SourceParts "$apt/sources.list.d";
+Dir::Etc::Preferences "$apt/preferences";
+Dir::Etc::PreferencesParts "$apt/preferences.d";
+Dir::State "$apt/state";
+Dir::State::status "$apt/state/status";
+Dir::Cache "$apt/cache";
+APT::Sandbox::User "root";
+CONF
+  (
+    set -e
+    export APT_CONFIG="$apt/apt.conf"
+    apt-get update -qq >/dev/null
+    pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+      --no-replaces --no-enhances "criu=$CRIU_VERSION" | grep -v '^[ <]' | sort -u)
+    cd "$apt/debs" && apt-get download -qq "criu=$CRIU_VERSION" $(grep -vx criu <<<"$pkgs") >/dev/null
+    for d in "$apt"/debs/*.deb; do dpkg-deb -x "$d" "$out/root"; done
+  ) || { rm -rf "$apt"; return 1; }
+  rm -rf "$apt"
+  local lib="$out/root/usr/lib/x86_64-linux-gnu"
+  cat >"$out/criu" <<WRAP
+#!/bin/sh
+# CRIU $CRIU_VERSION from Debian $CRIU_SUITE, run with its own loader and libraries.
+exec "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$out/root/usr/sbin/criu" "\$@"
+WRAP
+  chmod 755 "$out/criu"
+  # The paths in the wrapper are the final ones: the directory is renamed from .tmp when done.
+  sed -i "s#$out#${out%.tmp}#g" "$out/criu"
+  if "$lib/ld-linux-x86-64.so.2" --library-path "$lib" --list "$out/root/usr/sbin/criu" | grep -q 'not found'; then
+    log "criu: libraries missing"; return 1
+  fi
+  "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$out/root/usr/sbin/criu" check >/dev/null 2>&1 || {
+    log "criu: 'criu check' fails on this kernel"; return 1; }
+}
+
 node_images() { # the node's base, pause and suspect images (the amber image is built by its test)
   local start=$SECONDS
   bash "$(dirname "$0")/build-images.sh" base busybox pause >/dev/null
@@ -249,6 +306,7 @@ if has node; then
   timed kubelet "$KUBELET_DIR" build_kubelet || status=1
   timed containerd "$CACHE/containerd-$CONTAINERD_VERSION" build_containerd || status=1
   timed kube-router "$CACHE/kube-router-$KUBE_ROUTER_VERSION" build_kube_router || status=1
+  timed criu "$CACHE/criu-$CRIU_VERSION" build_criu || status=1
   node_images || status=1
 fi
 # The Go module proxy refuses github.com/falcosecurity/falcosidekick (403 "This module version

@@ -53,6 +53,8 @@ export interface CollectCliOptions {
   captureSeconds?: string;
   maxCaptureSize?: string;
   maxImageSize?: string;
+  checkpointArchive?: string;
+  checkpointRefused?: string;
   cutConnections?: string;
   snapshotterRoot?: string[];
   terminationMessagePath: string;
@@ -142,6 +144,14 @@ export function registerCollectCommand(program: Command): void {
     .option('--pod-logs-root <dir>', 'kubelet pod log directory, under the host root')
     .option('--checkpoints-root <dir>', 'kubelet checkpoint directory, under the host root')
     .option(
+      '--checkpoint-archive <path>',
+      "the archive the kubelet named when asked to checkpoint this container: collected if it lies directly in --checkpoints-root with the kubelet's name shape",
+    )
+    .option(
+      '--checkpoint-refused <answer>',
+      "the kubelet's answer when it did not checkpoint this container: recorded as the checkpoint's gap",
+    )
+    .option(
       '--snapshotter-root <dir...>',
       "host directories the container's layers must lie below (default: containerd's, CRI-O's and Docker's overlay snapshot directories)",
     )
@@ -209,6 +219,8 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
   if (cli.maxProcessFilesSize) caps.maxProcessFilesBytes = parseSize(cli.maxProcessFilesSize);
   if (cli.maxCaptureSize) caps.maxCaptureBytes = parseSize(cli.maxCaptureSize);
   if (cli.maxImageSize !== undefined) caps.maxImageLayerBytes = parseSize(cli.maxImageSize);
+  if (cli.checkpointArchive && cli.checkpointRefused)
+    throw new Error('give either --checkpoint-archive or --checkpoint-refused, not both');
   return {
     caseId: cli.case,
     containerId: cli.containerId,
@@ -237,6 +249,8 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     ...(cli.image && { image: cli.image }),
     ...(cli.imageId && { imageId: cli.imageId }),
     ...(cli.imageContentRoot?.length && { imageContentRoots: cli.imageContentRoot }),
+    ...(cli.checkpointArchive && { checkpoint: { archive: cli.checkpointArchive } }),
+    ...(cli.checkpointRefused && { checkpoint: { refused: cli.checkpointRefused } }),
     ...(cli.cutConnections && { cutConnectionsOf: addresses(cli.cutConnections) }),
     ...(cli.snapshotterRoot?.length && { snapshotterRoots: cli.snapshotterRoot }),
   };

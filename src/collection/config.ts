@@ -55,6 +55,24 @@ export const CollectionConfig = z.object({
    * modes; the collector's defaults (containerd's, CRI-O's and Docker's) when absent.
    */
   snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
+  /**
+   * The kubelet checkpoint request (ADR 0023): the operator asks each suspect container's kubelet
+   * before its collection starts, as its own identity (RBAC: create on nodes/checkpoint).
+   */
+  checkpoint: z
+    .object({
+      /**
+       * PEM file with the CA that signs the kubelets' serving certificates (often the cluster CA).
+       * Unset: no checkpoint is requested and each case records that as a gap; the kubelet is
+       * never called without verifying it.
+       */
+      kubeletCA: z.string().min(1).optional(),
+      /** The kubelets' checkpoint directory (<kubelet --root-dir>/checkpoints). */
+      checkpointsDir: z.string().startsWith('/').default('/var/lib/kubelet/checkpoints'),
+      /** The kubelet's own checkpoint timeout (its `timeout` parameter), seconds. */
+      timeoutSeconds: z.number().int().min(1).max(600).default(60),
+    })
+    .prefault({}),
   /** Signing key Secret in the operator namespace, used when a case names none. */
   signingKeySecret: z
     .object({

@@ -2,6 +2,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type { Collection } from '../api/common.js';
 import type { z } from 'zod';
+import type { CheckpointRequest } from '../collector/checkpoint.js';
 import { artifactGroups, type ArtifactGroup, type CollectOptions } from '../collector/collect.js';
 import { runtimes, type Runtime } from '../collector/locate.js';
 import { artifactSegment } from '../collector/logs.js';
@@ -94,8 +95,11 @@ export function collectRequest(
   pod: { namespace: string; name: string; node: string; uid?: string },
   target: CollectionTarget,
   spec: z.infer<typeof Collection>,
+  checkpoint?: { request?: CheckpointRequest; checkpointsRoot: string },
 ): CollectOptions {
   return {
+    ...(checkpoint?.request && { checkpoint: checkpoint.request }),
+    ...(checkpoint && { checkpointsRoot: checkpoint.checkpointsRoot }),
     caseId: kase.name,
     containerId: target.id,
     runtime: collectorRuntime(target, spec),
@@ -170,6 +174,11 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   if (req.captureSeconds !== undefined) args.push('--capture-seconds', String(req.captureSeconds));
   if (caps.maxCaptureBytes) args.push('--max-capture-size', String(caps.maxCaptureBytes));
   if (caps.maxImageLayerBytes !== undefined) args.push('--max-image-size', String(caps.maxImageLayerBytes));
+  if (req.checkpointsRoot) args.push('--checkpoints-root', req.checkpointsRoot);
+  if (req.checkpoint && 'archive' in req.checkpoint)
+    args.push('--checkpoint-archive', req.checkpoint.archive);
+  if (req.checkpoint && 'refused' in req.checkpoint)
+    args.push('--checkpoint-refused', req.checkpoint.refused);
   if (store.endpoint) args.push('--endpoint', store.endpoint);
   if (store.forcePathStyle) args.push('--path-style');
   if (store.retention.legalHold) args.push('--legal-hold');
@@ -192,6 +201,8 @@ export interface CollectionJobInput {
   collectorDeadline: CollectorDeadline;
   /** Where the node's snapshotter keeps layers, when not where the collector looks by default. */
   snapshotterRoots?: string[];
+  /** The kubelet's answer to the checkpoint request for this container, and its checkpoints directory. */
+  checkpoint?: { request?: CheckpointRequest; checkpointsRoot: string };
 }
 
 export interface CollectorDeadline {
@@ -228,7 +239,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
     [CASE_LABEL]: labelValue(kase.name),
     [CONTAINER_LABEL]: labelValue(target.name),
   };
-  const req = collectRequest(kase, pod, target, input.collection);
+  const req = collectRequest(kase, pod, target, input.collection, input.checkpoint);
   const name = collectionJobName(kase, target.name);
   const deadline = input.collection.timeoutSeconds;
   const args = collectorArgs(req, input.store);

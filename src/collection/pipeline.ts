@@ -27,6 +27,8 @@ import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import { errorMessage, isConflict, isNotFound, orNotFound } from '../runtime/errors.js';
 import type { CollectionConfig } from './config.js';
+import { requestCheckpoint } from './checkpoint.js';
+import type { CheckpointRequest } from '../collector/checkpoint.js';
 import {
   collectionTargets,
   containerPrefix,
@@ -45,6 +47,7 @@ import {
 import {
   collectRequest,
   collectionJob,
+  collectionJobName,
   jobCredentialsSecretName,
   labelValue,
   type CollectionPod,
@@ -223,10 +226,10 @@ export class CollectionPipeline {
     if (node) {
       if (config.mode === 'job' && resolved.type === 's3') {
         for (const t of targets)
-          progress.push(await this.viaJob(kase, where, t, resolved, store, storedNow, step));
+          progress.push(await this.viaJob(kase, status, where, t, resolved, store, storedNow, step));
       } else {
         for (const t of targets) {
-          progress.push(await this.inline(kase, where, t, store, await storedNow(), log));
+          progress.push(await this.inline(kase, status, where, t, store, await storedNow(), log));
           listed = undefined; // the collector added artifacts
         }
       }
@@ -306,6 +309,7 @@ export class CollectionPipeline {
   /** One container through its Job: created if missing, then read. The store has the final word. */
   private async viaJob(
     kase: Case,
+    status: StatusBuilder,
     pod: CollectionPod,
     target: CollectionTarget,
     store: Extract<ResolvedStore, { type: 's3' }>,
@@ -314,22 +318,26 @@ export class CollectionPipeline {
     step: Step,
   ): Promise<ContainerProgress> {
     const { clients, config } = this.deps;
-    const body = collectionJob({
-      kase: { name: kase.metadata.name, uid: kase.metadata.uid ?? '' },
-      namespace: config.namespace,
-      pod,
-      target,
-      collection: kase.spec.collection,
-      store,
-      image: config.image,
-      imagePullSecrets: config.imagePullSecrets,
-      command: config.command,
-      collectorDeadline: config.collectorDeadline,
-      ...(config.snapshotterRoots && { snapshotterRoots: config.snapshotterRoots }),
-    });
-    const name = body.metadata!.name!;
+    const identity = { name: kase.metadata.name, uid: kase.metadata.uid ?? '' };
+    const name = collectionJobName(identity, target.name);
     let job = await orNotFound(clients.batch.readNamespacedJob({ namespace: config.namespace, name }));
     if (!job) {
+      // The checkpoint first, so the Job is told which archive is this container's (ADR 0023).
+      const checkpoint = await this.checkpoint(kase, status, pod, target);
+      const body = collectionJob({
+        kase: identity,
+        namespace: config.namespace,
+        pod,
+        target,
+        collection: kase.spec.collection,
+        store,
+        image: config.image,
+        imagePullSecrets: config.imagePullSecrets,
+        command: config.command,
+        collectorDeadline: config.collectorDeadline,
+        ...(config.snapshotterRoots && { snapshotterRoots: config.snapshotterRoots }),
+        ...(checkpoint && { checkpoint }),
+      });
       try {
         job = await clients.batch.createNamespacedJob({ namespace: config.namespace, body });
         this.metrics.jobsCreated.inc();
@@ -468,10 +476,48 @@ export class CollectionPipeline {
     return undefined;
   }
 
+  /**
+   * When the case asks for a checkpoint: the kubelet asked to checkpoint the container now,
+   * before its collection starts (ADR 0023), and its answer recorded on the case's timeline
+   * (the sealed record the node cannot touch). A refusal is a gap; the collection goes on.
+   */
+  private async checkpoint(
+    kase: Case,
+    status: StatusBuilder,
+    pod: CollectionPod,
+    target: CollectionTarget,
+  ): Promise<{ request: CheckpointRequest; checkpointsRoot: string } | undefined> {
+    if (!kase.spec.collection.artifacts.includes('checkpoint')) return undefined;
+    const { clients, config } = this.deps;
+    const node = await orNotFound(clients.core.readNode({ name: pod.node }));
+    const outcome = await requestCheckpoint(
+      clients.kc,
+      node,
+      { namespace: pod.namespace, pod: pod.name, container: target.name },
+      config.checkpoint,
+    );
+    const { request } = outcome;
+    if ('archive' in request)
+      status.record(
+        'CheckpointContainer',
+        'Succeeded',
+        `kubelet of ${pod.node} checkpointed container ${target.name} in ${outcome.ms} ms: ${request.archive}`,
+      );
+    else
+      status.record(
+        'CheckpointContainer',
+        'Failed',
+        `container ${target.name} on ${pod.node}: ${request.refused}`,
+        { type: 'Warning', reason: 'CheckpointRefused' },
+      );
+    return { request, checkpointsRoot: config.checkpoint.checkpointsDir };
+  }
+
   /** One container collected by this process, unless a previous pass already left its report. */
   private async inline(
     kase: Case,
-    pod: { namespace: string; name: string; node: string; uid?: string },
+    status: StatusBuilder,
+    pod: CollectionPod,
     target: CollectionTarget,
     store: EvidenceStore,
     stored: Map<string, StoredArtifact>,
@@ -480,11 +526,13 @@ export class CollectionPipeline {
     const existing = stored.get(`${containerPrefix(target.id)}/report.json`);
     if (existing) return this.reported(target.name, store, kase.metadata.name, existing);
     const { inline } = this.deps.config;
+    const checkpoint = await this.checkpoint(kase, status, pod, target);
     const req = collectRequest(
       { name: kase.metadata.name, uid: kase.metadata.uid ?? '' },
       pod,
       target,
       kase.spec.collection,
+      checkpoint,
     );
     const root = req.runtime && req.runtime !== 'auto' ? inline.runtimeRoots[req.runtime] : undefined;
     const started = process.hrtime.bigint();

@@ -7,7 +7,8 @@ import { silentLogger, type Logger } from '../observability/logger.js';
 import { assessExposure } from './exposure.js';
 import { homeTargets, opaqueDirs, overlayDiff, targetedPaths } from './filesystem.js';
 import { locateContainer, runtimes, type LocatedContainer } from './locate.js';
-import { artifactSegment, findCheckpoints, findPodLogs } from './logs.js';
+import { CheckpointSummarizer, checkArchivePath } from './checkpoint.js';
+import { artifactSegment, findPodLogs } from './logs.js';
 import { memoryDump } from './memory.js';
 import { capturePackets } from './capture.js';
 import { cutTrackedConnections } from './conntrack.js';
@@ -79,6 +80,17 @@ export const collectOptionsSchema = z.object({
   hostRoot: z.string().default('/'),
   podLogsRoot: z.string().default('/var/log/pods'),
   checkpointsRoot: z.string().default('/var/lib/kubelet/checkpoints'),
+  /**
+   * What the kubelet answered the operator's checkpoint request for this container (ADR 0023):
+   * the archive it named (a path as the node sees it), or its refusal. Only that archive is
+   * collected; without either, no checkpoint is collected.
+   */
+  checkpoint: z
+    .union([
+      z.object({ archive: z.string().min(1).max(4096) }),
+      z.object({ refused: z.string().min(1).max(4096) }),
+    ])
+    .optional(),
   /**
    * A process known to run in the host's namespaces, to tell which ones the container shares;
    * its mountinfo is the host's mount table, where the container's overlay layout is read.
@@ -861,30 +873,86 @@ async function logs(run: CollectionRun, ctx: Context): Promise<void> {
   }
 }
 
+/**
+ * Exactly the archive the kubelet named in its answer to the operator (ADR 0023): checked to lie
+ * directly in the kubelet's checkpoints directory with this container's name shape, opened
+ * through descriptors (no symlink followed on the way), streamed to the store and summarised
+ * from the same bytes. A refusal the operator got is recorded as this group's gap.
+ */
 async function checkpoint(run: CollectionRun, ctx: Context): Promise<void> {
   const { opts } = ctx;
+  const request = opts.checkpoint;
+  if (!request) {
+    run.skip('checkpoint', 'no checkpoint was requested from the kubelet for this container');
+    return;
+  }
+  if ('refused' in request) {
+    run.gap('checkpoint', `the kubelet did not checkpoint the container: ${request.refused}`);
+    return;
+  }
   const p = podOf(run, ctx, 'checkpoint');
   if (!p) return;
-  const root = join(opts.hostRoot, opts.checkpointsRoot);
-  const containers = opts.containerName ? [opts.containerName] : undefined;
-  const found = await findCheckpoints(root, p.namespace, p.pod, containers).catch((err: unknown) => {
-    // No checkpoint directory at all is the common case: the kubelet never made one.
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') run.gap(`checkpoints under ${root}`, err);
-    return { files: [], ambiguous: [] };
-  });
-  for (const a of found.ambiguous) run.skip(`checkpoint ${a.file}`, a.reason);
-  if (found.files.length === 0)
-    run.skip('checkpoint', `no kubelet checkpoint archive for ${p.namespace}/${p.pod} under ${root}`);
-  for (const f of found.files) {
-    await copyHostFile(
-      run,
-      join(root, f),
-      `checkpoint/${artifactSegment(f)}`,
-      'checkpoint',
-      'application/x-tar',
-      opts.caps.maxCheckpointBytes,
-    );
+  if (!opts.containerName) {
+    run.skip('checkpoint', 'no --container-name given: the archive name cannot be checked');
+    return;
   }
+  const checked = checkArchivePath(request.archive, {
+    root: opts.checkpointsRoot,
+    namespace: p.namespace,
+    pod: p.pod,
+    container: opts.containerName,
+  });
+  if ('refused' in checked) {
+    run.gap('checkpoint', `the archive the kubelet named is refused: ${checked.refused}`);
+    return;
+  }
+  const cap = opts.caps.maxCheckpointBytes;
+  const name = `checkpoint/${artifactSegment(checked.file)}`;
+  await run.step(`checkpoint ${checked.path}`, async (signal) => {
+    const { dir, name: last } = await Dir.openContained(opts.hostRoot, checked.path);
+    try {
+      if (last === undefined) throw new Error('no file name');
+      const st = await dir.lstat(last);
+      const handle = await dir.openFile(last, st);
+      try {
+        const { stream, outcome } = cappedStream(handle, cap, signal);
+        const summarizer = new CheckpointSummarizer();
+        async function* tee(): AsyncGenerator<Buffer> {
+          for await (const chunk of stream) {
+            await summarizer.write(chunk);
+            yield chunk;
+          }
+        }
+        const started = Date.now();
+        const a = await run.put(name, tee(), 'checkpoint', 'application/x-tar');
+        if (!a) return;
+        if (outcome.truncated)
+          run.skip(checked.path, `truncated: the first ${outcome.bytes} bytes are stored (cap ${cap})`);
+        const summary = await summarizer.finish(outcome.truncated);
+        run.log.info(
+          {
+            archive: checked.path,
+            bytes: a.size,
+            ms: Date.now() - started,
+            processes: summary.processes.length,
+          },
+          'checkpoint archive stored',
+        );
+        await run.json(
+          `${name}.summary.json`,
+          {
+            archive: { path: checked.path, artifact: a.name, size: a.size, sha256: a.sha256 },
+            ...summary,
+          },
+          'checkpoint',
+        );
+      } finally {
+        await handle.close();
+      }
+    } finally {
+      await dir.close();
+    }
+  });
 }
 
 async function image(run: CollectionRun, ctx: Context): Promise<void> {

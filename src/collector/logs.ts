@@ -85,26 +85,6 @@ export function parseCheckpointName(
   return { match: true, container, time };
 }
 
-/**
- * Kubelet checkpoint archives of the pod's containers (the ContainerCheckpoint API), and the
- * names that look like the pod's but cannot be told apart from another namespace's.
- */
-export async function findCheckpoints(
-  checkpointsRoot: string,
-  namespace: string,
-  pod: string,
-  containers?: string[],
-): Promise<{ files: string[]; ambiguous: { file: string; reason: string }[] }> {
-  const files: string[] = [];
-  const ambiguous: { file: string; reason: string }[] = [];
-  for (const f of (await readdir(checkpointsRoot)).sort()) {
-    const m = parseCheckpointName(f, pod, namespace, containers);
-    if (m.match) files.push(f);
-    else if (m.reason) ambiguous.push({ file: f, reason: m.reason });
-  }
-  return { files, ambiguous };
-}
-
 /** Turns a host file name into a valid artifact path segment (letters, digits, '.', '_', '-'). */
 export function artifactSegment(name: string): string {
   const s = name.replace(/[^A-Za-z0-9._-]/g, '_');

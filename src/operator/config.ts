@@ -45,6 +45,10 @@ export const OperatorConfig = z.object({
   collectorRoleArn: z.string().min(20).optional(),
   stsEndpoint: z.url().optional(),
   localEvidenceDir: z.string().startsWith('/').optional(),
+  /** The CA of the kubelets' serving certificates: without it no checkpoint is requested (ADR 0023). */
+  kubeletCA: z.string().startsWith('/').optional(),
+  /** The kubelets' checkpoint directory, when their --root-dir is not /var/lib/kubelet. */
+  kubeletCheckpointsDir: z.string().startsWith('/').optional(),
   /** Where the nodes' snapshotters keep layers, when not containerd's, CRI-O's or Docker's default (ADR 0017). */
   snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -266,6 +270,20 @@ export const operatorSettings: readonly OperatorSetting[] = [
     help: 'STS endpoint for those credentials (default: the S3 endpoint for MinIO, AWS STS otherwise)',
   },
   {
+    key: 'kubeletCA',
+    flag: 'kubelet-ca',
+    env: ['AMBER_KUBELET_CA'],
+    value: 'file',
+    help: "PEM CA of the kubelets' serving certificates, to request checkpoints (unset: none requested, a gap)",
+  },
+  {
+    key: 'kubeletCheckpointsDir',
+    flag: 'kubelet-checkpoints-dir',
+    env: ['AMBER_KUBELET_CHECKPOINTS_DIR'],
+    value: 'dir',
+    help: "the kubelets' checkpoint directory (default /var/lib/kubelet/checkpoints)",
+  },
+  {
     key: 'localEvidenceDir',
     flag: 'local-evidence-dir',
     env: ['AMBER_LOCAL_EVIDENCE_DIR'],
@@ -363,6 +381,10 @@ export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | u
     jobCredentials: {
       ...(cfg.collectorRoleArn ? { roleArn: cfg.collectorRoleArn } : {}),
       ...(cfg.stsEndpoint ? { stsEndpoint: cfg.stsEndpoint } : {}),
+    },
+    checkpoint: {
+      ...(cfg.kubeletCA ? { kubeletCA: cfg.kubeletCA } : {}),
+      ...(cfg.kubeletCheckpointsDir ? { checkpointsDir: cfg.kubeletCheckpointsDir } : {}),
     },
     evidence: {
       bucket: cfg.s3Bucket,

@@ -1,6 +1,6 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,11 +30,22 @@ const REPO = join(import.meta.dirname, '..', '..');
 /** Versions must match scripts/testenv-build.sh (which reads the same variables). */
 const nodeVersions = {
   kubelet: versions.kube,
+  criu: process.env.CRIU_VERSION ?? '4.2.1-1',
   containerd: process.env.CONTAINERD_VERSION ?? 'v2.4.2',
   'kube-router': process.env.KUBE_ROUTER_VERSION ?? 'v2.1.0',
 };
 const bin = (component: keyof typeof nodeVersions, name: string = component): string =>
   join(cacheDir, `${component}-${nodeVersions[component]}`, name);
+
+/** The runtime's BinaryName: runc with the CRIU this node checkpoints with (setCriu). */
+const RUNC_WRAPPER = join(BASE, 'runc-criu');
+/** On containerd's PATH: its CRI looks `criu` up there before it asks runc to checkpoint. */
+const CRIU_BIN = join(BASE, 'bin');
+/** CRIU from the cache (scripts/testenv-build.sh node), or undefined when it was not built. */
+export function cachedCriu(): string | undefined {
+  const p = bin('criu');
+  return existsSync(p) ? p : undefined;
+}
 
 const hostPrograms = ['iptables', 'iptables-save', 'ipset', 'conntrack', 'buildah', 'runc', 'flock'];
 
@@ -196,7 +207,9 @@ export class RealNode {
   private async startContainerd(): Promise<void> {
     const dir = join(BASE, 'containerd');
     const config = join(dir, 'config.toml');
-    writeFileSync(config, containerdConfig(this.images.pause!.ref));
+    this.setCriu(cachedCriu() ?? null);
+    const path = `${join(cacheDir, `containerd-${nodeVersions.containerd}`)}:${CRIU_BIN}:${process.env.PATH}`;
+    writeFileSync(config, containerdConfig(this.images.pause!.ref, path));
     writeFileSync(
       join(BASE, 'cni', 'net.d', '10-amber.conflist'),
       JSON.stringify(cniConfig(this.address), null, 2),
@@ -204,7 +217,7 @@ export class RealNode {
     const p = ManagedProcess.start('containerd', bin('containerd'), ['--config', config], {
       logFile: join(this.logDir, 'containerd.log'),
       // containerd finds its shim on PATH: the one built with it, not a distribution's.
-      env: { PATH: `${join(cacheDir, `containerd-${nodeVersions.containerd}`)}:${process.env.PATH}` },
+      env: { PATH: path },
     });
     this.procs.push(p);
     await p.waitUntil(async () => {
@@ -323,6 +336,43 @@ export class RealNode {
         timeout: 60_000,
       },
     );
+  }
+
+  /**
+   * Which CRIU the node checkpoints with from now on: a path, or null for none (containerd then
+   * refuses: "criu binary not found"). containerd's CRI looks `criu` up on its PATH before it
+   * asks runc, and runc is told the same one with `--criu`: both wrappers are read at every
+   * call and replaced in one rename each, so no call sees half of one.
+   */
+  setCriu(criu: string | null): void {
+    const write = (path: string, text: string) => {
+      writeFileSync(`${path}.tmp`, text, { mode: 0o755 });
+      renameSync(`${path}.tmp`, path);
+    };
+    const onPath = join(CRIU_BIN, 'criu');
+    mkdirSync(CRIU_BIN, { recursive: true });
+    if (criu) write(onPath, `#!/bin/sh\nexec '${criu}' "$@"\n`);
+    else rmSync(onPath, { force: true });
+    // containerd's CRI never asks runc for --tcp-established, so CRIU refuses a container that
+    // holds a connection ("Connected TCP socket"); a real node sets it in /etc/criu/runc.conf,
+    // which runc hands to CRIU. This node leaves /etc alone: its runc wrapper adds the flag to
+    // every checkpoint instead.
+    write(
+      RUNC_WRAPPER,
+      [
+        '#!/bin/sh',
+        'n=$#',
+        'for a in "$@"; do set -- "$@" "$a"; [ "$a" = checkpoint ] && set -- "$@" --tcp-established; done',
+        'shift $n',
+        `exec runc ${criu ? `--criu '${onPath}' ` : ''}"$@"`,
+        '',
+      ].join('\n'),
+    );
+  }
+
+  /** The kubelet's checkpoint archives directory (its --root-dir/checkpoints). */
+  get checkpointsDir(): string {
+    return join(BASE, 'kubelet', 'checkpoints');
   }
 
   /** Imports an OCI archive (from buildImages) into the node's containerd. */
@@ -450,7 +500,7 @@ class NodeLock {
   }
 }
 
-function containerdConfig(sandboxImage: string): string {
+function containerdConfig(sandboxImage: string, path: string): string {
   const d = join(BASE, 'containerd');
   return `version = 3
 root = "${d}/root"
@@ -468,6 +518,10 @@ state = "${d}/state"
   socket_path = "${d}/nri.sock"
   plugin_path = "${d}/nri/plugins"
   plugin_config_path = "${d}/nri/conf.d"
+
+# The shims' PATH, where the CRI also looks for \`criu\` before it asks runc to checkpoint.
+[plugins."io.containerd.shim.v1.manager"]
+  env = ["PATH=${path}"]
 
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
@@ -489,6 +543,8 @@ state = "${d}/state"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "${d}/runc"
+        # runc with --criu: the CRIU the kubelet's checkpoint requests run (setCriu).
+        BinaryName = "${RUNC_WRAPPER}"
 `;
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -296,6 +296,11 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
       join(hostDir, 'checkpoints/checkpoint-web-7d9f_shop-app-2026-11-23T03:00:00Z.tar'),
       'checkpoint bytes',
     );
+    // Planted beside it with the same prefix, later: only the archive the kubelet named is taken.
+    writeFileSync(
+      join(hostDir, 'checkpoints/checkpoint-web-7d9f_shop-app-2026-11-23T04:00:00Z.tar'),
+      'planted',
+    );
 
     c = await startContainer({
       command: ['/bin/sh', '-c', 'touch /ready; exec sleep 600'],
@@ -322,6 +327,9 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
         containerName: 'app',
         podLogsRoot: join(hostDir, 'pods'),
         checkpointsRoot: join(hostDir, 'checkpoints'),
+        checkpoint: {
+          archive: join(hostDir, 'checkpoints/checkpoint-web-7d9f_shop-app-2026-11-23T03:00:00Z.tar'),
+        },
         groups: ['processes', 'network', 'logs', 'checkpoint'],
         hostReferencePid: process.pid,
         terminationMessagePath: null,
@@ -369,10 +377,62 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
       'previous instance: attacker shell\n',
     );
     expect(names).toContain(`${prefix}/checkpoint/checkpoint-web-7d9f_shop-app-2026-11-23T03_00_00Z.tar`);
+    // The planted archive with a matching prefix is not taken.
+    expect(names.filter((n) => n.includes('/checkpoint/'))).toEqual([
+      `${prefix}/checkpoint/checkpoint-web-7d9f_shop-app-2026-11-23T03_00_00Z.tar`,
+      `${prefix}/checkpoint/checkpoint-web-7d9f_shop-app-2026-11-23T03_00_00Z.tar.summary.json`,
+    ]);
+    const summary = JSON.parse(
+      (
+        await readAll(
+          await store.get(
+            'case-exposure',
+            `${prefix}/checkpoint/checkpoint-web-7d9f_shop-app-2026-11-23T03_00_00Z.tar.summary.json`,
+          ),
+        )
+      ).toString(),
+    ) as { archive: { size: number }; problems: string[] };
+    expect(summary.archive.size).toBe('checkpoint bytes'.length);
+    expect(summary.problems.join('; ')).toMatch(/tar|pstree/);
     expect(result.report.failed.find((f) => f.what.endsWith('app/2.log'))?.reason).toMatch(
       /is a directory.*not read/,
     );
     expect(result.report.skipped.map((s) => s.what)).toContain('memory');
+  });
+  it('refuses an archive path out of the checkpoints directory, and a planted symlink with the right name', async () => {
+    const dir = join(hostDir, 'checkpoints');
+    const link = 'checkpoint-web-7d9f_shop-app-2026-11-23T05:00:00Z.tar';
+    symlinkSync('/etc/shadow', join(dir, link));
+    const attempts = [
+      `${dir}/../pods/shop_web-7d9f_0c5f0a7e-1111-2222-3333-444455556666/app/1.log`,
+      '/etc/shadow',
+      join(dir, link),
+    ];
+    const reasons: string[] = [];
+    for (const [i, archive] of attempts.entries()) {
+      const r = await collectContainer(
+        {
+          caseId: `case-checkpoint-attack-${i}`,
+          containerId: `containerd://${c.id.slice(0, 12)}`,
+          namespace: 'shop',
+          pod: 'web-7d9f',
+          containerName: 'app',
+          checkpointsRoot: dir,
+          checkpoint: { archive },
+          groups: ['checkpoint'],
+          hostReferencePid: process.pid,
+          terminationMessagePath: null,
+        },
+        store,
+        { registry: createRegistry() },
+      );
+      const names = (await store.list(`case-checkpoint-attack-${i}`)).map((a) => a.name);
+      expect(names.filter((n) => n.includes('/checkpoint/'))).toEqual([]);
+      reasons.push(r.report.failed.find((f) => f.what.startsWith('checkpoint'))?.reason ?? '(none)');
+    }
+    expect(reasons[0]).toMatch(/refused: .*"\.\." component/);
+    expect(reasons[1]).toMatch(/refused: "\/etc\/shadow" is not directly in/);
+    expect(reasons[2]).toMatch(/is a symlink.*not read/);
   });
 });
 

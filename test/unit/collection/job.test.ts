@@ -119,6 +119,25 @@ describe('collection Job', () => {
     expect(container.args).not.toContain('--cut-connections');
   });
 
+  it.each([
+    [{ archive: '/var/lib/kubelet/checkpoints/checkpoint-web-abc_shop-main-2026-11-28T14:00:00Z.tar' }],
+    [{ refused: 'the kubelet answered HTTP 500: checkpointing of shop/web-abc/main failed (criu failed)' }],
+  ])("passes the kubelet's answer %o in terms the collector accepts", (request) => {
+    const job = collectionJob(
+      input({ checkpoint: { request, checkpointsRoot: '/var/lib/kubelet/checkpoints' } }),
+    );
+    const opts = toCollectOptions(parseCollect(job.spec!.template.spec!.containers[0]!.args!));
+    expect(opts.checkpoint).toEqual(request);
+    expect(opts.checkpointsRoot).toBe('/var/lib/kubelet/checkpoints');
+  });
+
+  it('refuses both --checkpoint-archive and --checkpoint-refused (a usage error)', () => {
+    const base = { containerId: 'a'.repeat(64), case: 'c', runtime: 'auto' } as CollectCliOptions;
+    expect(() => toCollectOptions({ ...base, checkpointArchive: '/a', checkpointRefused: 'x' })).toThrow(
+      /either --checkpoint-archive or --checkpoint-refused/,
+    );
+  });
+
   it('refuses a --cut-connections entry that is not an IP address (a usage error, nothing collected)', () => {
     const base = { containerId: 'a'.repeat(64), case: 'c', runtime: 'auto' } as CollectCliOptions;
     expect(() => toCollectOptions({ ...base, cutConnections: '10.0.0.1,-s 0/0' })).toThrow(
