@@ -12,7 +12,10 @@ export interface AuditWrite {
   namespace?: string;
   name?: string;
   code: number;
-  /** When the answer was sent (epoch ms). */
+  /**
+   * When the API server received the request (epoch ms): the write that isolates a pod was
+   * received before any watcher can see the pod isolated, whereas its answer may be logged after.
+   */
   at: number;
 }
 
@@ -26,7 +29,7 @@ export function readAuditWrites(path: string): AuditWrite[] {
       user?: { username?: string };
       objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
       responseStatus?: { code?: number };
-      stageTimestamp: string;
+      requestReceivedTimestamp: string;
     };
     if (e.stage !== 'ResponseComplete') continue;
     out.push({
@@ -37,7 +40,7 @@ export function readAuditWrites(path: string): AuditWrite[] {
       ...(e.objectRef?.namespace ? { namespace: e.objectRef.namespace } : {}),
       ...(e.objectRef?.name ? { name: e.objectRef.name } : {}),
       code: e.responseStatus?.code ?? 0,
-      at: Date.parse(e.stageTimestamp),
+      at: Date.parse(e.requestReceivedTimestamp),
     });
   }
   return out;

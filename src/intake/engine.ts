@@ -22,6 +22,7 @@ import {
   type CaseLike,
   type LogMarks,
 } from './cases.js';
+import { refusal, type SafetyConfig } from '../cases/safety.js';
 import { QueueFullError } from './errors.js';
 import { rfc3339ToNs, type Alert, type AlertTarget } from './falco.js';
 import type { CaseApi } from './kube.js';
@@ -90,6 +91,15 @@ export interface IntakeEngineOptions {
   eventNamespace?: string;
   /** At most one Event per (object, reason) in this long; metrics count every occurrence. */
   eventIntervalMs?: number;
+  /**
+   * Isolation first (ADR 0025): once an opening alert is in the log, the pod is isolated by the
+   * intake, for a case the reconciler would not refuse. Needs the journal: without one a crash
+   * before the case is written would leave a pod isolated for a case that never exists.
+   */
+  earlyIsolation?: {
+    isolator: { isolate(caseName: string, target: AlertTarget): Promise<unknown> };
+    safety: SafetyConfig;
+  };
 }
 
 interface IndexedCase {
@@ -128,6 +138,7 @@ export class IntakeEngine {
   private readonly backoff: { baseMs: number; maxMs: number };
   private readonly eventNamespace: string;
   private readonly eventIntervalMs: number;
+  private readonly earlyIsolation: IntakeEngineOptions['earlyIsolation'];
 
   private policies: NamedPolicy[] = [];
   private readonly cases = new Map<string, IndexedCase>();
@@ -161,6 +172,7 @@ export class IntakeEngine {
     this.backoff = opts.backoff ?? { baseMs: 200, maxMs: 10_000 };
     this.eventNamespace = opts.eventNamespace ?? 'default';
     this.eventIntervalMs = opts.eventIntervalMs ?? 60_000;
+    this.earlyIsolation = opts.journal ? opts.earlyIsolation : undefined;
   }
 
   // ---- inputs from the informers ----
@@ -284,6 +296,14 @@ export class IntakeEngine {
     this.record(name, target, alert, policy.spec.dedupWindowSeconds, now, logged?.token);
     this.log.info({ case: name, policy: policy.name, pod: podKey(target), rule: alert.rule }, 'opening case');
     this.writeSoon();
+    const early = this.earlyIsolation;
+    if (early && logged && body.spec.containment.isolateNetwork && !refusal(body, early.safety)) {
+      // Only once the record is durable: a pod is never isolated for an alert that could be lost.
+      logged.durable.then(
+        () => void early.isolator.isolate(name, target),
+        () => undefined,
+      );
+    }
     return {
       outcome: 'opened',
       case: name,
