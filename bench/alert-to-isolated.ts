@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API_VERSION } from '../src/api/common.js';
-import { networkPolicyName } from '../src/containment/labels.js';
+import { STANDING_POLICY_NAME, networkPolicyName } from '../src/containment/labels.js';
 import { selectorMatches } from '../src/containment/pod.js';
 import { caseNameFor } from '../src/intake/cases.js';
 import { createLogger, silentLogger } from '../src/observability/logger.js';
@@ -192,8 +192,33 @@ try {
       (w.resource === 'forensiccases' && w.name === kase) ||
       (w.resource === 'networkpolicies' && w.name === networkPolicyName(kase));
   };
+  // The write that isolated a pod, as the API server received it: the later of the first
+  // successful label patch of the pod and the first successful create of a policy that selects
+  // it (the case's own policy before ADR 0025, the namespace's standing one after). A write
+  // received after it counts as after isolation even if a watcher saw the pod isolated later.
+  const isolatingWrite = (pod: string, from: number) => {
+    const kase = caseNameFor({ namespace: 'shop', pod });
+    const ok = writes.filter((w) => w.at >= from && w.code < 400);
+    const patch = ok.find((w) => w.resource === 'pods' && w.name === pod && w.verb === 'patch');
+    const policy = ok.find(
+      (w) =>
+        w.resource === 'networkpolicies' &&
+        w.verb === 'create' &&
+        (w.name === networkPolicyName(kase) || w.name === STANDING_POLICY_NAME),
+    );
+    // The standing policy may predate the window (created for an earlier pod).
+    const standingBefore = writes.some(
+      (w) =>
+        w.resource === 'networkpolicies' && w.name === STANDING_POLICY_NAME && w.code < 400 && w.at < from,
+    );
+    if (!patch || (!policy && !standingBefore)) return isolated.get(pod)!;
+    return Math.max(patch.at, policy && !standingBefore ? policy.at : 0);
+  };
   const ownWrites = (pods: string[], from: number) =>
-    pods.map((p) => writes.filter((w) => w.at >= from && w.at <= isolated.get(p)! && objectsOf(p)(w)));
+    pods.map((p) => {
+      const until = isolatingWrite(p, from);
+      return writes.filter((w) => w.at >= from && w.at <= until && objectsOf(p)(w));
+    });
   const report = (label: string, pods: string[], from: number, to: number) => {
     const before = ownWrites(pods, from);
     const counts = before.map((b) => b.length);
@@ -205,7 +230,11 @@ try {
         ` (${byKind(before.flat())
           .map(([k, n]) => `${k} ${(n / pods.length).toFixed(2)}`)
           .join(', ')}); shared before the last isolation: ${sharedBefore.length}` +
-        (sharedBefore.length ? ` (${byKind(sharedBefore).map(([k, n]) => `${k} ${n}`).join(', ')})` : ''),
+        (sharedBefore.length
+          ? ` (${byKind(sharedBefore)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(', ')})`
+          : ''),
     );
     console.log(
       `${label}: API writes in total ${inWindow.length} = ${(inWindow.length / pods.length).toFixed(2)} per pod` +

@@ -204,7 +204,8 @@ export class CaseReconciler {
     const label = pod.metadata?.labels?.[CASE_LABEL];
     if (label && label !== name) world.labelOwner = await this.labelOwner(label);
     // Also when the intake labelled the pod already: detaching is the first pass's to do.
-    if (!status.podUID && kase.spec.containment.detachFromWorkload) world.detachKeys = await this.detachKeys(pod);
+    if (!status.podUID && kase.spec.containment.detachFromWorkload)
+      world.detachKeys = await this.detachKeys(pod);
 
     if (wantsNode) {
       const nodeName = nodeHeld?.status === 'True' ? status.node : pod.spec?.nodeName;

@@ -421,12 +421,20 @@ function planRelease(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
           `pod ${namespace}/${podName} is UID ${pod.metadata?.uid}, not the pinned ${pinned}: left untouched`,
         ),
       );
-  } else if (pod && (isQuarantinedBy(pod, name) || pod.metadata?.labels?.[NETWORK_QUARANTINE_LABEL] === name)) {
+  } else if (
+    pod &&
+    (isQuarantinedBy(pod, name) || pod.metadata?.labels?.[NETWORK_QUARANTINE_LABEL] === name)
+  ) {
     const restore = kase.spec.containment.restoreLabelsOnRelease ? originalLabels(pod) : {};
     const restored = Object.keys(restore).length > 0;
     out.push(
       podPatch(pod, {
-        labels: { [CASE_LABEL]: null, [QUARANTINE_LABEL]: null, [NETWORK_QUARANTINE_LABEL]: null, ...restore },
+        labels: {
+          [CASE_LABEL]: null,
+          [QUARANTINE_LABEL]: null,
+          [NETWORK_QUARANTINE_LABEL]: null,
+          ...restore,
+        },
         ...(restored ? { annotations: { [ORIGINAL_LABELS_ANNOTATION]: null } } : {}),
       }),
     );

@@ -82,13 +82,14 @@ export class EarlyIsolator {
   isolate(caseName: string, target: AlertTarget): Promise<EarlyOutcome> {
     return this.limit(async () => {
       try {
-        const [pod] = await Promise.all([
-          this.api.readPod(target.namespace, target.pod),
-          this.standingPolicy(target.namespace),
-        ]);
+        const pod = await this.api.readPod(target.namespace, target.pod);
         const decision = isolateEarly(pod, caseName);
-        if (decision.action === 'label')
+        if (decision.action === 'label') {
+          // The policy first, so the label isolates the pod the moment it lands. Only for a pod
+          // that exists: an alert naming a namespace makes no write there unless a pod is labelled.
+          await this.standingPolicy(target.namespace);
           await this.api.patchPod(target.namespace, target.pod, decision.patch);
+        }
         this.onOutcome(decision.action === 'label' ? 'labelled' : decision.reason);
         return decision.action;
       } catch (err) {

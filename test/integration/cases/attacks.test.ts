@@ -2,6 +2,7 @@ import {
   NetworkingV1Api,
   PatchStrategy,
   setHeaderOptions,
+  type V1NetworkPolicy,
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
@@ -19,7 +20,8 @@ import {
   NODE_HOLDERS_ANNOTATION,
   QUARANTINE_LABEL,
   QUARANTINE_TAINT_KEY,
-  networkPolicyName,
+  NETWORK_QUARANTINE_LABEL,
+  STANDING_POLICY_NAME,
 } from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
@@ -251,7 +253,14 @@ describe('containment an attacker cannot steer or escape (real API server, opera
 
   describe('isolation is repaired, not assumed', () => {
     const name = 'repair';
-    const policyName = networkPolicyName(name);
+    const policyName = STANDING_POLICY_NAME;
+    /** The standing policy as Amber wants it: deny-all for every pod with the network label. */
+    const wanted = (p: V1NetworkPolicy) =>
+      !p.spec?.ingress?.length &&
+      !p.spec?.egress?.length &&
+      p.spec?.podSelector?.matchExpressions?.[0]?.key === NETWORK_QUARANTINE_LABEL &&
+      p.spec?.podSelector?.matchExpressions?.[0]?.operator === 'Exists' &&
+      !p.spec?.podSelector?.matchLabels;
 
     beforeAll(async () => {
       await pod('db-0', 'n3');
@@ -343,6 +352,32 @@ describe('containment an attacker cannot steer or escape (real API server, opera
       expect(actions(decoy).filter((a) => a.startsWith('LabelPod'))).toEqual(['LabelPod Succeeded']);
     });
 
+    it('the network label alone removed (what the standing policy selects) is put back', async () => {
+      // A pod whose ServiceAccount may patch pods can take the label off itself: it is out of
+      // isolation only until the watch brings its case back.
+      await repaired(
+        'network label removed',
+        () =>
+          w.core.patchNamespacedPod(
+            {
+              namespace: 'shop',
+              name: 'db-0',
+              body: { metadata: { labels: { [NETWORK_QUARANTINE_LABEL]: null } } },
+            },
+            mergePatch,
+          ),
+        readPod,
+        (p) => p.metadata?.labels?.[NETWORK_QUARANTINE_LABEL] === name,
+      );
+      await waitFor(
+        'recorded',
+        () => w.getCase(name),
+        (c) =>
+          c.status?.timeline?.some((e) => e.message?.includes(`${NETWORK_QUARANTINE_LABEL} was removed`)) ??
+          false,
+      );
+    });
+
     it('an edited NetworkPolicy (allow all ingress, selector emptied) is put back', async () => {
       await repaired(
         'policy edited',
@@ -353,7 +388,7 @@ describe('containment an attacker cannot steer or escape (real API server, opera
           await net.replaceNamespacedNetworkPolicy({ namespace: 'shop', name: policyName, body: p });
         },
         readPolicy,
-        (p) => !p.spec?.ingress?.length && p.spec?.podSelector?.matchLabels?.[CASE_LABEL] === name,
+        wanted,
       );
       await waitFor(
         'recorded',
@@ -389,7 +424,7 @@ describe('containment an attacker cannot steer or escape (real API server, opera
         'policy deleted',
         () => net.deleteNamespacedNetworkPolicy({ namespace: 'shop', name: policyName }),
         readPolicy,
-        (p) => p.metadata?.labels?.[CASE_LABEL] === name,
+        wanted,
       );
       await waitFor(
         'recorded',
@@ -397,6 +432,44 @@ describe('containment an attacker cannot steer or escape (real API server, opera
         (c) => c.status?.timeline?.some((e) => e.message?.includes('it was deleted')) ?? false,
       );
     });
+  });
+
+  it('a policy named like the standing one, planted before Amber (allow all), is replaced before the pod counts as isolated', async () => {
+    await w.namespace('planted');
+    await net.createNamespacedNetworkPolicy({
+      namespace: 'planted',
+      body: {
+        metadata: { name: STANDING_POLICY_NAME },
+        spec: {
+          podSelector: { matchExpressions: [{ key: NETWORK_QUARANTINE_LABEL, operator: 'Exists' }] },
+          policyTypes: ['Ingress', 'Egress'],
+          ingress: [{}],
+          egress: [{}],
+        },
+      },
+    });
+    await w.core.createNamespacedPod({
+      namespace: 'planted',
+      body: {
+        metadata: { name: 'victim', labels: { app: 'victim' } },
+        spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'busybox' }] },
+      },
+    });
+    await w.createCase('planted', {
+      target: { namespace: 'planted', pod: 'victim' },
+      reason: 'shell',
+      containment: { cordonNode: false, taintNode: false, labelNode: false },
+    });
+    const kase = await w.waitForPhase('planted', 'Contained');
+    const policy = await net.readNamespacedNetworkPolicy({
+      namespace: 'planted',
+      name: STANDING_POLICY_NAME,
+    });
+    expect(policy.spec?.ingress ?? []).toEqual([]);
+    expect(policy.spec?.egress ?? []).toEqual([]);
+    expect(policy.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('amber');
+    expect(condition(kase, 'NetworkIsolated')?.status).toBe('True');
+    await releaseAll(['planted']);
   });
 
   it('a hostNetwork pod: network isolation recorded as not effective, never Succeeded', async () => {
@@ -433,11 +506,9 @@ describe('containment an attacker cannot steer or escape (real API server, opera
     await w.waitForPhase(name, 'Contained');
     const p = await w.core.readNamespacedPod({ namespace: 'shop', name: long });
     expect(p.metadata?.labels?.[CASE_LABEL]).toBe(name);
-    const policy = await net.readNamespacedNetworkPolicy({
-      namespace: 'shop',
-      name: networkPolicyName(name),
-    });
-    expect(policy.spec?.podSelector?.matchLabels?.[CASE_LABEL]).toBe(name);
+    expect(p.metadata?.labels?.[NETWORK_QUARANTINE_LABEL]).toBe(name);
+    const policy = await net.readNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME });
+    expect(policy.spec?.podSelector?.matchExpressions?.[0]?.key).toBe(NETWORK_QUARANTINE_LABEL);
     await releaseAll([name]);
   });
 

@@ -1,6 +1,10 @@
 import { NetworkingV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/labels.js';
+import {
+  NETWORK_QUARANTINE_LABEL,
+  NODE_HOLDERS_ANNOTATION,
+  STANDING_POLICY_NAME,
+} from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startCaseController } from '../../testenv/operator.js';
@@ -12,7 +16,8 @@ import { Workloads } from '../../testenv/workload.js';
 /**
  * A controller that dies half way through a case is replaced by a fresh one (new caches, new
  * queue: all it knows is what the API server holds). Every case must end contained exactly
- * once: one NetworkPolicy, one timeline entry per action, the node held once.
+ * once: one standing NetworkPolicy, one timeline entry per action, the node held once. The
+ * standing policy is deleted before each case so that its creation is a step of every pass.
  */
 describe('crash in the middle of a case, restart', () => {
   let cluster: Cluster;
@@ -28,12 +33,21 @@ describe('crash in the middle of a case, restart', () => {
   });
   afterAll(async () => cluster?.stop());
 
+  const net = () => cluster.kubeConfig().makeApiClient(NetworkingV1Api);
+  const deleteStandingPolicy = () =>
+    net()
+      .deleteNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME })
+      .catch((e: { code?: number }) => {
+        if (e.code !== 404) throw e;
+      });
+
   it.each(['finalizer', 'network-policy', 'pod-labels', 'node'])(
     'crash after %s: completed exactly once',
     async (step) => {
       const opKc = await operatorKubeConfig(cluster);
       const [pod] = await w.runningPods('shop', 'app=api', 1);
       const name = `crash-${step}`;
+      await deleteStandingPolicy();
       let crashed = false;
       // The doomed controller reaches the API server through a proxy; at the crash point the
       // proxy is cut, so nothing it still had in flight or queued can reach the world.
@@ -66,11 +80,10 @@ describe('crash in the middle of a case, restart', () => {
         const kase = await w.waitForPhase(name, 'Contained');
         const actions = (kase.status?.timeline ?? []).map((e) => e.action);
         expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
-        const policies = await cluster
-          .kubeConfig()
-          .makeApiClient(NetworkingV1Api)
-          .listNamespacedNetworkPolicy({ namespace: 'shop', labelSelector: `${CASE_LABEL}=${name}` });
-        expect(policies.items).toHaveLength(1);
+        const policies = await net().listNamespacedNetworkPolicy({ namespace: 'shop' });
+        expect(policies.items.map((p) => p.metadata?.name)).toEqual([STANDING_POLICY_NAME]);
+        const labelled = await w.core.readNamespacedPod({ namespace: 'shop', name: pod!.metadata!.name! });
+        expect(labelled.metadata?.labels?.[NETWORK_QUARANTINE_LABEL]).toBe(name);
         const node = await w.core.readNode({ name: 'node-c' });
         expect(
           node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(',').filter((h) => h === name),
@@ -135,6 +148,7 @@ describe('crash in the middle of a case, restart', () => {
     const opKc = await operatorKubeConfig(cluster);
     const [pod] = await w.runningPods('shop', 'app=api', 1);
     const podName = pod!.metadata!.name!;
+    await deleteStandingPolicy();
     let touched = false;
     const op = await startCaseController(opKc, {
       // Someone else changes the pod between the reconciler's read and its label patch.
