@@ -34,20 +34,24 @@ describe('crash in the middle of a case, restart', () => {
   afterAll(async () => cluster?.stop());
 
   const net = () => cluster.kubeConfig().makeApiClient(NetworkingV1Api);
-  const deleteStandingPolicy = () =>
-    net()
-      .deleteNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME })
-      .catch((e: { code?: number }) => {
-        if (e.code !== 404) throw e;
-      });
+  /**
+   * A pod in a namespace of its own: the case under test is then the one that creates the
+   * namespace's standing policy (another open case in the same namespace would put it back
+   * first, and the step under test would never come).
+   */
+  const podInOwnNamespace = async (namespace: string) => {
+    await w.namespace(namespace);
+    await w.replicaSet(namespace, 'api', 'node-c', 1);
+    const [pod] = await w.runningPods(namespace, 'app=api', 1);
+    return pod!;
+  };
 
   it.each(['finalizer', 'network-policy', 'pod-labels', 'node'])(
     'crash after %s: completed exactly once',
     async (step) => {
       const opKc = await operatorKubeConfig(cluster);
-      const [pod] = await w.runningPods('shop', 'app=api', 1);
       const name = `crash-${step}`;
-      await deleteStandingPolicy();
+      const pod = await podInOwnNamespace(name);
       let crashed = false;
       // The doomed controller reaches the API server through a proxy; at the crash point the
       // proxy is cut, so nothing it still had in flight or queued can reach the world.
@@ -63,7 +67,7 @@ describe('crash in the middle of a case, restart', () => {
         },
       });
       await w.createCase(name, {
-        target: { namespace: 'shop', pod: pod!.metadata!.name! },
+        target: { namespace: name, pod: pod.metadata!.name! },
         reason: 'crash test',
       });
       await waitFor(
@@ -80,9 +84,9 @@ describe('crash in the middle of a case, restart', () => {
         const kase = await w.waitForPhase(name, 'Contained');
         const actions = (kase.status?.timeline ?? []).map((e) => e.action);
         expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
-        const policies = await net().listNamespacedNetworkPolicy({ namespace: 'shop' });
+        const policies = await net().listNamespacedNetworkPolicy({ namespace: name });
         expect(policies.items.map((p) => p.metadata?.name)).toEqual([STANDING_POLICY_NAME]);
-        const labelled = await w.core.readNamespacedPod({ namespace: 'shop', name: pod!.metadata!.name! });
+        const labelled = await w.core.readNamespacedPod({ namespace: name, name: pod.metadata!.name! });
         expect(labelled.metadata?.labels?.[NETWORK_QUARANTINE_LABEL]).toBe(name);
         const node = await w.core.readNode({ name: 'node-c' });
         expect(
@@ -146,9 +150,8 @@ describe('crash in the middle of a case, restart', () => {
   });
   it('retries a 409 conflict quietly and converges', async () => {
     const opKc = await operatorKubeConfig(cluster);
-    const [pod] = await w.runningPods('shop', 'app=api', 1);
-    const podName = pod!.metadata!.name!;
-    await deleteStandingPolicy();
+    const pod = await podInOwnNamespace('crash-conflict');
+    const podName = pod.metadata!.name!;
     let touched = false;
     const op = await startCaseController(opKc, {
       // Someone else changes the pod between the reconciler's read and its label patch.
@@ -157,7 +160,7 @@ describe('crash in the middle of a case, restart', () => {
           touched = true;
           await w.core.patchNamespacedPod(
             {
-              namespace: 'shop',
+              namespace: 'crash-conflict',
               name: podName,
               body: { metadata: { annotations: { 'example.com/touched': 'yes' } } },
             },
@@ -168,7 +171,7 @@ describe('crash in the middle of a case, restart', () => {
     });
     try {
       await w.createCase('conflict-case', {
-        target: { namespace: 'shop', pod: podName },
+        target: { namespace: 'crash-conflict', pod: podName },
         reason: 'conflict test',
       });
       const kase = await w.waitForPhase('conflict-case', 'Contained');
