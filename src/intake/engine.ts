@@ -122,6 +122,11 @@ interface PendingCase {
   known?: { resourceVersion?: string; alerts?: NonNullable<CaseLike['status']>['alerts'] };
   /** A patch that failed without an answer: it may or may not have been applied. */
   unsure?: AlertDelta;
+  /**
+   * The intake is isolating the case's pod (ADR 0025): the create waits for it, so that in a
+   * storm the case writes and the reconciles they start do not compete with the isolations.
+   */
+  isolating?: boolean;
 }
 
 const MAX_SEQ = 100;
@@ -298,11 +303,14 @@ export class IntakeEngine {
     this.writeSoon();
     const early = this.earlyIsolation;
     if (early && logged && body.spec.containment.isolateNetwork && !refusal(body, early.safety)) {
+      const entry = this.pending.get(name)!;
+      entry.isolating = true;
+      const settled = () => {
+        entry.isolating = false;
+        this.writeSoon();
+      };
       // Only once the record is durable: a pod is never isolated for an alert that could be lost.
-      logged.durable.then(
-        () => void early.isolator.isolate(name, target),
-        () => undefined,
-      );
+      logged.durable.then(() => early.isolator.isolate(name, target)).then(settled, settled);
     }
     return {
       outcome: 'opened',
@@ -473,6 +481,7 @@ export class IntakeEngine {
   async stop(drainMs = 5_000): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    for (const entry of this.pending.values()) entry.isolating = false;
     const deadline = Date.now() + drainMs;
     while (this.pending.size > 0 && Date.now() < deadline) {
       this.retryAt = 0;
@@ -523,9 +532,10 @@ export class IntakeEngine {
    * order); after a failure no further case is started, and the pass backs off.
    */
   private async flushPass(): Promise<void> {
-    // New cases first, all of them, then the alert counts: containment waits on the creates.
+    // New cases first, all of them, then the alert counts: containment waits on the creates
+    // (except a case whose pod the intake is isolating: it is written once that settled).
     let failed = await this.writeEach(
-      [...this.pending.values()].filter((e) => e.create),
+      [...this.pending.values()].filter((e) => e.create && !e.isolating),
       true,
     );
     if (!failed) failed = await this.writeEach([...this.pending.values()], false);
@@ -565,6 +575,7 @@ export class IntakeEngine {
 
   /** True when the entry is done or made progress; false on a failure worth retrying later. */
   private async flushEntry(entry: PendingCase, createOnly = false): Promise<boolean> {
+    if (entry.create && entry.isolating) return true; // written once the isolation settles
     if (entry.create) {
       const created = await this.tryCreate(entry);
       if (created !== 'done') return created === 'moved';

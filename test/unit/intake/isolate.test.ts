@@ -138,6 +138,9 @@ describe('the engine isolates early only once the opening alert is durable', () 
     safety = { operatorNamespace: 'amber', allowKubeSystem: false, protectedNamespaces: ['vault'] },
   ) {
     const isolated: string[] = [];
+    /** Each isolation stays pending until the test settles it. */
+    const pendingIsolations: (() => void)[] = [];
+    const api = new MemoryCaseApi();
     const syncs: { resolve: () => void; reject: (e: Error) => void }[] = [];
     let seq = 0;
     const journal: Journal = {
@@ -151,7 +154,7 @@ describe('the engine isolates early only once the opening alert is durable', () 
       done() {},
     };
     const engine = new IntakeEngine({
-      api: new MemoryCaseApi(),
+      api,
       journal,
       logger: silentLogger,
       metrics: createIntakeMetrics(createRegistry()),
@@ -159,8 +162,9 @@ describe('the engine isolates early only once the opening alert is durable', () 
       earlyIsolation: {
         safety,
         isolator: {
-          isolate: async (c, t) => {
+          isolate: (c, t) => {
             isolated.push(`${c} ${t.namespace}/${t.pod}`);
+            return new Promise<void>((resolve) => pendingIsolations.push(resolve));
           },
         },
       },
@@ -176,7 +180,7 @@ describe('the engine isolates early only once the opening alert is durable', () 
       },
     ]);
     engine.setClusterNodes(10);
-    return { engine, isolated, syncs };
+    return { engine, isolated, syncs, api, pendingIsolations };
   }
   const alert = (namespace: string, pod: string): Alert => ({
     rule: 'Terminal shell in container',
@@ -205,6 +209,37 @@ describe('the engine isolates early only once the opening alert is durable', () 
     syncs[1]!.reject(new Error('EIO'));
     await settle();
     expect(isolated).toHaveLength(1);
+  });
+
+  it('the case is written once the isolation settled, so the two do not compete in a storm', async () => {
+    const { engine, syncs, api, pendingIsolations } = setup();
+    engine.accept(alert('shop', 'web-1'));
+    syncs[0]!.resolve();
+    await settle();
+    expect(pendingIsolations).toHaveLength(1);
+    await engine.flush();
+    expect(api.calls.create).toBe(0);
+    pendingIsolations[0]!();
+    await settle();
+    await engine.flush();
+    expect(api.calls.create).toBe(1);
+  });
+
+  it('a failed fsync writes the case as before (nothing isolated), and stop() never waits on an isolation', async () => {
+    const failed = setup();
+    failed.engine.accept(alert('shop', 'web-1'));
+    failed.syncs[0]!.reject(new Error('EIO'));
+    await settle();
+    await failed.engine.flush();
+    expect(failed.isolated).toEqual([]);
+    expect(failed.api.calls.create).toBe(1);
+
+    const stopping = setup();
+    stopping.engine.accept(alert('shop', 'web-2'));
+    stopping.syncs[0]!.resolve();
+    await settle();
+    await stopping.engine.stop(1_000);
+    expect(stopping.api.calls.create).toBe(1);
   });
 
   it('only for an opening alert: one attached to an open case changes nothing', async () => {
