@@ -6,7 +6,7 @@ import { CollectionConfig, type CollectionConfigInput } from '../collection/conf
 import { MANAGED_BY } from '../collection/job.js';
 import { CollectionPipeline } from '../collection/pipeline.js';
 import { CASE_LABEL, NODE_HELD_LABEL } from '../containment/labels.js';
-import { MANAGED_BY_LABEL } from '../containment/network-policy.js';
+import { MANAGED_BY_LABEL, isStandingPolicy } from '../containment/network-policy.js';
 import { holders } from '../containment/node.js';
 import type { Logger } from '../observability/logger.js';
 import { Controller, ownerKeys } from '../runtime/controller.js';
@@ -128,16 +128,28 @@ export function caseController(opts: CaseControllerOptions) {
       if (name) controller.enqueue(name);
     }
   };
+  // A namespace's standing policy deleted or edited: every case isolating a pod there puts it
+  // back (the first to write wins, the others find it in place).
+  const enqueueNamespace = (...objs: KubernetesObject[]) => {
+    for (const o of objs) {
+      if (!isStandingPolicy(o)) continue;
+      const ns = o.metadata?.namespace;
+      for (const c of cases.list())
+        if (c.spec?.target?.namespace === ns && !c.spec?.release) controller.enqueue(c.metadata.name);
+    }
+  };
   // A deleted or edited quarantine policy is put back by its case.
   policies.addHandler({
     onUpdate: (o, n) => {
       enqueueOwners(o);
       enqueueOwners(n);
       enqueueLabelled(o, n);
+      enqueueNamespace(o, n);
     },
     onDelete: (o) => {
       enqueueOwners(o);
       enqueueLabelled(o);
+      enqueueNamespace(o);
     },
   });
   pods.addHandler({

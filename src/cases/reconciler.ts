@@ -3,7 +3,13 @@ import { z } from 'zod';
 import { ForensicCase, type ForensicCaseStatus } from '../api/forensiccase.js';
 import { PolicyLimits } from '../api/responsepolicy.js';
 import type { CollectionPipeline } from '../collection/pipeline.js';
-import { CASE_LABEL, FINALIZER, NODE_HELD_LABEL, networkPolicyName } from '../containment/labels.js';
+import {
+  CASE_LABEL,
+  FINALIZER,
+  NODE_HELD_LABEL,
+  STANDING_POLICY_NAME,
+  networkPolicyName,
+} from '../containment/labels.js';
 import {
   DEFAULT_NODE_LIMIT,
   nodesHeldByCases,
@@ -22,7 +28,7 @@ import {
   type Action,
   type World,
 } from '../containment/plan.js';
-import { isQuarantinedBy, selectorKeys, selectorMatches } from '../containment/pod.js';
+import { selectorKeys, selectorMatches } from '../containment/pod.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import { apiStatusCode, isConflict, orNotFound } from '../runtime/errors.js';
@@ -160,17 +166,28 @@ export class CaseReconciler {
     const { clients } = this.deps;
     const name = kase.metadata.name;
     const { namespace, pod: podName } = kase.spec.target;
-    const [pod, networkPolicy, held] = await Promise.all([
+    const releasingNow = releasing(kase, status);
+    const [pod, standingPolicy, networkPolicy, held] = await Promise.all([
       orNotFound(clients.core.readNamespacedPod({ namespace, name: podName })),
-      this.readPolicy(namespace, networkPolicyName(name)),
+      releasingNow || !kase.spec.containment.isolateNetwork
+        ? undefined
+        : this.readPolicy(namespace, STANDING_POLICY_NAME),
+      // An earlier version's per-case policy: it pins the pod until the status does, and goes
+      // on release. None is created any more, so once the informer synced its cache is the truth.
+      status.podUID && !releasingNow
+        ? undefined
+        : this.deps.cachedPolicy
+          ? this.deps.cachedPolicy(namespace, networkPolicyName(name))
+          : this.readPolicy(namespace, networkPolicyName(name)),
       this.heldNodes(status.node, name),
     ]);
     const world: World = {
       pod,
+      standingPolicy,
       networkPolicy,
       heldNodes: held.filter((n) => holders(n).includes(name)),
     };
-    if (releasing(kase, status)) return world;
+    if (releasingNow) return world;
     const want = nodeWanted(kase);
     const wantsNode = want.cordon || want.taint || want.label;
     const nodeHeld = status.conditions?.find((c) => c.type === 'NodeHeld');
@@ -186,7 +203,8 @@ export class CaseReconciler {
 
     const label = pod.metadata?.labels?.[CASE_LABEL];
     if (label && label !== name) world.labelOwner = await this.labelOwner(label);
-    if (!status.podUID && !isQuarantinedBy(pod, name) && kase.spec.containment.detachFromWorkload)
+    // Also when the intake labelled the pod already: detaching is the first pass's to do.
+    if (!status.podUID && kase.spec.containment.detachFromWorkload)
       world.detachKeys = await this.detachKeys(pod);
 
     if (wantsNode) {
@@ -306,6 +324,9 @@ export class CaseReconciler {
     for (const a of actions) {
       switch (a.kind) {
         case 'createPolicy':
+          // A 409 (the intake or another case created the standing policy first, or someone put
+          // a policy of that name there) requeues the case: the next pass reads what is there
+          // and replaces it if it is not the wanted one, before counting the pod isolated.
           await clients.networking.createNamespacedNetworkPolicy({
             namespace: a.policy.metadata!.namespace!,
             body: a.policy,

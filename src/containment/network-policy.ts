@@ -1,7 +1,13 @@
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
 import { API_VERSION } from '../api/common.js';
-import { CASE_LABEL, POD_UID_ANNOTATION, networkPolicyName } from './labels.js';
+import {
+  CASE_LABEL,
+  NETWORK_QUARANTINE_LABEL,
+  POD_UID_ANNOTATION,
+  STANDING_POLICY_NAME,
+  networkPolicyName,
+} from './labels.js';
 
 export interface CaseRef {
   name: string;
@@ -9,6 +15,38 @@ export interface CaseRef {
 }
 
 export const MANAGED_BY_LABEL = { 'app.kubernetes.io/managed-by': 'amber' } as const;
+
+/** Marks the standing policy among Amber's policies (the per-case ones carry CASE_LABEL). */
+export const STANDING_LABEL = { 'forensics.amber.io/standing-quarantine': 'true' } as const;
+
+/**
+ * The namespace's standing quarantine policy: deny-all ingress and egress for every pod that
+ * carries NETWORK_QUARANTINE_LABEL, whatever its value (a changed value does not let a pod out).
+ * Created once per namespace and left in place: without the label it selects nothing, so
+ * isolating a pod is one label write on that pod alone (ADR 0025). Owned by no case: it outlives
+ * them all.
+ */
+export function standingQuarantinePolicy(namespace: string): V1NetworkPolicy {
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: {
+      name: STANDING_POLICY_NAME,
+      namespace,
+      labels: { ...MANAGED_BY_LABEL, ...STANDING_LABEL },
+    },
+    spec: {
+      podSelector: { matchExpressions: [{ key: NETWORK_QUARANTINE_LABEL, operator: 'Exists' }] },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [],
+      egress: [],
+    },
+  };
+}
+
+export const isStandingPolicy = (p: { metadata?: { name?: string; labels?: Record<string, string> } }) =>
+  p.metadata?.name === STANDING_POLICY_NAME &&
+  p.metadata.labels?.['forensics.amber.io/standing-quarantine'] === 'true';
 
 /**
  * A deny-all ingress and egress policy that selects the suspect pod alone, through the
@@ -63,14 +101,22 @@ export function policyDrift(
   const spec = (p: V1NetworkPolicy) => ({
     podSelector: {
       matchLabels: p.spec?.podSelector?.matchLabels ?? {},
-      matchExpressions: p.spec?.podSelector?.matchExpressions ?? [],
+      matchExpressions: (p.spec?.podSelector?.matchExpressions ?? []).map((e) => ({
+        key: e.key,
+        operator: e.operator,
+        values: e.values ?? [],
+      })),
     },
     policyTypes: [...(p.spec?.policyTypes ?? [])].sort(),
     ingress: p.spec?.ingress ?? [],
     egress: p.spec?.egress ?? [],
   });
   const owner = wanted.metadata?.ownerReferences?.[0];
-  const owned = current.metadata?.ownerReferences?.some((o) => o.uid === owner?.uid && o.controller);
+  // A per-case policy must still be its case's. The standing policy has no owner: one added by
+  // someone else would let the garbage collector delete it.
+  const owned = owner
+    ? current.metadata?.ownerReferences?.some((o) => o.uid === owner.uid && o.controller)
+    : !current.metadata?.ownerReferences?.length;
   const inPlace =
     isDeepStrictEqual(spec(current), spec(wanted)) &&
     has(current.metadata?.labels, wanted.metadata?.labels) &&

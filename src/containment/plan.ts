@@ -1,11 +1,23 @@
 import type { V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
 import type { Condition } from '../api/common.js';
 import type { ConditionType, ForensicCase, ForensicCaseStatus, TimelineEntry } from '../api/forensiccase.js';
-import { CASE_LABEL, ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL, networkPolicyName } from './labels.js';
+import {
+  CASE_LABEL,
+  NETWORK_QUARANTINE_LABEL,
+  ORIGINAL_LABELS_ANNOTATION,
+  QUARANTINE_LABEL,
+  STANDING_POLICY_NAME,
+  networkPolicyName,
+} from './labels.js';
 import { decideNode, type NodeSlots } from './limits.js';
-import { pinnedByPolicy, policyDrift, policyReplacement, quarantinePolicy } from './network-policy.js';
+import {
+  pinnedByPolicy,
+  policyDrift,
+  policyReplacement,
+  standingQuarantinePolicy,
+} from './network-policy.js';
 import { holders, nodePatch, type NodeContainment } from './node.js';
-import { isQuarantinedBy, originalLabels, quarantineLabels } from './pod.js';
+import { caseLabels, hasCaseLabels, isQuarantinedBy, originalLabels, quarantineLabels } from './pod.js';
 
 /**
  * The case reconciler's decisions: what to do to the world and what to record, from the case,
@@ -17,7 +29,12 @@ import { isQuarantinedBy, originalLabels, quarantineLabels } from './pod.js';
 export interface World {
   /** The pod spec.target names, as the API server has it now (any UID). */
   pod?: V1Pod;
-  /** The case's quarantine NetworkPolicy as it is. */
+  /** The namespace's standing quarantine NetworkPolicy as it is (ADR 0025). */
+  standingPolicy?: V1NetworkPolicy;
+  /**
+   * The case's own quarantine NetworkPolicy, which Amber created before ADR 0025: it may carry
+   * the pin, and goes on release. No longer created.
+   */
   networkPolicy?: V1NetworkPolicy;
   /** Label keys binding the pod to its owner and Services; gathered before the first labelling. */
   detachKeys?: string[];
@@ -37,7 +54,10 @@ export type Action =
   | { kind: 'createPolicy'; policy: V1NetworkPolicy }
   | { kind: 'replacePolicy'; policy: V1NetworkPolicy }
   | { kind: 'deletePolicy'; namespace: string; name: string }
-  /** A merge patch guarded by the pod's resourceVersion, so it lands on the pod that was read. */
+  /**
+   * A merge patch guarded by the pod's UID and resourceVersion, so it lands on the pod that was
+   * read or not at all.
+   */
   | { kind: 'patchPod'; namespace: string; name: string; patch: object }
   | { kind: 'holdNode'; node: V1Node; want: NodeContainment }
   | { kind: 'releaseNode'; node: V1Node }
@@ -204,48 +224,53 @@ function planContain(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
         );
       }
     } else {
-      const wanted = quarantinePolicy({ name, uid: kase.metadata.uid ?? '' }, namespace, uid);
-      const drift = policyDrift(world.networkPolicy, wanted);
-      const message = `deny-all NetworkPolicy ${namespace}/${networkPolicyName(name)}`;
+      // The namespace's standing policy isolates every pod carrying the label: it is put in place
+      // (or back) before the label, so the label write isolates the pod the moment it lands.
+      const wanted = standingQuarantinePolicy(namespace);
+      const drift = policyDrift(world.standingPolicy, wanted);
+      const message = `deny-all NetworkPolicy ${namespace}/${STANDING_POLICY_NAME} selects the pod by its label ${NETWORK_QUARANTINE_LABEL}`;
       if (drift === 'missing') {
         out.push({ kind: 'createPolicy', policy: wanted });
         out.push(repaired('IsolateNetwork', message, 'it was deleted'));
       } else if (drift === 'edited') {
-        out.push({ kind: 'replacePolicy', policy: policyReplacement(world.networkPolicy!, wanted) });
+        out.push({ kind: 'replacePolicy', policy: policyReplacement(world.standingPolicy!, wanted) });
         out.push(repaired('IsolateNetwork', message, 'it was edited'));
-      } else foundInPlace('IsolateNetwork', message);
-      out.push(setCondition('NetworkIsolated', 'True', 'NetworkPolicy', `${message} selects the pod alone`));
+      } else if (!isolatedOnce && !recorded(status, 'IsolateNetwork'))
+        out.push(record('IsolateNetwork', 'Succeeded', message));
+      out.push(setCondition('NetworkIsolated', 'True', 'NetworkPolicy', message));
     }
   }
 
-  // The pod's labels.
+  // The pod's labels. The intake may have put them on already (ADR 0025): the first pass then
+  // only detaches the pod from its workload.
+  const network = want.isolateNetwork;
   const labels = pod!.metadata?.labels ?? {};
   const returned = want.detachFromWorkload
     ? Object.keys(originalLabels(pod!)).filter((k) => k in labels)
     : [];
-  const labelled = isQuarantinedBy(pod!, name) && labels[QUARANTINE_LABEL] === 'true';
-  if (!isolatedOnce && !isQuarantinedBy(pod!, name)) {
+  const labelled = hasCaseLabels(pod!, name, network);
+  if (!isolatedOnce) {
     const keys = want.detachFromWorkload ? (world.detachKeys ?? []) : [];
-    const p = quarantineLabels(pod!, name, keys, want.detachFromWorkload);
-    const nulls = Object.fromEntries(Object.keys(p.removed).map((k) => [k, null]));
-    out.push(
-      podPatch(pod!, {
-        labels: { ...nulls, ...p.labels },
-        annotations: Object.keys(p.removed).length
-          ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(p.removed) }
-          : {},
-      }),
-    );
+    const p = quarantineLabels(pod!, name, keys, want.detachFromWorkload, network);
     const detached = Object.keys(p.removed);
-    out.push(
-      record(
-        'LabelPod',
-        'Succeeded',
-        detached.length
-          ? `pod labelled and detached from its workload (removed ${detached.join(', ')})`
-          : 'pod labelled for quarantine',
-      ),
-    );
+    if (!labelled || detached.length) {
+      const nulls = Object.fromEntries(detached.map((k) => [k, null]));
+      out.push(
+        podPatch(pod!, {
+          labels: { ...nulls, ...caseLabels(name, network) },
+          annotations: detached.length ? { [ORIGINAL_LABELS_ANNOTATION]: JSON.stringify(p.removed) } : {},
+        }),
+      );
+      out.push(
+        record(
+          'LabelPod',
+          'Succeeded',
+          detached.length
+            ? `${labelled ? 'pod' : 'pod labelled and'} detached from its workload (removed ${detached.join(', ')})`
+            : 'pod labelled for quarantine',
+        ),
+      );
+    } else foundInPlace('LabelPod', 'pod labelled for quarantine');
   } else if (!labelled || returned.length) {
     const what = [
       labels[CASE_LABEL] === undefined
@@ -254,6 +279,9 @@ function planContain(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
           ? `label ${CASE_LABEL} was changed to "${labels[CASE_LABEL]}"`
           : undefined,
       labels[QUARANTINE_LABEL] !== 'true' ? `label ${QUARANTINE_LABEL} was removed or changed` : undefined,
+      network && labels[NETWORK_QUARANTINE_LABEL] !== name
+        ? `label ${NETWORK_QUARANTINE_LABEL} was removed or changed`
+        : undefined,
       returned.length ? `detached labels ${returned.join(', ')} were put back` : undefined,
     ]
       .filter(Boolean)
@@ -262,13 +290,12 @@ function planContain(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
       podPatch(pod!, {
         labels: {
           ...Object.fromEntries(returned.map((k) => [k, null])),
-          [CASE_LABEL]: name,
-          [QUARANTINE_LABEL]: 'true',
+          ...caseLabels(name, network),
         },
       }),
     );
     out.push(repaired('LabelPod', 'pod labelled for quarantine', what));
-  } else foundInPlace('LabelPod', 'pod labelled for quarantine');
+  }
 
   // The node.
   const nodeWant = nodeWanted(kase);
@@ -329,7 +356,9 @@ function podPatch(
     kind: 'patchPod',
     namespace: pod.metadata!.namespace!,
     name: pod.metadata!.name!,
-    patch: { metadata: { resourceVersion: pod.metadata?.resourceVersion, ...metadata } },
+    patch: {
+      metadata: { uid: pod.metadata?.uid, resourceVersion: pod.metadata?.resourceVersion, ...metadata },
+    },
   };
 }
 
@@ -392,12 +421,20 @@ function planRelease(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
           `pod ${namespace}/${podName} is UID ${pod.metadata?.uid}, not the pinned ${pinned}: left untouched`,
         ),
       );
-  } else if (pod && isQuarantinedBy(pod, name)) {
+  } else if (
+    pod &&
+    (isQuarantinedBy(pod, name) || pod.metadata?.labels?.[NETWORK_QUARANTINE_LABEL] === name)
+  ) {
     const restore = kase.spec.containment.restoreLabelsOnRelease ? originalLabels(pod) : {};
     const restored = Object.keys(restore).length > 0;
     out.push(
       podPatch(pod, {
-        labels: { [CASE_LABEL]: null, [QUARANTINE_LABEL]: null, ...restore },
+        labels: {
+          [CASE_LABEL]: null,
+          [QUARANTINE_LABEL]: null,
+          [NETWORK_QUARANTINE_LABEL]: null,
+          ...restore,
+        },
         ...(restored ? { annotations: { [ORIGINAL_LABELS_ANNOTATION]: null } } : {}),
       }),
     );

@@ -1,5 +1,10 @@
 import type { V1LabelSelector, V1Pod } from '@kubernetes/client-node';
-import { CASE_LABEL, ORIGINAL_LABELS_ANNOTATION, QUARANTINE_LABEL } from './labels.js';
+import {
+  CASE_LABEL,
+  NETWORK_QUARANTINE_LABEL,
+  ORIGINAL_LABELS_ANNOTATION,
+  QUARANTINE_LABEL,
+} from './labels.js';
 
 export type Labels = Record<string, string>;
 
@@ -64,6 +69,24 @@ export interface PodLabelPlan {
 }
 
 /**
+ * The labels that quarantine a pod for a case; with `network`, also the one the namespace's
+ * standing deny-all policy selects (ADR 0025).
+ */
+export function caseLabels(caseName: string, network: boolean): Labels {
+  return {
+    [CASE_LABEL]: caseName,
+    [QUARANTINE_LABEL]: 'true',
+    ...(network ? { [NETWORK_QUARANTINE_LABEL]: caseName } : {}),
+  };
+}
+
+/** Does the pod carry every label caseLabels() would give it? */
+export function hasCaseLabels(pod: V1Pod, caseName: string, network: boolean): boolean {
+  const labels = pod.metadata?.labels ?? {};
+  return Object.entries(caseLabels(caseName, network)).every(([k, v]) => labels[k] === v);
+}
+
+/**
  * Quarantine labels for a suspect pod. With `detach`, the labels its owner's selector and
  * the matching Services use are taken off, so the ReplicaSet replaces the pod (it keeps
  * serving) and Services stop sending it traffic; the pod itself keeps running.
@@ -73,18 +96,20 @@ export function quarantineLabels(
   caseName: string,
   detachKeys: string[],
   detach: boolean,
+  network = false,
 ): PodLabelPlan {
   const current: Labels = { ...(pod.metadata?.labels ?? {}) };
   const removed: Labels = {};
+  const own = new Set([CASE_LABEL, QUARANTINE_LABEL, NETWORK_QUARANTINE_LABEL]);
   if (detach) {
     for (const key of detachKeys) {
-      if (key in current && key !== CASE_LABEL && key !== QUARANTINE_LABEL) {
+      if (key in current && !own.has(key)) {
         removed[key] = current[key]!;
         delete current[key];
       }
     }
   }
-  return { labels: { ...current, [CASE_LABEL]: caseName, [QUARANTINE_LABEL]: 'true' }, removed };
+  return { labels: { ...current, ...caseLabels(caseName, network) }, removed };
 }
 
 /** The original labels recorded on the pod when it was detached. */

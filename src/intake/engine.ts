@@ -22,6 +22,7 @@ import {
   type CaseLike,
   type LogMarks,
 } from './cases.js';
+import { refusal, type SafetyConfig } from '../cases/safety.js';
 import { QueueFullError } from './errors.js';
 import { rfc3339ToNs, type Alert, type AlertTarget } from './falco.js';
 import type { CaseApi } from './kube.js';
@@ -90,6 +91,15 @@ export interface IntakeEngineOptions {
   eventNamespace?: string;
   /** At most one Event per (object, reason) in this long; metrics count every occurrence. */
   eventIntervalMs?: number;
+  /**
+   * Isolation first (ADR 0025): once an opening alert is in the log, the pod is isolated by the
+   * intake, for a case the reconciler would not refuse. Needs the journal: without one a crash
+   * before the case is written would leave a pod isolated for a case that never exists.
+   */
+  earlyIsolation?: {
+    isolator: { isolate(caseName: string, target: AlertTarget): Promise<unknown> };
+    safety: SafetyConfig;
+  };
 }
 
 interface IndexedCase {
@@ -112,6 +122,11 @@ interface PendingCase {
   known?: { resourceVersion?: string; alerts?: NonNullable<CaseLike['status']>['alerts'] };
   /** A patch that failed without an answer: it may or may not have been applied. */
   unsure?: AlertDelta;
+  /**
+   * The intake is isolating the case's pod (ADR 0025): the create waits for it, so that in a
+   * storm the case writes and the reconciles they start do not compete with the isolations.
+   */
+  isolating?: boolean;
 }
 
 const MAX_SEQ = 100;
@@ -128,6 +143,7 @@ export class IntakeEngine {
   private readonly backoff: { baseMs: number; maxMs: number };
   private readonly eventNamespace: string;
   private readonly eventIntervalMs: number;
+  private readonly earlyIsolation: IntakeEngineOptions['earlyIsolation'];
 
   private policies: NamedPolicy[] = [];
   private readonly cases = new Map<string, IndexedCase>();
@@ -161,6 +177,7 @@ export class IntakeEngine {
     this.backoff = opts.backoff ?? { baseMs: 200, maxMs: 10_000 };
     this.eventNamespace = opts.eventNamespace ?? 'default';
     this.eventIntervalMs = opts.eventIntervalMs ?? 60_000;
+    this.earlyIsolation = opts.journal ? opts.earlyIsolation : undefined;
   }
 
   // ---- inputs from the informers ----
@@ -284,6 +301,17 @@ export class IntakeEngine {
     this.record(name, target, alert, policy.spec.dedupWindowSeconds, now, logged?.token);
     this.log.info({ case: name, policy: policy.name, pod: podKey(target), rule: alert.rule }, 'opening case');
     this.writeSoon();
+    const early = this.earlyIsolation;
+    if (early && logged && body.spec.containment.isolateNetwork && !refusal(body, early.safety)) {
+      const entry = this.pending.get(name)!;
+      entry.isolating = true;
+      const settled = () => {
+        entry.isolating = false;
+        this.writeSoon();
+      };
+      // Only once the record is durable: a pod is never isolated for an alert that could be lost.
+      logged.durable.then(() => early.isolator.isolate(name, target)).then(settled, settled);
+    }
     return {
       outcome: 'opened',
       case: name,
@@ -453,6 +481,7 @@ export class IntakeEngine {
   async stop(drainMs = 5_000): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    for (const entry of this.pending.values()) entry.isolating = false;
     const deadline = Date.now() + drainMs;
     while (this.pending.size > 0 && Date.now() < deadline) {
       this.retryAt = 0;
@@ -503,9 +532,10 @@ export class IntakeEngine {
    * order); after a failure no further case is started, and the pass backs off.
    */
   private async flushPass(): Promise<void> {
-    // New cases first, all of them, then the alert counts: containment waits on the creates.
+    // New cases first, all of them, then the alert counts: containment waits on the creates
+    // (except a case whose pod the intake is isolating: it is written once that settled).
     let failed = await this.writeEach(
-      [...this.pending.values()].filter((e) => e.create),
+      [...this.pending.values()].filter((e) => e.create && !e.isolating),
       true,
     );
     if (!failed) failed = await this.writeEach([...this.pending.values()], false);
@@ -545,6 +575,7 @@ export class IntakeEngine {
 
   /** True when the entry is done or made progress; false on a failure worth retrying later. */
   private async flushEntry(entry: PendingCase, createOnly = false): Promise<boolean> {
+    if (entry.create && entry.isolating) return true; // written once the isolation settles
     if (entry.create) {
       const created = await this.tryCreate(entry);
       if (created !== 'done') return created === 'moved';

@@ -10,7 +10,9 @@ import { errorMessage, isConflict, isNotFound } from '../runtime/errors.js';
 import { apiListWatch, Informer } from '../runtime/informer.js';
 import { buildIntakeApp, type IntakeServerOptions } from './app.js';
 import type { CaseLike } from './cases.js';
+import type { SafetyConfig } from '../cases/safety.js';
 import { IntakeEngine, type QueueLimits } from './engine.js';
+import { EarlyIsolator, type PodIsolationApi } from './isolate.js';
 import { kubeCaseApi, type CaseApi, type PolicyStatusApi } from './kube.js';
 import { createIntakeMetrics } from './metrics.js';
 import { WriteAheadLog, type RecoveredRecord, type WalOptions } from './wal.js';
@@ -47,8 +49,15 @@ export interface StartIntakeOptions {
   nodeCountIntervalMs?: number;
   /** The write-ahead log (ADR 0014); without it a crash loses the alerts not yet written. */
   wal?: Omit<WalOptions, 'logger' | 'onBytes'>;
+  /**
+   * The case reconciler's safety configuration: with it (and the log), the intake isolates the
+   * pod of an opening alert itself, for a case the reconciler would not refuse (ADR 0025).
+   */
+  safety?: SafetyConfig;
   /** For tests: the API client to write through (default: the kubeConfig's). */
   api?: CaseApi;
+  /** For tests: where early isolation reads and labels pods (default: the kubeConfig's API server). */
+  podApi?: PodIsolationApi;
   /** For tests: where ResponsePolicy statuses are written (default: the kubeConfig's API server). */
   policyStatusApi?: PolicyStatusApi;
 }
@@ -94,6 +103,14 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
     queue: opts.queue,
     flushIntervalMs: opts.flushIntervalMs,
     eventNamespace: opts.eventNamespace,
+    earlyIsolation: opts.safety
+      ? {
+          safety: opts.safety,
+          isolator: new EarlyIsolator(opts.podApi ?? kubeCaseApi(opts.kubeConfig), log, (outcome) =>
+            metrics.earlyIsolation.inc({ outcome }),
+          ),
+        }
+      : undefined,
   });
 
   const policies = new Informer<PolicyItem & { metadata: { name: string } }>(

@@ -8,7 +8,9 @@ import {
 import { GROUP, VERSION } from '../api/common.js';
 import { FORENSIC_CASE } from '../api/forensiccase.js';
 import { RESPONSE_POLICY } from '../api/responsepolicy.js';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { CaseLike } from './cases.js';
+import type { PodIsolationApi } from './isolate.js';
 
 /**
  * The few API server calls the intake makes, as plain JSON over the client's authenticated
@@ -35,7 +37,7 @@ const CASES = `/apis/${GROUP}/${VERSION}/${FORENSIC_CASE.plural}`;
 const POLICIES = `/apis/${GROUP}/${VERSION}/${RESPONSE_POLICY.plural}`;
 const TIMEOUT_MS = 10_000;
 
-export function kubeCaseApi(kc: KubeConfig): CaseApi & PolicyStatusApi {
+export function kubeCaseApi(kc: KubeConfig): CaseApi & PolicyStatusApi & PodIsolationApi {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const config = createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}) });
@@ -65,7 +67,27 @@ export function kubeCaseApi(kc: KubeConfig): CaseApi & PolicyStatusApi {
     return parsed;
   }
 
+  const pod = (namespace: string, name: string) =>
+    `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`;
   return {
+    readPod: async (namespace, name) => {
+      try {
+        return (await call(HttpMethod.GET, pod(namespace, name))) as V1Pod;
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return undefined;
+        throw err;
+      }
+    },
+    patchPod: async (namespace, name, patch) => {
+      await call(HttpMethod.PATCH, pod(namespace, name), patch, 'application/merge-patch+json');
+    },
+    createNetworkPolicy: async (namespace, body) => {
+      await call(
+        HttpMethod.POST,
+        `/apis/networking.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/networkpolicies`,
+        body,
+      );
+    },
     patchPolicyStatus: async (name, patch) => {
       await call(
         HttpMethod.PATCH,

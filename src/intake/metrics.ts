@@ -11,6 +11,7 @@ export interface IntakeMetrics {
   logBytes: Gauge;
   logLimitBytes: Gauge;
   webhookDuration: Histogram<'status'>;
+  earlyIsolation: Counter<'outcome'>;
 }
 
 export function createIntakeMetrics(registry: Registry): IntakeMetrics {
@@ -64,6 +65,12 @@ export function createIntakeMetrics(registry: Registry): IntakeMetrics {
       help: 'Time to answer a webhook request.',
       labelNames: ['status'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers,
+    }),
+    earlyIsolation: new Counter({
+      name: 'amber_intake_early_isolations_total',
+      help: 'Pods of opening alerts the intake isolated itself (labelled), or left to the case reconciler, by outcome.',
+      labelNames: ['outcome'],
       registers,
     }),
   };

@@ -98,6 +98,11 @@ export async function runOperator(
       port: cfg.intakePort,
       tls,
       eventNamespace: 'default',
+      safety: {
+        operatorNamespace: cfg.namespace,
+        allowKubeSystem: cfg.allowKubeSystem,
+        protectedNamespaces: cfg.protectedNamespaces,
+      },
       wal: cfg.walDir
         ? { baseDir: cfg.walDir, name: cfg.walName ?? hostname(), maxBytes: cfg.walMaxBytes }
         : undefined,

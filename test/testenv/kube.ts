@@ -19,6 +19,11 @@ export interface ClusterOptions {
    * certificate the API server shows kubelets for logs, exec and checkpoints.
    */
   realNode?: boolean;
+  /**
+   * Write an audit log of every write request (create, update, patch, delete) at Metadata level
+   * to `auditLogPath`: benchmarks count API writes per verb and object from it.
+   */
+  auditLog?: boolean;
 }
 
 /**
@@ -33,6 +38,9 @@ export class Cluster {
   readonly kubeconfigPath: string;
   private readonly admin: { cert: string; key: string };
   private realNode = false;
+  private auditLog = false;
+  /** The audit log (JSON lines) when started with `auditLog`. */
+  readonly auditLogPath: string;
 
   private constructor(
     readonly dir: string,
@@ -43,6 +51,7 @@ export class Cluster {
     this.server = `https://127.0.0.1:${ports.api}`;
     this.admin = pki.issue('admin', { cn: 'amber-test-admin', org: ['system:masters'] });
     this.kubeconfigPath = join(dir, 'admin.kubeconfig');
+    this.auditLogPath = join(dir, 'audit.log');
     // exportConfig inlines the certificates: a kubeconfig any client (kubectl, kwok) reads.
     writeFileSync(this.kubeconfigPath, this.configFor(this.admin).exportConfig());
   }
@@ -53,6 +62,7 @@ export class Cluster {
     const ports = { etcd: await freePort(), etcdPeer: await freePort(), api: await freePort() };
     const cluster = new Cluster(dir, pki, ports, pki.serviceAccountKeys());
     cluster.realNode = opts.realNode ?? false;
+    cluster.auditLog = opts.auditLog ?? false;
     try {
       await cluster.startEtcd();
       await cluster.startApiServer();
@@ -122,6 +132,7 @@ export class Cluster {
   async startApiServer(): Promise<void> {
     const serving = this.pki.issue('apiserver', { cn: 'kube-apiserver' }, ['127.0.0.1', 'localhost']);
     const kubeletAccess = this.realNode ? this.kubeletAccessFlags() : ['--authorization-mode=RBAC'];
+    const audit = this.auditLog ? this.auditFlags() : [];
     this.apiserver = ManagedProcess.start(
       'kube-apiserver',
       binary('kube', 'kube-apiserver'),
@@ -136,6 +147,7 @@ export class Cluster {
         '--service-cluster-ip-range=10.0.0.0/24',
         '--allow-privileged=true',
         ...kubeletAccess,
+        ...audit,
         '--disable-admission-plugins=ServiceAccount',
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         `--service-account-key-file=${this.sa.publicKey}`,
@@ -148,6 +160,29 @@ export class Cluster {
       { logFile: join(this.dir, 'kube-apiserver.log') },
     );
     await this.apiserver.waitUntil(() => this.healthy('/readyz'), 90_000);
+  }
+
+  private auditFlags(): string[] {
+    const policy = join(this.dir, 'audit-policy.yaml');
+    writeFileSync(
+      policy,
+      [
+        'apiVersion: audit.k8s.io/v1',
+        'kind: Policy',
+        'omitStages: [RequestReceived]',
+        'rules:',
+        '  - level: Metadata',
+        '    verbs: [create, update, patch, delete, deletecollection]',
+        '  - level: None',
+        '',
+      ].join('\n'),
+    );
+    return [
+      `--audit-policy-file=${policy}`,
+      `--audit-log-path=${this.auditLogPath}`,
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
+    ];
   }
 
   private kubeletAccessFlags(): string[] {

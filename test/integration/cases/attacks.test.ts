@@ -2,6 +2,7 @@ import {
   NetworkingV1Api,
   PatchStrategy,
   setHeaderOptions,
+  type V1NetworkPolicy,
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
@@ -19,7 +20,8 @@ import {
   NODE_HOLDERS_ANNOTATION,
   QUARANTINE_LABEL,
   QUARANTINE_TAINT_KEY,
-  networkPolicyName,
+  NETWORK_QUARANTINE_LABEL,
+  STANDING_POLICY_NAME,
 } from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
@@ -67,6 +69,21 @@ describe('containment an attacker cannot steer or escape (real API server, opera
 
   const heldNodes = async () =>
     (await w.core.listNode()).items.filter((n) => holdersOf(n).length > 0).map((n) => n.metadata!.name!);
+
+  /**
+   * The cases whose timeline says `text`. A standing policy serves every case of its namespace:
+   * all of them are woken by its change, and the one whose write lands first records the repair.
+   */
+  async function casesRecording(text: string): Promise<string[]> {
+    const list = (await w.custom.listClusterCustomObject({
+      group: 'forensics.amber.io',
+      version: 'v1alpha1',
+      plural: 'forensiccases',
+    })) as { items: CaseView[] };
+    return list.items
+      .filter((c) => c.status?.timeline?.some((e) => e.message?.includes(text)))
+      .map((c) => c.metadata.name);
+  }
 
   async function events(caseName: string) {
     const list = await w.core.listNamespacedEvent({
@@ -251,7 +268,14 @@ describe('containment an attacker cannot steer or escape (real API server, opera
 
   describe('isolation is repaired, not assumed', () => {
     const name = 'repair';
-    const policyName = networkPolicyName(name);
+    const policyName = STANDING_POLICY_NAME;
+    /** The standing policy as Amber wants it: deny-all for every pod with the network label. */
+    const wanted = (p: V1NetworkPolicy) =>
+      !p.spec?.ingress?.length &&
+      !p.spec?.egress?.length &&
+      p.spec?.podSelector?.matchExpressions?.[0]?.key === NETWORK_QUARANTINE_LABEL &&
+      p.spec?.podSelector?.matchExpressions?.[0]?.operator === 'Exists' &&
+      !p.spec?.podSelector?.matchLabels;
 
     beforeAll(async () => {
       await pod('db-0', 'n3');
@@ -343,6 +367,32 @@ describe('containment an attacker cannot steer or escape (real API server, opera
       expect(actions(decoy).filter((a) => a.startsWith('LabelPod'))).toEqual(['LabelPod Succeeded']);
     });
 
+    it('the network label alone removed (what the standing policy selects) is put back', async () => {
+      // A pod whose ServiceAccount may patch pods can take the label off itself: it is out of
+      // isolation only until the watch brings its case back.
+      await repaired(
+        'network label removed',
+        () =>
+          w.core.patchNamespacedPod(
+            {
+              namespace: 'shop',
+              name: 'db-0',
+              body: { metadata: { labels: { [NETWORK_QUARANTINE_LABEL]: null } } },
+            },
+            mergePatch,
+          ),
+        readPod,
+        (p) => p.metadata?.labels?.[NETWORK_QUARANTINE_LABEL] === name,
+      );
+      await waitFor(
+        'recorded',
+        () => w.getCase(name),
+        (c) =>
+          c.status?.timeline?.some((e) => e.message?.includes(`${NETWORK_QUARANTINE_LABEL} was removed`)) ??
+          false,
+      );
+    });
+
     it('an edited NetworkPolicy (allow all ingress, selector emptied) is put back', async () => {
       await repaired(
         'policy edited',
@@ -353,16 +403,16 @@ describe('containment an attacker cannot steer or escape (real API server, opera
           await net.replaceNamespacedNetworkPolicy({ namespace: 'shop', name: policyName, body: p });
         },
         readPolicy,
-        (p) => !p.spec?.ingress?.length && p.spec?.podSelector?.matchLabels?.[CASE_LABEL] === name,
+        wanted,
       );
-      await waitFor(
+      const [by] = await waitFor(
         'recorded',
-        () => w.getCase(name),
-        (c) => c.status?.timeline?.some((e) => e.message?.includes('it was edited')) ?? false,
+        () => casesRecording('(repaired: it was edited)'),
+        (names) => names.length > 0,
       );
       await waitFor(
         'Event',
-        () => events(name),
+        () => events(by!),
         (l) => l.some((e) => e.reason === 'IsolateNetwork' && e.message?.includes('edited')),
       );
     });
@@ -389,14 +439,52 @@ describe('containment an attacker cannot steer or escape (real API server, opera
         'policy deleted',
         () => net.deleteNamespacedNetworkPolicy({ namespace: 'shop', name: policyName }),
         readPolicy,
-        (p) => p.metadata?.labels?.[CASE_LABEL] === name,
+        wanted,
       );
       await waitFor(
         'recorded',
-        () => w.getCase(name),
-        (c) => c.status?.timeline?.some((e) => e.message?.includes('it was deleted')) ?? false,
+        () => casesRecording('(repaired: it was deleted)'),
+        (names) => names.length > 0,
       );
     });
+  });
+
+  it('a policy named like the standing one, planted before Amber (allow all), is replaced before the pod counts as isolated', async () => {
+    await w.namespace('planted');
+    await net.createNamespacedNetworkPolicy({
+      namespace: 'planted',
+      body: {
+        metadata: { name: STANDING_POLICY_NAME },
+        spec: {
+          podSelector: { matchExpressions: [{ key: NETWORK_QUARANTINE_LABEL, operator: 'Exists' }] },
+          policyTypes: ['Ingress', 'Egress'],
+          ingress: [{}],
+          egress: [{}],
+        },
+      },
+    });
+    await w.core.createNamespacedPod({
+      namespace: 'planted',
+      body: {
+        metadata: { name: 'victim', labels: { app: 'victim' } },
+        spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'busybox' }] },
+      },
+    });
+    await w.createCase('planted', {
+      target: { namespace: 'planted', pod: 'victim' },
+      reason: 'shell',
+      containment: { cordonNode: false, taintNode: false, labelNode: false },
+    });
+    const kase = await w.waitForPhase('planted', 'Contained');
+    const policy = await net.readNamespacedNetworkPolicy({
+      namespace: 'planted',
+      name: STANDING_POLICY_NAME,
+    });
+    expect(policy.spec?.ingress ?? []).toEqual([]);
+    expect(policy.spec?.egress ?? []).toEqual([]);
+    expect(policy.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('amber');
+    expect(condition(kase, 'NetworkIsolated')?.status).toBe('True');
+    await releaseAll(['planted']);
   });
 
   it('a hostNetwork pod: network isolation recorded as not effective, never Succeeded', async () => {
@@ -433,11 +521,9 @@ describe('containment an attacker cannot steer or escape (real API server, opera
     await w.waitForPhase(name, 'Contained');
     const p = await w.core.readNamespacedPod({ namespace: 'shop', name: long });
     expect(p.metadata?.labels?.[CASE_LABEL]).toBe(name);
-    const policy = await net.readNamespacedNetworkPolicy({
-      namespace: 'shop',
-      name: networkPolicyName(name),
-    });
-    expect(policy.spec?.podSelector?.matchLabels?.[CASE_LABEL]).toBe(name);
+    expect(p.metadata?.labels?.[NETWORK_QUARANTINE_LABEL]).toBe(name);
+    const policy = await net.readNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME });
+    expect(policy.spec?.podSelector?.matchExpressions?.[0]?.key).toBe(NETWORK_QUARANTINE_LABEL);
     await releaseAll([name]);
   });
 

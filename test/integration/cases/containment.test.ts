@@ -2,11 +2,12 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CASE_LABEL,
+  NETWORK_QUARANTINE_LABEL,
   NODE_HOLDERS_ANNOTATION,
   ORIGINAL_LABELS_ANNOTATION,
   QUARANTINE_LABEL,
   QUARANTINE_TAINT_KEY,
-  networkPolicyName,
+  STANDING_POLICY_NAME,
 } from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
@@ -51,19 +52,25 @@ describe('containment and release against a real control plane, as the operator 
 
     const np = await w.core.listNamespacedPod({ namespace: 'shop' }); // RBAC sanity: admin view
     expect(np.items.length).toBeGreaterThanOrEqual(2);
+    // The namespace's standing policy selects the pod by its network label (ADR 0025).
     const policy = await cluster
       .kubeConfig()
       .makeApiClient((await import('@kubernetes/client-node')).NetworkingV1Api)
-      .readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') });
-    expect(policy.spec?.podSelector?.matchLabels).toEqual({ [CASE_LABEL]: 'case-web' });
+      .readNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME });
+    expect(policy.spec?.podSelector).toEqual({
+      matchExpressions: [{ key: NETWORK_QUARANTINE_LABEL, operator: 'Exists' }],
+    });
     expect(policy.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
-    expect(policy.metadata?.ownerReferences?.[0]?.uid).toBe(kase.metadata.uid);
+    expect(policy.spec?.ingress ?? []).toEqual([]);
+    expect(policy.spec?.egress ?? []).toEqual([]);
+    expect(policy.metadata?.ownerReferences ?? []).toEqual([]);
 
     const pod = await w.core.readNamespacedPod({ namespace: 'shop', name: suspect });
     expect(pod.metadata?.labels).toEqual({
       team: 'payments',
       [CASE_LABEL]: 'case-web',
       [QUARANTINE_LABEL]: 'true',
+      [NETWORK_QUARANTINE_LABEL]: 'case-web',
     });
     expect(JSON.parse(pod.metadata!.annotations![ORIGINAL_LABELS_ANNOTATION]!)).toEqual({ app: 'web' });
     expect(pod.metadata?.deletionTimestamp).toBeUndefined();
@@ -105,13 +112,13 @@ describe('containment and release against a real control plane, as the operator 
     expect(events.items[0]?.message).toContain('IsolateNetwork, LabelPod, ContainNode');
   });
 
-  it('puts a deleted quarantine NetworkPolicy back', async () => {
+  it('puts a deleted standing quarantine NetworkPolicy back', async () => {
     const { NetworkingV1Api } = await import('@kubernetes/client-node');
     const net = cluster.kubeConfig().makeApiClient(NetworkingV1Api);
-    await net.deleteNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') });
+    await net.deleteNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME });
     await waitFor(
       'policy restored',
-      () => net.readNamespacedNetworkPolicy({ namespace: 'shop', name: networkPolicyName('case-web') }),
+      () => net.readNamespacedNetworkPolicy({ namespace: 'shop', name: STANDING_POLICY_NAME }),
       () => true,
     );
     const events = await waitFor(
@@ -181,6 +188,7 @@ describe('containment and release against a real control plane, as the operator 
     const pod = await w.core.readNamespacedPod({ namespace: 'shop', name });
     expect(pod.metadata?.labels).toMatchObject({ app: 'web', team: 'payments' });
     expect(pod.metadata?.labels?.[CASE_LABEL]).toBeUndefined();
+    expect(pod.metadata?.labels?.[NETWORK_QUARANTINE_LABEL]).toBeUndefined();
     const node = await w.core.readNode({ name: 'node-a' });
     expect(node.spec?.unschedulable).toBeFalsy();
   });

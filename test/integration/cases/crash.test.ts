@@ -1,6 +1,10 @@
 import { NetworkingV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/labels.js';
+import {
+  NETWORK_QUARANTINE_LABEL,
+  NODE_HOLDERS_ANNOTATION,
+  STANDING_POLICY_NAME,
+} from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startCaseController } from '../../testenv/operator.js';
@@ -12,7 +16,8 @@ import { Workloads } from '../../testenv/workload.js';
 /**
  * A controller that dies half way through a case is replaced by a fresh one (new caches, new
  * queue: all it knows is what the API server holds). Every case must end contained exactly
- * once: one NetworkPolicy, one timeline entry per action, the node held once.
+ * once: one standing NetworkPolicy, one timeline entry per action, the node held once. The
+ * standing policy is deleted before each case so that its creation is a step of every pass.
  */
 describe('crash in the middle of a case, restart', () => {
   let cluster: Cluster;
@@ -28,12 +33,25 @@ describe('crash in the middle of a case, restart', () => {
   });
   afterAll(async () => cluster?.stop());
 
+  const net = () => cluster.kubeConfig().makeApiClient(NetworkingV1Api);
+  /**
+   * A pod in a namespace of its own: the case under test is then the one that creates the
+   * namespace's standing policy (another open case in the same namespace would put it back
+   * first, and the step under test would never come).
+   */
+  const podInOwnNamespace = async (namespace: string) => {
+    await w.namespace(namespace);
+    await w.replicaSet(namespace, 'api', 'node-c', 1);
+    const [pod] = await w.runningPods(namespace, 'app=api', 1);
+    return pod!;
+  };
+
   it.each(['finalizer', 'network-policy', 'pod-labels', 'node'])(
     'crash after %s: completed exactly once',
     async (step) => {
       const opKc = await operatorKubeConfig(cluster);
-      const [pod] = await w.runningPods('shop', 'app=api', 1);
       const name = `crash-${step}`;
+      const pod = await podInOwnNamespace(name);
       let crashed = false;
       // The doomed controller reaches the API server through a proxy; at the crash point the
       // proxy is cut, so nothing it still had in flight or queued can reach the world.
@@ -49,7 +67,7 @@ describe('crash in the middle of a case, restart', () => {
         },
       });
       await w.createCase(name, {
-        target: { namespace: 'shop', pod: pod!.metadata!.name! },
+        target: { namespace: name, pod: pod.metadata!.name! },
         reason: 'crash test',
       });
       await waitFor(
@@ -66,11 +84,10 @@ describe('crash in the middle of a case, restart', () => {
         const kase = await w.waitForPhase(name, 'Contained');
         const actions = (kase.status?.timeline ?? []).map((e) => e.action);
         expect(actions).toEqual(['IsolateNetwork', 'LabelPod', 'ContainNode']);
-        const policies = await cluster
-          .kubeConfig()
-          .makeApiClient(NetworkingV1Api)
-          .listNamespacedNetworkPolicy({ namespace: 'shop', labelSelector: `${CASE_LABEL}=${name}` });
-        expect(policies.items).toHaveLength(1);
+        const policies = await net().listNamespacedNetworkPolicy({ namespace: name });
+        expect(policies.items.map((p) => p.metadata?.name)).toEqual([STANDING_POLICY_NAME]);
+        const labelled = await w.core.readNamespacedPod({ namespace: name, name: pod.metadata!.name! });
+        expect(labelled.metadata?.labels?.[NETWORK_QUARANTINE_LABEL]).toBe(name);
         const node = await w.core.readNode({ name: 'node-c' });
         expect(
           node.metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(',').filter((h) => h === name),
@@ -133,8 +150,8 @@ describe('crash in the middle of a case, restart', () => {
   });
   it('retries a 409 conflict quietly and converges', async () => {
     const opKc = await operatorKubeConfig(cluster);
-    const [pod] = await w.runningPods('shop', 'app=api', 1);
-    const podName = pod!.metadata!.name!;
+    const pod = await podInOwnNamespace('crash-conflict');
+    const podName = pod.metadata!.name!;
     let touched = false;
     const op = await startCaseController(opKc, {
       // Someone else changes the pod between the reconciler's read and its label patch.
@@ -143,7 +160,7 @@ describe('crash in the middle of a case, restart', () => {
           touched = true;
           await w.core.patchNamespacedPod(
             {
-              namespace: 'shop',
+              namespace: 'crash-conflict',
               name: podName,
               body: { metadata: { annotations: { 'example.com/touched': 'yes' } } },
             },
@@ -154,7 +171,7 @@ describe('crash in the middle of a case, restart', () => {
     });
     try {
       await w.createCase('conflict-case', {
-        target: { namespace: 'shop', pod: podName },
+        target: { namespace: 'crash-conflict', pod: podName },
         reason: 'conflict test',
       });
       const kase = await w.waitForPhase('conflict-case', 'Contained');

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ForensicCase, type ForensicCaseStatus } from '../../../src/api/forensiccase.js';
 import {
   CASE_LABEL,
+  NETWORK_QUARANTINE_LABEL,
   NODE_HELD_LABEL,
   NODE_HOLDERS_ANNOTATION,
   ORIGINAL_LABELS_ANNOTATION,
@@ -11,7 +12,7 @@ import {
   QUARANTINE_TAINT_KEY,
 } from '../../../src/containment/labels.js';
 import type { NodeSlots } from '../../../src/containment/limits.js';
-import { quarantinePolicy } from '../../../src/containment/network-policy.js';
+import { quarantinePolicy, standingQuarantinePolicy } from '../../../src/containment/network-policy.js';
 import { needsNodeSlot, plan, type Action, type World } from '../../../src/containment/plan.js';
 
 const CASE_UID = 'case-uid';
@@ -44,7 +45,10 @@ function pod(
 }
 
 const quarantined = (uid: string, extra: Record<string, string> = {}, node = 'node-a') =>
-  pod(uid, { labels: { [CASE_LABEL]: 'c1', [QUARANTINE_LABEL]: 'true', ...extra }, node });
+  pod(uid, {
+    labels: { [CASE_LABEL]: 'c1', [QUARANTINE_LABEL]: 'true', [NETWORK_QUARANTINE_LABEL]: 'c1', ...extra },
+    node,
+  });
 
 function node(name: string, holders: string[] = [], cordoned = holders.length > 0): V1Node {
   return {
@@ -60,7 +64,17 @@ function node(name: string, holders: string[] = [], cordoned = holders.length > 
   };
 }
 
-/** The policy as the API server returns it: empty rule lists dropped. */
+/** The namespace's standing policy as the API server returns it: empty rule lists dropped. */
+function standing(edit?: (p: V1NetworkPolicy) => void): V1NetworkPolicy {
+  const p = structuredClone(standingQuarantinePolicy('shop'));
+  delete p.spec!.ingress;
+  delete p.spec!.egress;
+  p.metadata!.resourceVersion = '7';
+  edit?.(p);
+  return p;
+}
+
+/** An earlier version's per-case policy as the API server returns it: it carries the pin. */
 function policy(podUID: string, edit?: (p: V1NetworkPolicy) => void): V1NetworkPolicy {
   const p = structuredClone(quarantinePolicy({ name: 'c1', uid: CASE_UID }, 'shop', podUID));
   delete p.spec!.ingress;
@@ -108,7 +122,7 @@ const slots = (heldNodes: string[], clusterNodes = 8, max = 1, percent = 100): N
   limits: [{ source: 'the operator configuration', maxNodes: max, maxPercent: percent }],
 });
 
-const world = (w: Partial<World>): World => ({ heldNodes: [], ...w });
+const world = (w: Partial<World>): World => ({ heldNodes: [], standingPolicy: standing(), ...w });
 
 const kinds = (actions: Action[]) => actions.map((a) => a.kind);
 const writes = (actions: Action[]) =>
@@ -150,23 +164,55 @@ interface Row {
 const rows: Row[] = [
   // ---- the first pass: isolate, pin; the node is decided on the next pass ----
   {
-    name: 'first pass: policy (carrying the pod UID), labels with detach; node deferred to the decision pass',
+    name: 'first pass: the standing policy in place, so one label write (with detach) isolates; node deferred to the decision pass',
     world: world({ pod: pod('u1'), detachKeys: ['app'] }),
-    writes: ['createPolicy', 'patchPod web-0@rv-u1'],
+    writes: ['patchPod web-0@rv-u1'],
     records: ['IsolateNetwork Succeeded', 'LabelPod Succeeded'],
     conditions: ['Contained=False/InProgress', 'NetworkIsolated=True/NetworkPolicy'],
     contained: false,
   },
   {
+    name: 'first pass in a namespace without the standing policy: the policy first, then the label',
+    world: world({ pod: pod('u1'), standingPolicy: undefined }),
+    writes: ['createPolicy', 'patchPod web-0@rv-u1'],
+    records: ['IsolateNetwork Succeeded', 'LabelPod Succeeded'],
+  },
+  {
     name: 'first pass without node containment: contained at once',
     spec: { containment: { cordonNode: false, taintNode: false, labelNode: false } },
     world: world({ pod: pod('u1') }),
-    writes: ['createPolicy', 'patchPod web-0@rv-u1'],
+    writes: ['patchPod web-0@rv-u1'],
     contained: true,
   },
   {
+    name: 'the intake isolated the pod already: the first pass only detaches it',
+    world: world({ pod: quarantined('u1', { app: 'web' }), detachKeys: ['app'] }),
+    writes: ['patchPod web-0@rv-u1'],
+    records: ['IsolateNetwork Succeeded', 'LabelPod Succeeded'],
+  },
+  {
+    name: 'the intake isolated the pod already, no detach asked: nothing written, found in place',
+    spec: { containment: { detachFromWorkload: false } },
+    world: world({ pod: quarantined('u1', { app: 'web' }), detachKeys: ['app'] }),
+    writes: [],
+    records: ['IsolateNetwork Succeeded', 'LabelPod Succeeded'],
+  },
+  {
+    name: 'a first pass with the case label but not the network label (put on by hand): labelled fully',
+    world: world({ pod: pod('u1', { labels: { [CASE_LABEL]: 'c1', [QUARANTINE_LABEL]: 'true' } }) }),
+    writes: ['patchPod web-0@rv-u1'],
+  },
+  {
+    name: 'isolateNetwork off: no policy, no network label',
+    spec: { containment: { isolateNetwork: false, cordonNode: false, taintNode: false, labelNode: false } },
+    world: world({ pod: pod('u1'), standingPolicy: undefined }),
+    writes: ['patchPod web-0@rv-u1'],
+    records: ['LabelPod Succeeded'],
+    conditions: ['Contained=False/InProgress'],
+  },
+  {
     name: 'crash after the labels, before status: all found in place, nothing written twice',
-    world: world({ pod: quarantined('u1'), networkPolicy: policy('u1') }),
+    world: world({ pod: quarantined('u1') }),
     writes: [],
     records: ['IsolateNetwork Succeeded', 'LabelPod Succeeded'],
   },
@@ -338,7 +384,7 @@ const rows: Row[] = [
       labelOwner: { name: 'other', podUID: 'u9', open: true },
       detachKeys: ['app'],
     }),
-    writes: ['createPolicy', 'patchPod web-0@rv-u1'],
+    writes: ['patchPod web-0@rv-u1'],
   },
   {
     name: 'label changed to another case after containment: put back, Event',
@@ -383,24 +429,47 @@ const rows: Row[] = [
     writes: ['patchPod web-0@rv-u1'],
     records: ['LabelPod Succeeded +WarningEvent'],
   },
-  // ---- the NetworkPolicy ----
   {
-    name: 'policy deleted after containment: created again, Event',
+    name: 'the network label removed after containment (the one the standing policy selects): put back, Event',
+    status: contained(),
+    world: world({
+      pod: pod('u1', { labels: { [CASE_LABEL]: 'c1', [QUARANTINE_LABEL]: 'true' } }),
+      node: node('node-a', ['c1']),
+      heldNodes: [node('node-a', ['c1'])],
+    }),
+    writes: ['patchPod web-0@rv-u1'],
+    records: ['LabelPod Succeeded +WarningEvent'],
+  },
+  {
+    name: 'the network label changed to another value: put back (the policy selects any value; the label names the case)',
+    status: contained(),
+    world: world({
+      pod: quarantined('u1', { [NETWORK_QUARANTINE_LABEL]: 'x' }),
+      node: node('node-a', ['c1']),
+      heldNodes: [node('node-a', ['c1'])],
+    }),
+    writes: ['patchPod web-0@rv-u1'],
+  },
+  // ---- the standing NetworkPolicy ----
+  {
+    name: 'standing policy deleted after containment: created again, Event',
     status: contained(),
     world: world({
       pod: quarantined('u1'),
+      standingPolicy: undefined,
       node: node('node-a', ['c1']),
       heldNodes: [node('node-a', ['c1'])],
     }),
     writes: ['createPolicy'],
     records: ['IsolateNetwork Succeeded +WarningEvent'],
+    conditions: ['NetworkIsolated=True/NetworkPolicy'],
   },
   {
-    name: 'policy edited to allow all ingress: replaced, Event',
+    name: 'standing policy edited to allow all ingress: replaced, Event',
     status: contained(),
     world: world({
       pod: quarantined('u1'),
-      networkPolicy: policy('u1', (p) => (p.spec!.ingress = [{}])),
+      standingPolicy: standing((p) => (p.spec!.ingress = [{}])),
       node: node('node-a', ['c1']),
       heldNodes: [node('node-a', ['c1'])],
     }),
@@ -408,15 +477,54 @@ const rows: Row[] = [
     records: ['IsolateNetwork Succeeded +WarningEvent'],
   },
   {
-    name: 'policy selector edited to select nothing: replaced',
+    name: 'standing policy selector edited to select nothing: replaced',
     status: contained(),
     world: world({
       pod: quarantined('u1'),
-      networkPolicy: policy('u1', (p) => (p.spec!.podSelector = { matchLabels: { [CASE_LABEL]: 'nobody' } })),
+      standingPolicy: standing((p) => (p.spec!.podSelector = { matchLabels: { [CASE_LABEL]: 'nobody' } })),
       node: node('node-a', ['c1']),
       heldNodes: [node('node-a', ['c1'])],
     }),
     writes: ['replacePolicy'],
+  },
+  {
+    name: 'standing policy made Ingress-only: replaced',
+    status: contained(),
+    world: world({
+      pod: quarantined('u1'),
+      standingPolicy: standing((p) => (p.spec!.policyTypes = ['Ingress'])),
+      node: node('node-a', ['c1']),
+      heldNodes: [node('node-a', ['c1'])],
+    }),
+    writes: ['replacePolicy'],
+  },
+  {
+    name: 'standing policy given an owner (the garbage collector would delete it with that owner): replaced',
+    status: contained(),
+    world: world({
+      pod: quarantined('u1'),
+      standingPolicy: standing(
+        (p) =>
+          (p.metadata!.ownerReferences = [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'x', uid: 'gone' }]),
+      ),
+      node: node('node-a', ['c1']),
+      heldNodes: [node('node-a', ['c1'])],
+    }),
+    writes: ['replacePolicy'],
+  },
+  {
+    name: 'standing policy with labels and annotations others added: left alone',
+    status: contained(),
+    world: world({
+      pod: quarantined('u1'),
+      standingPolicy: standing((p) => {
+        p.metadata!.labels = { ...p.metadata!.labels, team: 'sec' };
+        p.metadata!.annotations = { note: 'x' };
+      }),
+      node: node('node-a', ['c1']),
+      heldNodes: [node('node-a', ['c1'])],
+    }),
+    writes: [],
   },
   {
     name: 'steady state: nothing to do, nothing recorded',
@@ -445,7 +553,7 @@ const rows: Row[] = [
   {
     name: 'hostNetwork pod: no policy, isolation recorded as not effective, never Succeeded',
     spec: { containment: { cordonNode: false, taintNode: false, labelNode: false } },
-    world: world({ pod: pod('u1', { hostNetwork: true }), detachKeys: [] }),
+    world: world({ pod: pod('u1', { hostNetwork: true }), detachKeys: [], standingPolicy: undefined }),
     writes: ['patchPod web-0@rv-u1'],
     records: ['IsolateNetwork Failed +WarningEvent', 'LabelPod Succeeded'],
     conditions: ['Contained=False/InProgress', 'NetworkIsolated=False/HostNetwork'],
@@ -479,6 +587,21 @@ const rows: Row[] = [
     writes: ['patchPod web-0@rv-u1', 'releaseNode node-a', 'releaseNode node-z'],
   },
   {
+    name: 'release when only the network label is left (the case label removed): it is taken off too',
+    spec: { release: true },
+    status: contained('u1'),
+    world: world({ pod: pod('u1', { labels: { [NETWORK_QUARANTINE_LABEL]: 'c1' } }) }),
+    writes: ['patchPod web-0@rv-u1'],
+  },
+  {
+    name: 'release leaves the standing policy (it selects nobody once the labels are off)',
+    spec: { release: true },
+    status: contained('u1'),
+    world: world({ pod: quarantined('u1') }),
+    writes: ['patchPod web-0@rv-u1'],
+    records: ['ReleaseNetwork Succeeded', 'ReleasePod Succeeded'],
+  },
+  {
     name: 'release set back to false (an API server without the CEL rule): stays released',
     spec: { release: false },
     status: {
@@ -504,23 +627,49 @@ describe('plan', () => {
       expect(actions.some((a) => a.kind === 'patchPod')).toBe(false);
   });
 
-  it('pins the policy to the pod it isolates, and records the UID and node', () => {
+  it('labels the pod it read (UID and resourceVersion preconditions), and records the UID and node', () => {
     const actions = plan(kase(), {}, world({ pod: pod('u1'), detachKeys: ['app'] }));
-    const create = actions.find((a) => a.kind === 'createPolicy');
-    expect(create?.kind === 'createPolicy' && create.policy.metadata?.annotations?.[POD_UID_ANNOTATION]).toBe(
-      'u1',
-    );
     expect(actions.find((a) => a.kind === 'pin')).toMatchObject({ podUID: 'u1' });
     const patch = actions.find((a) => a.kind === 'patchPod');
     expect(patch).toMatchObject({
       patch: {
         metadata: {
+          uid: 'u1',
           resourceVersion: 'rv-u1',
-          labels: { app: null, [CASE_LABEL]: 'c1', [QUARANTINE_LABEL]: 'true' },
+          labels: {
+            app: null,
+            [CASE_LABEL]: 'c1',
+            [QUARANTINE_LABEL]: 'true',
+            [NETWORK_QUARANTINE_LABEL]: 'c1',
+          },
           annotations: { [ORIGINAL_LABELS_ANNOTATION]: '{"app":"web"}' },
         },
       },
     });
+  });
+
+  it('after the intake labelled the pod, the first pass writes only the detach', () => {
+    const actions = plan(kase(), {}, world({ pod: quarantined('u1', { app: 'web' }), detachKeys: ['app'] }));
+    const patch = actions.find((a) => a.kind === 'patchPod');
+    expect(patch).toMatchObject({
+      patch: {
+        metadata: {
+          uid: 'u1',
+          labels: { app: null },
+          annotations: { [ORIGINAL_LABELS_ANNOTATION]: '{"app":"web"}' },
+        },
+      },
+    });
+    expect(actions.find((a) => a.kind === 'record' && a.action === 'LabelPod')).toMatchObject({
+      message: 'pod detached from its workload (removed app)',
+    });
+  });
+
+  it('an earlier version’s per-case policy still pins the case before the status does', () => {
+    const legacy = policy('u1');
+    expect(legacy.metadata?.annotations?.[POD_UID_ANNOTATION]).toBe('u1');
+    const actions = plan(kase(), {}, world({ pod: pod('u2'), networkPolicy: legacy }));
+    expect(actions.some((a) => a.kind === 'patchPod')).toBe(false);
   });
 
   it('says how far past the limit a case is', () => {
