@@ -1,4 +1,4 @@
-import type { KubeConfig, V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { isIP } from 'node:net';
@@ -6,11 +6,18 @@ import { checkArchivePath, type CheckpointRequest } from '../collector/checkpoin
 import { errorMessage } from '../runtime/errors.js';
 
 /**
- * The kubelet's checkpoint API (KEP-2008) asked by the operator itself (ADR 0023):
- * `POST https://<node InternalIP>:<kubelet port>/checkpoint/<namespace>/<pod>/<container>`, as
- * the operator's own identity, which the kubelet authorizes as `create` on `nodes/checkpoint`
- * (never `nodes/proxy`, which also grants exec). The kubelet's serving certificate is verified
- * against a configured CA; without one, nothing is sent and the gap says why.
+ * The kubelet's checkpoint API (KEP-2008) asked by the operator (ADR 0023):
+ * `POST https://<node InternalIP>:<kubelet port>/checkpoint/<namespace>/<pod>/<container>`,
+ * authorized by the kubelet as `create` on `nodes/checkpoint` (never `nodes/proxy`, which also
+ * grants exec). The kubelet's serving certificate is verified against a configured CA; without
+ * one, nothing is sent and the gap says why.
+ *
+ * The node is the suspect's: root there holds the kubelet's serving key and can answer in its
+ * place, so whatever is sent to it is given to the attacker. Never the operator's own identity
+ * (it can patch pods and nodes, create Jobs): a short-lived token of a ServiceAccount that may
+ * do nothing but `create` on `nodes/checkpoint` (`amber-checkpoint`, TokenRequest, 10 minutes).
+ * And the answer is hostile: the whole exchange has one deadline, and an answer past its size
+ * ends the connection.
  */
 
 /** The kubelet's answer is kept in the evidence up to this many characters. */
@@ -25,6 +32,10 @@ export interface KubeletCheckpointConfig {
   checkpointsDir: string;
   /** Passed to the kubelet (its `timeout` query parameter); the request waits 10 s more. */
   timeoutSeconds: number;
+  /** The seconds the whole exchange may take past timeoutSeconds (default 10). */
+  graceSeconds?: number;
+  /** The ServiceAccount (in the operator's namespace) whose short-lived token asks the kubelet. */
+  serviceAccount: string;
 }
 
 export interface CheckpointTarget {
@@ -90,7 +101,8 @@ export interface CheckpointOutcome {
 
 /** Asks the node's kubelet to checkpoint one container; never throws (a failure is a refusal). */
 export async function requestCheckpoint(
-  kc: KubeConfig,
+  /** A bearer token that may only checkpoint (never the operator's own credentials). */
+  token: () => Promise<string>,
   node: V1Node | undefined,
   t: CheckpointTarget,
   config: KubeletCheckpointConfig,
@@ -114,24 +126,27 @@ export async function requestCheckpoint(
       request: { refused: `not requested: the kubelet CA ${config.kubeletCA}: ${errorMessage(err)}` },
     };
   }
-  const options: RequestOptions = {};
-  // The operator's own credentials (token or client certificate), as it uses with the API server.
-  await kc.applyToHTTPSOptions(options);
+  let bearer: string;
+  try {
+    bearer = await token();
+  } catch (err) {
+    return { ms: 0, request: { refused: `not requested: no checkpoint token: ${errorMessage(err)}` } };
+  }
   const started = Date.now();
   try {
-    const { status, body } = await post({
-      host: at.host,
-      port: at.port,
-      path: checkpointPath(t, config.timeoutSeconds),
-      method: 'POST',
-      headers: { ...(options.headers ?? {}), Accept: 'application/json' },
-      ...(options.cert && { cert: options.cert }),
-      ...(options.key && { key: options.key }),
-      // Only the configured CA, and always verified: whatever the kubeconfig says about its own server.
-      ca,
-      rejectUnauthorized: true,
-      timeout: (config.timeoutSeconds + 10) * 1000,
-    });
+    const { status, body } = await post(
+      {
+        host: at.host,
+        port: at.port,
+        path: checkpointPath(t, config.timeoutSeconds),
+        method: 'POST',
+        headers: { Authorization: `Bearer ${bearer}`, Accept: 'application/json' },
+        // Only the configured CA, and always verified: whatever the kubeconfig says about its own server.
+        ca,
+        rejectUnauthorized: true,
+      },
+      (config.timeoutSeconds + (config.graceSeconds ?? 10)) * 1000,
+    );
     return {
       ms: Date.now() - started,
       request: judgeCheckpointAnswer(status, body, t, config.checkpointsDir),
@@ -146,15 +161,37 @@ export async function requestCheckpoint(
   }
 }
 
-function post(options: RequestOptions): Promise<{ status: number; body: string }> {
+/** One POST with one deadline for all of it: connecting, waiting, and reading the answer. */
+function post(options: RequestOptions, deadlineMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
+    // A socket timeout only fires when nothing arrives: an answer trickled a byte at a time
+    // would hold the case for ever (attacker review). This one ends it whatever arrives.
+    const timer = setTimeout(
+      () => req.destroy(new Error(`no complete answer within ${deadlineMs} ms`)),
+      deadlineMs,
+    );
+    const settle =
+      <T>(f: (v: T) => void) =>
+      (v: T) => {
+        clearTimeout(timer);
+        f(v);
+      };
+    resolve = settle(resolve);
+    reject = settle(reject);
     const req = httpsRequest(options, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
-        if (size >= MAX_ANSWER_BYTES) return;
         chunks.push(c);
         size += c.length;
+        // Past the size, the answer is cut where it is and the connection ended.
+        if (size >= MAX_ANSWER_BYTES) {
+          res.destroy();
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8').slice(0, MAX_ANSWER_BYTES),
+          });
+        }
       });
       res.on('end', () =>
         resolve({
@@ -164,7 +201,6 @@ function post(options: RequestOptions): Promise<{ status: number; body: string }
       );
       res.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeout} ms`)));
     req.on('error', reject);
     req.end();
   });

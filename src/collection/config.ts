@@ -57,7 +57,8 @@ export const CollectionConfig = z.object({
   snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
   /**
    * The kubelet checkpoint request (ADR 0023): the operator asks each suspect container's kubelet
-   * before its collection starts, as its own identity (RBAC: create on nodes/checkpoint).
+   * before its collection starts, with a 10-minute token of `serviceAccount`, whose only right is
+   * create on nodes/checkpoint (never the operator's own identity: the node may be the attacker's).
    */
   checkpoint: z
     .object({
@@ -71,6 +72,7 @@ export const CollectionConfig = z.object({
       checkpointsDir: z.string().startsWith('/').default('/var/lib/kubelet/checkpoints'),
       /** The kubelet's own checkpoint timeout (its `timeout` parameter), seconds. */
       timeoutSeconds: z.number().int().min(1).max(600).default(60),
+      serviceAccount: z.string().min(1).max(253).default('amber-checkpoint'),
     })
     .prefault({}),
   /** Signing key Secret in the operator namespace, used when a case names none. */

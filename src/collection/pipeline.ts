@@ -490,8 +490,19 @@ export class CollectionPipeline {
     if (!kase.spec.collection.artifacts.includes('checkpoint')) return undefined;
     const { clients, config } = this.deps;
     const node = await orNotFound(clients.core.readNode({ name: pod.node }));
+    // A token that can only checkpoint, alive 10 minutes (TokenRequest's floor): the node may
+    // be the attacker's and keep whatever it is sent (ADR 0023).
+    const token = async () => {
+      const answer = await clients.core.createNamespacedServiceAccountToken({
+        name: config.checkpoint.serviceAccount,
+        namespace: config.namespace,
+        body: { spec: { audiences: [], expirationSeconds: 600 } },
+      });
+      if (!answer.status?.token) throw new Error('the TokenRequest answered no token');
+      return answer.status.token;
+    };
     const outcome = await requestCheckpoint(
-      clients.kc,
+      token,
       node,
       { namespace: pod.namespace, pod: pod.name, container: target.name },
       config.checkpoint,

@@ -1,4 +1,4 @@
-import { KubeConfig, type V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,6 @@ describe('requesting a checkpoint from a kubelet', () => {
   let dir: string;
   let pki: TestPki;
   let other: TestPki;
-  let kc: KubeConfig;
   let kubelet: FakeKubelet;
   let impostor: FakeKubelet;
 
@@ -30,14 +29,6 @@ describe('requesting a checkpoint from a kubelet', () => {
     dir = mkdtempSync(join(tmpdir(), 'amber-kubelet-ckpt-'));
     pki = new TestPki(mkdtempSync(join(dir, 'pki-')));
     other = new TestPki(mkdtempSync(join(dir, 'other-')));
-    const client = pki.issue('operator', { cn: 'system:serviceaccount:amber-system:amber' });
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: 'https://127.0.0.1:1', caData: b64(pki.caCert), skipTLSVerify: true }],
-      users: [{ name: 'u', certData: b64(client.cert), keyData: b64(client.key) }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
     kubelet = await FakeKubelet.start(pki.issue('kubelet', { cn: 'node-a' }, ['127.0.0.1']), pki.caCert);
     impostor = await FakeKubelet.start(other.issue('impostor', { cn: 'node-a' }, ['127.0.0.1']), pki.caCert);
   });
@@ -62,17 +53,22 @@ describe('requesting a checkpoint from a kubelet', () => {
     kubeletCA: pki.caCert,
     checkpointsDir: root,
     timeoutSeconds: 30,
+    serviceAccount: 'amber-checkpoint',
   });
+  // What the operator gets from TokenRequest for amber-checkpoint; never its own credentials.
+  const token = async () => 'checkpoint-only-token';
 
-  it("takes the archive the kubelet names, asked as the operator's own identity", async () => {
+  it('takes the archive the kubelet names, asked with the checkpoint-only token and nothing else', async () => {
     kubelet.answer = { status: 200, body: `{"items":["${archive}"]}` };
-    const out = await requestCheckpoint(kc, node(kubelet.port), target, config());
+    const out = await requestCheckpoint(token, node(kubelet.port), target, config());
     expect(out.request).toEqual({ archive });
     expect(kubelet.requests).toEqual([
       {
         method: 'POST',
         url: '/checkpoint/shop/web/app?timeout=30',
-        client: 'system:serviceaccount:amber-system:amber',
+        // No client certificate: the operator's identity never reaches the node (attacker review).
+        client: '',
+        authorization: 'Bearer checkpoint-only-token',
       },
     ]);
   });
@@ -84,13 +80,13 @@ describe('requesting a checkpoint from a kubelet', () => {
     [`${root}/checkpoint-db_shop-app-2026-11-28T14:00:00Z.tar`, /not named as the kubelet names/],
   ])('refuses an answer naming %s', async (path, reason) => {
     kubelet.answer = { status: 200, body: JSON.stringify({ items: [path] }) };
-    const out = await requestCheckpoint(kc, node(kubelet.port), target, config());
+    const out = await requestCheckpoint(token, node(kubelet.port), target, config());
     expect('refused' in out.request && out.request.refused).toMatch(reason);
   });
 
   it("keeps a refusal's exact answer, capped", async () => {
     kubelet.answer = { status: 500, body: `checkpointing of shop/web/app failed (${'x'.repeat(3000)})` };
-    const out = await requestCheckpoint(kc, node(kubelet.port), target, config());
+    const out = await requestCheckpoint(token, node(kubelet.port), target, config());
     expect('refused' in out.request && out.request.refused).toMatch(
       /^the kubelet answered HTTP 500: checkpointing of shop\/web\/app failed \(x+\.\.\. \(3039 characters\)$/,
     );
@@ -98,16 +94,16 @@ describe('requesting a checkpoint from a kubelet', () => {
 
   it('never talks to a listener whose certificate the configured CA did not sign', async () => {
     impostor.answer = { status: 200, body: `{"items":["${archive}"]}` };
-    const out = await requestCheckpoint(kc, node(impostor.port), target, config());
+    const out = await requestCheckpoint(token, node(impostor.port), target, config());
     expect('refused' in out.request && out.request.refused).toMatch(
       /the request to the kubelet at 127\.0\.0\.1:\d+ failed: .*(certificate|self.signed)/i,
     );
     expect(impostor.requests).toEqual([]);
   });
 
-  it('sends nothing without a configured CA (even though the kubeconfig skips verification)', async () => {
+  it('sends nothing without a configured CA', async () => {
     kubelet.answer = { status: 200, body: `{"items":["${archive}"]}` };
-    const out = await requestCheckpoint(kc, node(kubelet.port), target, {
+    const out = await requestCheckpoint(token, node(kubelet.port), target, {
       ...config(),
       kubeletCA: undefined,
     });
@@ -117,20 +113,54 @@ describe('requesting a checkpoint from a kubelet', () => {
     expect(kubelet.requests).toEqual([]);
   });
 
+  // The attack (attacker review): root on the node answers in the kubelet's place, 200 and then
+  // a byte every 100 ms. A socket timeout never fires; the case waited for ever.
+  it('an answer trickled a byte at a time ends at the deadline', async () => {
+    kubelet.answer = 'trickle';
+    const out = await requestCheckpoint(token, node(kubelet.port), target, {
+      ...config(),
+      timeoutSeconds: 1,
+      graceSeconds: 1,
+    });
+    expect('refused' in out.request && out.request.refused).toMatch(/no complete answer within 2000 ms/);
+  });
+
+  it('an answer past 64 KiB is cut there and the connection ended', async () => {
+    kubelet.answer = 'flood';
+    const out = await requestCheckpoint(token, node(kubelet.port), target, config());
+    expect('refused' in out.request && out.request.refused).toMatch(
+      /^the kubelet answered HTTP 200 with no JSON/,
+    );
+  });
+
+  it('without a checkpoint token nothing is sent', async () => {
+    kubelet.answer = { status: 200, body: `{"items":["${archive}"]}` };
+    const out = await requestCheckpoint(
+      () => Promise.reject(new Error('forbidden')),
+      node(kubelet.port),
+      target,
+      config(),
+    );
+    expect('refused' in out.request && out.request.refused).toBe(
+      'not requested: no checkpoint token: forbidden',
+    );
+    expect(kubelet.requests).toEqual([]);
+  });
+
   it('a connection cut before the answer is a refusal with the error', async () => {
     kubelet.answer = 'hang up';
-    const out = await requestCheckpoint(kc, node(kubelet.port), target, config());
+    const out = await requestCheckpoint(token, node(kubelet.port), target, config());
     expect('refused' in out.request && out.request.refused).toMatch(/failed: socket hang up/);
   });
 });
 
-function b64(path: string): string {
-  return readFileSync(path).toString('base64');
-}
-
 class FakeKubelet {
-  answer: { status: number; body: string } | 'hang up' = { status: 404, body: 'not found' };
-  requests: { method: string; url: string; client: string }[] = [];
+  answer: { status: number; body: string } | 'hang up' | 'trickle' | 'flood' = {
+    status: 404,
+    body: 'not found',
+  };
+  requests: { method: string; url: string; client: string; authorization?: string }[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   private constructor(
     private readonly server: Server,
@@ -153,10 +183,27 @@ class FakeKubelet {
           method: req.method ?? '',
           url: req.url ?? '',
           client: String(peer.subject?.CN ?? ''),
+          ...(req.headers.authorization !== undefined && { authorization: req.headers.authorization }),
         });
         const a = box.self!.answer;
         if (a === 'hang up') {
           req.socket.destroy();
+          return;
+        }
+        if (a === 'trickle') {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          const t = setInterval(() => (res.destroyed ? clearInterval(t) : res.write(' ')), 100);
+          box.self!.timers.add(t);
+          return;
+        }
+        if (a === 'flood') {
+          res.writeHead(200, { 'Content-Type': 'application/json' });
+          const chunk = Buffer.alloc(16 * 1024, 0x20);
+          const pump = () => {
+            while (!res.destroyed && res.write(chunk));
+            if (!res.destroyed) res.once('drain', pump);
+          };
+          pump();
           return;
         }
         res.writeHead(a.status, { 'Content-Type': 'application/json' }).end(a.body);
@@ -168,6 +215,8 @@ class FakeKubelet {
   }
 
   close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -150,6 +150,9 @@ describe('deploy/ and crds/ on a real API server', () => {
         'RoleBinding/amber-system/amber-operator-leader-election',
         'Role/amber-system/amber-operator-collection',
         'RoleBinding/amber-system/amber-operator-collection',
+        'ServiceAccount/amber-system/amber-checkpoint',
+        'ClusterRole/amber-checkpoint',
+        'ClusterRoleBinding/amber-checkpoint',
       ].sort(),
     );
     // Applying the same files again changes no spec (an upgrade with unchanged manifests does

@@ -1,4 +1,4 @@
-import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
@@ -270,13 +270,16 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
     await verified('case-refused');
   });
 
-  it("the operator's identity may checkpoint but not reach the kubelet's proxy (exec, pods)", async () => {
+  // The attack (attacker review): root on the suspect's node answers in the kubelet's place and
+  // keeps what it is sent. It must never be the operator's identity (pods, nodes, Jobs); the
+  // token it gets may only ask kubelets for checkpoints, for 10 minutes.
+  it("the kubelet is asked with a checkpoint-only token: the operator's own identity may not checkpoint, the token may not exec, list pods or act on the API", async () => {
     const opKc = await operatorKubeConfig(cluster);
     const options: RequestOptions = {};
     await opKc.applyToHTTPSOptions(options);
     const n = await cluster.kubeConfig().makeApiClient(CoreV1Api).readNode({ name: node.name });
     const port = n.status!.daemonEndpoints!.kubeletEndpoint!.Port!;
-    const status = (path: string, method: string) =>
+    const status = (path: string, method: string, auth: { bearer?: string }) =>
       new Promise<number>((resolve, reject) => {
         const req = request(
           {
@@ -284,8 +287,9 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
             port,
             path,
             method,
-            cert: options.cert,
-            key: options.key,
+            ...(auth.bearer
+              ? { headers: { Authorization: `Bearer ${auth.bearer}` } }
+              : { cert: options.cert, key: options.key }),
             ca: readFileSync(cluster.pki.caCert),
           },
           (res) => {
@@ -296,10 +300,34 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
         req.on('error', reject);
         req.end();
       });
-    expect(await status('/pods', 'GET')).toBe(403);
-    expect(await status('/run/shop/suspect/main?cmd=id', 'POST')).toBe(403);
+    expect(await status('/checkpoint/shop/no-such-pod/main', 'POST', {})).toBe(403);
+    const core = opKc.makeApiClient(CoreV1Api);
+    const token = (name: string) =>
+      core.createNamespacedServiceAccountToken({
+        name,
+        namespace: 'amber-system',
+        body: { spec: { audiences: [], expirationSeconds: 600 } },
+      });
+    const bearer = (await token('amber-checkpoint')).status!.token;
+    expect(await status('/pods', 'GET', { bearer })).toBe(403);
+    expect(await status('/run/shop/suspect/main?cmd=id', 'POST', { bearer })).toBe(403);
     // Allowed, and answered by the kubelet itself: a pod it does not know.
-    expect(await status('/checkpoint/shop/no-such-pod/main', 'POST')).toBe(404);
+    expect(await status('/checkpoint/shop/no-such-pod/main', 'POST', { bearer })).toBe(404);
+    // On the API server the token may do nothing at all.
+    const asToken = new KubeConfig();
+    asToken.loadFromOptions({
+      clusters: [{ name: 'c', server: cluster.server, caFile: cluster.pki.caCert }],
+      users: [{ name: 'u', token: bearer }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    await expect(
+      asToken.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: 'shop' }),
+    ).rejects.toMatchObject({
+      code: 403,
+    });
+    // And the operator may mint tokens of that one ServiceAccount only.
+    await expect(token('amber-operator')).rejects.toMatchObject({ code: 403 });
   });
 });
 
