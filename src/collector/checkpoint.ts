@@ -60,6 +60,8 @@ export interface SummaryLimits {
   maxImageBytes: number;
   /** core-*.img files parsed (one per process). */
   maxProcesses: number;
+  /** All the bytes held for parsing at once (the JSON and CRIU images together). */
+  maxHeldBytes: number;
 }
 
 export const defaultSummaryLimits: SummaryLimits = {
@@ -67,6 +69,7 @@ export const defaultSummaryLimits: SummaryLimits = {
   maxJsonBytes: 1024 * 1024,
   maxImageBytes: 4 * 1024 * 1024,
   maxProcesses: 4096,
+  maxHeldBytes: 64 * 1024 * 1024,
 };
 
 export interface ArchiveEntry {
@@ -189,6 +192,23 @@ export class CheckpointSummarizer {
 
   /** What to do with an entry's bytes, if it is one the summary reads and within its cap. */
   private wanted(name: string, size: number): ((b: Buffer) => void) | undefined {
+    const take = this.wantedEntry(name, size);
+    if (!take) return undefined;
+    // One budget for everything held: 4096 core images of 4 MiB each would otherwise be 16 GiB
+    // (attacker review; only root on the node can build such an archive, still never unbounded).
+    if (this.heldBytes + size > this.limits.maxHeldBytes) {
+      this.problem(
+        `${name}: over the ${this.limits.maxHeldBytes} bytes the summary holds at once: not parsed`,
+      );
+      return undefined;
+    }
+    this.heldBytes += size;
+    return take;
+  }
+
+  private heldBytes = 0;
+
+  private wantedEntry(name: string, size: number): ((b: Buffer) => void) | undefined {
     const { maxJsonBytes, maxImageBytes, maxProcesses } = this.limits;
     const json = (field: 'config' | 'spec') => {
       if (size > maxJsonBytes) {

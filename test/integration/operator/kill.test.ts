@@ -2,7 +2,12 @@ import { NetworkingV1Api } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CASE_LABEL, NODE_HOLDERS_ANNOTATION } from '../../../src/containment/labels.js';
+import {
+  CASE_LABEL,
+  NETWORK_QUARANTINE_LABEL,
+  NODE_HOLDERS_ANNOTATION,
+  STANDING_POLICY_NAME,
+} from '../../../src/containment/labels.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { freePort } from '../../testenv/ports.js';
@@ -127,7 +132,14 @@ describe('amber operator killed mid-work and restarted', () => {
       .kubeConfig()
       .makeApiClient(NetworkingV1Api)
       .listNamespacedNetworkPolicy({ namespace: 'shop' });
-    expect(policies.items).toHaveLength(cases);
+    // One standing deny-all policy for the namespace (ADR 0025), created once whatever the
+    // crashes, and every pod under it through its network-quarantine label.
+    expect(policies.items.map((p) => p.metadata?.name)).toEqual([STANDING_POLICY_NAME]);
+    const isolated = await w.core.listNamespacedPod({
+      namespace: 'shop',
+      labelSelector: NETWORK_QUARANTINE_LABEL,
+    });
+    expect(isolated.items).toHaveLength(cases);
     const holders =
       (await w.core.readNode({ name: 'node-k' })).metadata?.annotations?.[NODE_HOLDERS_ANNOTATION]?.split(
         ',',

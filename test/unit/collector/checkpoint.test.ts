@@ -225,6 +225,7 @@ async function summarize(archive: Buffer, limits?: Partial<SummaryLimits>, chunk
     maxJsonBytes: 1024,
     maxImageBytes: 1024,
     maxProcesses: 10,
+    maxHeldBytes: 64 * 1024,
     ...limits,
   });
   for (let off = 0; off < archive.length; off += chunk) await s.write(archive.subarray(off, off + chunk));
@@ -284,6 +285,26 @@ describe('CheckpointSummarizer', () => {
     expect(s.problems.join('\n')).toMatch(/spec\.dump: \d+ bytes, larger than the 1024 read/);
     expect(s.problems.join('\n')).toMatch(/pstree\.img: appears twice/);
     expect(s.problems.join('\n')).toMatch(/no checkpoint\/core-1\.img/);
+  });
+
+  // Each core image under its own cap, but many of them: one budget for all held bytes.
+  it('holds at most maxHeldBytes for parsing, whatever the number of images', async () => {
+    const tree = pstree(pstreeEntry(1, 0, [1]), pstreeEntry(2, 1, [2]));
+    const archive = await tarOf([
+      { name: 'checkpoint/pstree.img', body: tree },
+      { name: 'checkpoint/core-1.img', body: core('sh') },
+      { name: 'checkpoint/core-2.img', body: core('nc') },
+    ]);
+    const budget = tree.length + core('sh').length;
+    const s = await summarize(archive, { maxHeldBytes: budget });
+    expect(s.problems.join('\n')).toMatch(
+      new RegExp(`core-2\\.img: over the ${budget} bytes the summary holds at once`),
+    );
+    expect(s.processes.find((p) => p.pid === 1)?.comm).toBe('sh');
+    expect(s.processes.find((p) => p.pid === 2)?.comm).toBeUndefined();
+    // With room for all of them, both are read.
+    const roomy = await summarize(archive, { maxHeldBytes: budget + core('nc').length });
+    expect(roomy.processes.map((p) => p.comm)).toEqual(['sh', 'nc']);
   });
 
   it('not a tar at all: a recorded problem, and the bytes still flow', async () => {
