@@ -2,7 +2,6 @@ import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +23,7 @@ import {
 import { NodePods } from '../../testenv/node-pods.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { operatorKubeConfig } from '../../testenv/rbac.js';
+import { forwardToLoopback, type Forward } from '../../testenv/node-scenario.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
 import { createSigningKeySecret } from '../collection/helpers.js';
@@ -330,34 +330,3 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
     await expect(token('amber-operator')).rejects.toMatchObject({ code: 403 });
   });
 });
-
-interface Forward {
-  endpoint: string;
-  close(): Promise<void>;
-}
-
-/** A TCP pass-through from `address` (this machine's own) to a listener on 127.0.0.1. */
-async function forwardToLoopback(address: string, port: number): Promise<Forward> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, address, resolve));
-  const { port: listening } = server.address() as { port: number };
-  return {
-    endpoint: `http://${address}:${listening}`,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}

@@ -1,7 +1,6 @@
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +22,7 @@ import { NodePods } from '../../testenv/node-pods.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { freePort } from '../../testenv/ports.js';
 import { OPERATOR_NAMESPACE, operatorKubeConfig } from '../../testenv/rbac.js';
+import { forwardToLoopback, type Forward } from '../../testenv/node-scenario.js';
 import { waitFor } from '../../testenv/wait.js';
 import { Workloads, type CaseView } from '../../testenv/workload.js';
 import { createSigningKeySecret } from '../collection/helpers.js';
@@ -297,34 +297,3 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
     await expectSealed(example.metadata.name, pod, started);
   });
 });
-
-interface Forward {
-  endpoint: string;
-  close(): Promise<void>;
-}
-
-/** A TCP pass-through from `address` (this machine's own) to a listener on 127.0.0.1. */
-async function forwardToLoopback(address: string, port: number): Promise<Forward> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, address, resolve));
-  const { port: listening } = server.address() as { port: number };
-  return {
-    endpoint: `http://${address}:${listening}`,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
