@@ -68,6 +68,7 @@ export const ARTIFACT_GROUPS = [
   'orchestrator',
   'packetCapture',
   'image',
+  'volumeSnapshots',
 ] as const;
 export const ArtifactGroup = z.enum(ARTIFACT_GROUPS);
 
@@ -80,9 +81,18 @@ export const Collection = z
     artifacts: z
       .array(ArtifactGroup)
       .max(ARTIFACT_GROUPS.length)
-      .default(['processes', 'network', 'filesystemDiff', 'writableLayer', 'logs', 'orchestrator', 'image'])
+      .default([
+        'processes',
+        'network',
+        'filesystemDiff',
+        'writableLayer',
+        'logs',
+        'orchestrator',
+        'image',
+        'volumeSnapshots',
+      ])
       .describe(
-        "Artifact groups to collect: processes, network, memory (process memory dumps), filesystemDiff, writableLayer (the container's upper layer as a tar), fullExport, checkpoint, logs, orchestrator (the API server's view), packetCapture (the pod's traffic for captureSeconds, from inside its network namespace), image (the image's manifest, config and layers from the node's containerd, checked against the pod status's image ID).",
+        "Artifact groups to collect: processes, network, memory (process memory dumps), filesystemDiff, writableLayer (the container's upper layer as a tar), fullExport, checkpoint, logs, orchestrator (the API server's view), packetCapture (the pod's traffic for captureSeconds, from inside its network namespace), image (the image's manifest, config and layers from the node's containerd, checked against the pod status's image ID), volumeSnapshots (a CSI VolumeSnapshot of each PersistentVolumeClaim the pod mounts whose driver has a VolumeSnapshotClass, taken by the operator as soon as the pod is pinned, never deleted by Amber).",
       ),
     maxMemoryMiB: z.number().int().min(0).max(1_048_576).default(512).describe(mib('Cap on memory dumped')),
     maxFileMiB: z

@@ -139,6 +139,37 @@ export const ArtifactStatus = z
   })
   .describe('One stored piece of evidence.');
 
+/** At most this many of a pod's claims are snapshotted; the rest are recorded as skipped. */
+export const SNAPSHOTS_KEPT = 16;
+export const SNAPSHOT_PHASES = ['Pending', 'Ready', 'Failed', 'Skipped', 'Deleted'] as const;
+export const VolumeSnapshotRecord = z
+  .object({
+    volume: z.string().max(63).describe("The pod's volume."),
+    claim: z.string().max(253).describe('The PersistentVolumeClaim it mounts.'),
+    phase: z
+      .enum(SNAPSHOT_PHASES)
+      .describe(
+        'Pending (asked, not ready), Ready, Failed (the driver or Amber said why), Skipped (not snapshottable: why in message), Deleted (someone deleted the snapshot Amber took).',
+      ),
+    name: z.string().max(253).optional().describe("The VolumeSnapshot's name, in the pod's namespace."),
+    uid: z.string().max(64).optional().describe("The VolumeSnapshot's UID, as Amber created it."),
+    volumeSnapshotClass: z.string().max(253).optional().describe('The VolumeSnapshotClass used.'),
+    driver: z.string().max(253).optional().describe("The claim's CSI driver."),
+    deletionPolicy: z
+      .string()
+      .max(16)
+      .optional()
+      .describe("The class's deletionPolicy: Delete removes the storage snapshot with the object."),
+    contentName: z.string().max(253).optional().describe('The bound VolumeSnapshotContent.'),
+    snapshotHandle: z.string().max(1024).optional().describe("The storage system's ID of the snapshot."),
+    restoreSize: z.string().max(64).optional().describe('Size of a volume restored from it.'),
+    creationTime: z.string().max(64).optional().describe('When the storage system cut the snapshot.'),
+    requestedAt: z.string().max(64).optional().describe('When Amber asked for it.'),
+    message: z.string().max(1024).optional().describe('Why it is not ready, skipped or failed.'),
+  })
+  .describe("A snapshot of one of the suspect pod's volumes (never deleted by Amber).");
+export type VolumeSnapshotRecord = z.infer<typeof VolumeSnapshotRecord>;
+
 export const GAPS_KEPT = 64;
 export const EvidenceNote = z
   .object({
@@ -244,6 +275,13 @@ export const ForensicCaseStatus = z
       .optional()
       .describe(`The steps Amber took, oldest first; the latest ${TIMELINE_LIMIT}.`),
     containedAt: z.string().optional().describe('When containment completed.'),
+    volumeSnapshots: z
+      .array(VolumeSnapshotRecord)
+      .max(SNAPSHOTS_KEPT + 1)
+      .optional()
+      .describe(
+        "Snapshots of the suspect pod's PersistentVolumeClaims (collection group volumeSnapshots), taken as soon as the pod is pinned; the signed manifest carries them as they were at the seal.",
+      ),
   })
   .describe('What Amber did and found; written by the operator (alerts: by the intake).');
 export type ForensicCaseStatus = z.infer<typeof ForensicCaseStatus>;

@@ -29,6 +29,13 @@ import {
   type World,
 } from '../containment/plan.js';
 import { selectorKeys, selectorMatches } from '../containment/pod.js';
+import {
+  createSnapshot,
+  gatherSnapshots,
+  pendingSnapshots,
+  planSnapshots,
+  wantsSnapshots,
+} from '../collection/volume-snapshots.js';
 import type { Logger } from '../observability/logger.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import { apiStatusCode, isConflict, orNotFound } from '../runtime/errors.js';
@@ -73,7 +80,11 @@ const STEP: Partial<Record<Action['kind'], string>> = {
   patchPod: 'pod-labels',
   holdNode: 'node',
   releaseNode: 'release-node',
+  createSnapshot: 'volume-snapshot',
 };
+
+/** How often a pending volume snapshot is looked at again (within the collection's timeout). */
+const SNAPSHOT_POLL_MS = 2000;
 
 /**
  * Converges one ForensicCase: contain its pod and node, collect and seal its evidence, or
@@ -144,7 +155,11 @@ export class CaseReconciler {
       // seen) first, and the status update it makes brings the case back here.
       const wasContained = status.isTrue('Contained') && !releasing(kase, status.status);
       const world = await this.gather(kase, status.status, slots);
-      await this.apply(kase, status, plan(kase, status.status, world), log);
+      const actions = plan(kase, status.status, world);
+      // After containment's own actions: isolating the pod comes first.
+      if (world.snapshots)
+        actions.push(...planSnapshots(kase, status.status, world.snapshots, status.timestamp()));
+      await this.apply(kase, status, actions, log);
       let result: ReconcileResult = undefined;
       // Never under the decision lock: the NodeHeld condition it writes brings the case back.
       if (wasContained && this.deps.collection && !slots)
@@ -152,6 +167,8 @@ export class CaseReconciler {
           this.step(s, kase.metadata.name),
         );
       await this.writeStatus(kase, status);
+      const pending = pendingSnapshots(status.status, this.now(), kase.spec.collection.timeoutSeconds);
+      if (pending.length && !result) result = { requeueAfterMs: SNAPSHOT_POLL_MS };
       return result;
     };
     if (!needsNodeSlot(kase, status.status)) return run(false);
@@ -215,6 +232,8 @@ export class CaseReconciler {
           (await orNotFound(clients.core.readNode({ name: nodeName })));
     }
     if (slots) world.slots = await this.slots(kase, held);
+    if (pinned === pod.metadata?.uid && wantsSnapshots(kase, status))
+      world.snapshots = await gatherSnapshots(clients, kase, status, pod);
     return world;
   }
 
@@ -366,6 +385,16 @@ export class CaseReconciler {
           break;
         case 'event':
           status.event(a.type, a.reason, a.message);
+          break;
+        case 'createSnapshot': {
+          const made = await createSnapshot(clients, a);
+          const r = status.status.volumeSnapshots?.find((x) => x.claim === a.claim);
+          if (r && made?.metadata?.uid) r.uid = made.metadata.uid;
+          log.info({ claim: a.claim, snapshot: a.body.metadata?.name }, 'volume snapshot asked for');
+          break;
+        }
+        case 'volumeSnapshots':
+          status.status.volumeSnapshots = a.records;
           break;
         case 'contained': {
           status.setCondition('Contained', 'True', 'Contained', a.message);

@@ -74,14 +74,15 @@ export function collectorRuntime(
 }
 
 /**
- * The case's artifact groups in the collector's terms. `orchestrator` is the operator's own
- * part; the targeted files (/tmp, shell histories, ...) always go with the file system groups.
+ * The case's artifact groups in the collector's terms. `orchestrator` and `volumeSnapshots` are the
+ * operator's own part;
+ * the targeted files (/tmp, shell histories, ...) always go with the file system groups.
  */
 export function collectorGroups(spec: z.infer<typeof Collection>): ArtifactGroup[] {
   const wanted = new Set<ArtifactGroup>();
   for (const g of spec.artifacts) {
     if (g === 'fullExport') wanted.add('fullRootfs');
-    else if (g === 'orchestrator') continue;
+    else if (g === 'orchestrator' || g === 'volumeSnapshots') continue;
     else wanted.add(g);
     if (g === 'filesystemDiff' || g === 'writableLayer' || g === 'fullExport') wanted.add('targetedFiles');
   }

@@ -56,6 +56,7 @@ import {
 import { CASE_LABEL } from '../containment/labels.js';
 import { collectionMetrics, type CollectionMetrics } from './metrics.js';
 import { collectOrchestratorView, ORCHESTRATOR_PREFIX } from './orchestrator.js';
+import { pendingSnapshots } from './volume-snapshots.js';
 import {
   accountForCase,
   ContainerReport,
@@ -643,6 +644,17 @@ export class CollectionPipeline {
       const wait = await this.credentialsWait(kase, status);
       if (wait) return wait;
     }
+    // The manifest says what each snapshot is: give a pending one the collection's time.
+    const pending = pendingSnapshots(status.status, this.now(), kase.spec.collection.timeoutSeconds);
+    if (pending.length) {
+      status.setCondition(
+        'EvidenceSealed',
+        'Unknown',
+        SEALED.waitingForSnapshots,
+        `waiting for volume snapshots to be ready: ${pending.join(', ')}`,
+      );
+      return { requeueAfterMs: this.deps.config.pollMs };
+    }
     const { artifacts: listing, problems } = await store.inventory(caseId);
     if (listing.some((a) => a.name === MANIFEST_NAME)) {
       const found = await judgeStoredManifest(store, caseId, key, caseUid);
@@ -692,6 +704,7 @@ export class CollectionPipeline {
           node: status.status.node,
           reason,
           containers,
+          ...(status.status.volumeSnapshots && { volumeSnapshots: status.status.volumeSnapshots }),
           ...(policyRef && { policyRef }),
           ...(alert && {
             alert: { rule: alert.rule, priority: alert.priority, time: alert.time, source: alert.source },

@@ -34,6 +34,8 @@ export const SEALED = {
   signingKeyUnavailable: 'SigningKeyUnavailable',
   /** Status Unknown: a collection Job's credentials can still write under the case; sealed once they expire. */
   waitingForCredentials: 'WaitingForCredentialExpiry',
+  /** Status Unknown: a volume snapshot is not ready yet; sealed once it is, or at the collection's timeout. */
+  waitingForSnapshots: 'WaitingForVolumeSnapshots',
   /** The seal found a manifest it did not write (or cannot prove it wrote): see EvidenceTampered. */
   tampered: 'EvidenceTampered',
 } as const;

@@ -16,6 +16,7 @@ import {
   policyReplacement,
   standingQuarantinePolicy,
 } from './network-policy.js';
+import type { SnapshotAction, SnapshotWorld } from '../collection/volume-snapshots.js';
 import { holders, nodePatch, type NodeContainment } from './node.js';
 import { caseLabels, hasCaseLabels, isQuarantinedBy, originalLabels, quarantineLabels } from './pod.js';
 
@@ -46,6 +47,8 @@ export interface World {
   node?: V1Node;
   /** The cluster's count for a node decision, read under the decision lock; see needsNodeSlot. */
   slots?: NodeSlots;
+  /** The pinned pod's claims and their snapshots, when the case wants them (planSnapshots). */
+  snapshots?: SnapshotWorld;
 }
 
 export type Outcome = TimelineEntry['outcome'];
@@ -73,7 +76,9 @@ export type Action =
   | { kind: 'condition'; type: ConditionType; status: Condition['status']; reason: string; message: string }
   | { kind: 'event'; type: 'Normal' | 'Warning'; reason: string; message: string }
   /** Contained becomes True: condition, containedAt, the time-to-contained metric, one summary Event. */
-  | { kind: 'contained'; message: string };
+  | { kind: 'contained'; message: string }
+  /** Volume snapshots (collection/volume-snapshots.ts): a create, and their records in status. */
+  | Exclude<SnapshotAction, { kind: 'record' }>;
 
 export const NO_NODE: NodeContainment = { cordon: false, taint: false, label: false };
 
