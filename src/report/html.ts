@@ -82,6 +82,24 @@ export function renderHtml(m: ReportModel): string {
       ),
     ),
   );
+  if (m.volumeSnapshots.length) {
+    out.push(`<h3 id="volume-snapshots">Volume snapshots</h3>`);
+    out.push(
+      table(
+        ['volume', 'claim', 'state', 'snapshot', 'handle', 'size', 'taken at', 'note'],
+        m.volumeSnapshots.map((r) => [
+          h(r.volume),
+          h(r.claim),
+          h(r.phase),
+          h(r.name ?? ''),
+          code(r.snapshotHandle ?? ''),
+          h(r.restoreSize ?? ''),
+          h(r.creationTime ?? ''),
+          h(r.message ?? ''),
+        ]),
+      ),
+    );
+  }
 
   out.push(`<h2 id="alerts">Alerts</h2>`);
   if (m.alertCount?.count !== undefined)

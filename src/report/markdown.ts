@@ -47,6 +47,24 @@ export function renderMarkdown(m: ReportModel): string {
       ),
     ),
   );
+  if (m.volumeSnapshots.length)
+    out.push(
+      '### Volume snapshots',
+      '',
+      ...table(
+        ['volume', 'claim', 'state', 'snapshot', 'handle', 'size', 'taken at', 'note'],
+        m.volumeSnapshots.map((r) => [
+          md(r.volume),
+          md(r.claim),
+          md(r.phase),
+          md(r.name ?? ''),
+          code(r.snapshotHandle ?? ''),
+          md(r.restoreSize ?? ''),
+          md(r.creationTime ?? ''),
+          md(r.message ?? ''),
+        ]),
+      ),
+    );
 
   out.push('## Alerts', '');
   if (m.alertCount?.count !== undefined)

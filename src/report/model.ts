@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { ArtifactCheck, VerifyReport } from '../evidence/verify.js';
+import { VolumeSnapshotRecord } from '../api/forensiccase.js';
 
 /**
  * What `amber report` shows, built from what the sealed case holds. Pure: the loader (load.ts)
@@ -45,6 +46,8 @@ export interface ReportModel {
     sealedAt?: string;
   };
   images: Part<{ container: string; image: string; imageID: string; containerID: string }[]>;
+  /** The pod's volume snapshots as the manifest records them (case.volumeSnapshots). */
+  volumeSnapshots: VolumeSnapshotRecord[];
   alerts: Part<{ rule: string; priority: string; time: string; source: string; output: string }[]>;
   alertCount?: { count?: number; firstSeen?: string; lastSeen?: string };
   timeline: { time: string; action: string; outcome: string; message: string }[];
@@ -478,6 +481,9 @@ export function buildReport(input: ReportInput): ReportModel {
           });
         });
 
+  const snapshots = z.array(VolumeSnapshotRecord).safeParse(obj(kase).volumeSnapshots ?? []);
+  const volumeSnapshots = snapshots.success ? snapshots.data : [];
+
   const alertsJson = readJson(files.get('orchestrator/alerts.json'), 'orchestrator/alerts.json');
   let alertCount: ReportModel['alertCount'];
   const fromCase = kase.alert ? [kase.alert] : [];
@@ -642,6 +648,7 @@ export function buildReport(input: ReportInput): ReportModel {
       ...(sealed && { sealedAt: sealed }),
     },
     images,
+    volumeSnapshots,
     alerts,
     ...(alertCount && { alertCount }),
     timeline,

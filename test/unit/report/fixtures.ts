@@ -183,6 +183,19 @@ export async function sealFixtureCase(root: string, caseId: string, privatePem: 
         node: 'node-1',
         reason: `Falco: ${SCRIPT_NAME}`,
         policyRef: 'shop/contain-critical',
+        volumeSnapshots: [
+          {
+            volume: 'data',
+            claim: 'web-data',
+            phase: 'Ready',
+            name: 'case-x-0123456789',
+            volumeSnapshotClass: 'csi-snap',
+            snapshotHandle: 'snap-7f3a',
+            restoreSize: '1Gi',
+            creationTime: '2026-11-28T08:00:02Z',
+          },
+          { volume: 'cache', claim: IMG_FILE, phase: 'Skipped', message: `no class | ${SCRIPT_NAME}` },
+        ],
         alert: {
           rule: 'Drop and execute new binary in container',
           priority: 'Critical',
