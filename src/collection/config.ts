@@ -55,6 +55,8 @@ export const CollectionConfig = z.object({
    * modes; the collector's defaults (containerd's, CRI-O's and Docker's) when absent.
    */
   snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
+  /** The kubelets' pod log directory (their podLogsDir) when it is not /var/log/pods. */
+  podLogsDir: z.string().startsWith('/').optional(),
   /**
    * The kubelet checkpoint request (ADR 0023): the operator asks each suspect container's kubelet
    * before its collection starts, with a 10-minute token of `serviceAccount`, whose only right is

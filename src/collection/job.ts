@@ -97,8 +97,10 @@ export function collectRequest(
   target: CollectionTarget,
   spec: z.infer<typeof Collection>,
   checkpoint?: { request?: CheckpointRequest; checkpointsRoot: string },
+  podLogsRoot?: string,
 ): CollectOptions {
   return {
+    ...(podLogsRoot && { podLogsRoot }),
     ...(checkpoint?.request && { checkpoint: checkpoint.request }),
     ...(checkpoint && { checkpointsRoot: checkpoint.checkpointsRoot }),
     caseId: kase.name,
@@ -176,6 +178,7 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   if (caps.maxCaptureBytes) args.push('--max-capture-size', String(caps.maxCaptureBytes));
   if (caps.maxImageLayerBytes !== undefined) args.push('--max-image-size', String(caps.maxImageLayerBytes));
   if (req.checkpointsRoot) args.push('--checkpoints-root', req.checkpointsRoot);
+  if (req.podLogsRoot) args.push('--pod-logs-root', req.podLogsRoot);
   if (req.checkpoint && 'archive' in req.checkpoint)
     args.push('--checkpoint-archive', req.checkpoint.archive);
   if (req.checkpoint && 'refused' in req.checkpoint)
@@ -204,6 +207,8 @@ export interface CollectionJobInput {
   snapshotterRoots?: string[];
   /** The kubelet's answer to the checkpoint request for this container, and its checkpoints directory. */
   checkpoint?: { request?: CheckpointRequest; checkpointsRoot: string };
+  /** The kubelets' pod log directory, when their podLogsDir is not /var/log/pods. */
+  podLogsRoot?: string;
 }
 
 export interface CollectorDeadline {
@@ -240,7 +245,7 @@ export function collectionJob(input: CollectionJobInput): V1Job {
     [CASE_LABEL]: labelValue(kase.name),
     [CONTAINER_LABEL]: labelValue(target.name),
   };
-  const req = collectRequest(kase, pod, target, input.collection, input.checkpoint);
+  const req = collectRequest(kase, pod, target, input.collection, input.checkpoint, input.podLogsRoot);
   const name = collectionJobName(kase, target.name);
   const deadline = input.collection.timeoutSeconds;
   const args = collectorArgs(req, input.store);

@@ -338,6 +338,7 @@ export class CollectionPipeline {
         collectorDeadline: config.collectorDeadline,
         ...(config.snapshotterRoots && { snapshotterRoots: config.snapshotterRoots }),
         ...(checkpoint && { checkpoint }),
+        ...(config.podLogsDir && { podLogsRoot: config.podLogsDir }),
       });
       try {
         job = await clients.batch.createNamespacedJob({ namespace: config.namespace, body });
@@ -545,6 +546,7 @@ export class CollectionPipeline {
       target,
       kase.spec.collection,
       checkpoint,
+      this.deps.config.podLogsDir,
     );
     const root = req.runtime && req.runtime !== 'auto' ? inline.runtimeRoots[req.runtime] : undefined;
     const started = process.hrtime.bigint();

@@ -49,6 +49,8 @@ export const OperatorConfig = z.object({
   kubeletCA: z.string().startsWith('/').optional(),
   /** The kubelets' checkpoint directory, when their --root-dir is not /var/lib/kubelet. */
   kubeletCheckpointsDir: z.string().startsWith('/').optional(),
+  /** The kubelets' pod log directory, when their podLogsDir is not /var/log/pods. */
+  kubeletPodLogsDir: z.string().startsWith('/').optional(),
   /** Where the nodes' snapshotters keep layers, when not containerd's, CRI-O's or Docker's default (ADR 0017). */
   snapshotterRoots: z.array(z.string().startsWith('/')).min(1).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -284,6 +286,13 @@ export const operatorSettings: readonly OperatorSetting[] = [
     help: "the kubelets' checkpoint directory (default /var/lib/kubelet/checkpoints)",
   },
   {
+    key: 'kubeletPodLogsDir',
+    flag: 'kubelet-pod-logs-dir',
+    env: ['AMBER_KUBELET_POD_LOGS_DIR'],
+    value: 'dir',
+    help: "the kubelets' pod log directory, their podLogsDir (default /var/log/pods)",
+  },
+  {
     key: 'localEvidenceDir',
     flag: 'local-evidence-dir',
     env: ['AMBER_LOCAL_EVIDENCE_DIR'],
@@ -374,6 +383,7 @@ export function collectionConfig(cfg: OperatorConfig): CollectionConfigInput | u
     ...(cfg.collectorImage ? { image: cfg.collectorImage } : {}),
     ...(cfg.collectorImagePullSecrets ? { imagePullSecrets: cfg.collectorImagePullSecrets } : {}),
     ...(cfg.snapshotterRoots?.length ? { snapshotterRoots: cfg.snapshotterRoots } : {}),
+    ...(cfg.kubeletPodLogsDir ? { podLogsDir: cfg.kubeletPodLogsDir } : {}),
     ...(cfg.signingKeySecret ? { signingKeySecret: { name: cfg.signingKeySecret } } : {}),
     ...(cfg.s3CredentialsSecret
       ? { s3CredentialsSecret: cfg.s3CredentialsSecret === 'none' ? null : cfg.s3CredentialsSecret }

@@ -12,7 +12,7 @@ import { installCrds } from './crds.js';
 import { postLikeFalcosidekick } from './falcosidekick.js';
 import { startCluster, type Cluster } from './kube.js';
 import { startMinio, type Minio } from './minio.js';
-import { NODE_SNAPSHOTS, RealNode, buildImages } from './node.js';
+import { NODE_POD_LOGS, NODE_SNAPSHOTS, RealNode, buildImages } from './node.js';
 import { NodePods } from './node-pods.js';
 import { freePort } from './ports.js';
 import { OPERATOR_NAMESPACE, operatorKubeConfig } from './rbac.js';
@@ -150,6 +150,7 @@ export async function startNodeScenario(opts: NodeScenarioOptions): Promise<Node
         namespace: OPERATOR_NAMESPACE,
         image: amber.ref,
         snapshotterRoots: [NODE_SNAPSHOTS],
+        podLogsDir: NODE_POD_LOGS,
         pollMs: 1_000,
         // The demo setting: the seal does not wait for the Job's credentials to expire (at least
         // 900 s, ADR 0009). Callers say so where they print results.

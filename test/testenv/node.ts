@@ -22,6 +22,8 @@ export const POD_CIDR = '10.244.0.0/24';
 /** Fixed, so that a crashed run's leftovers are found and removed by the next run. */
 const BASE = '/tmp/amber-node';
 /** Where the node's containerd keeps image and writable layers (`root` in its config): the collector's snapshotter root. */
+/** The test kubelet's podLogsDir: the collector is told (it is not /var/log/pods). */
+export const NODE_POD_LOGS = join(BASE, 'pod-logs');
 export const NODE_SNAPSHOTS = join(BASE, 'containerd/root/io.containerd.snapshotter.v1.overlayfs/snapshots');
 const LOCK = '/tmp/amber-real-node.lock';
 const CLEANUP = join(import.meta.dirname, 'node-cleanup.sh');
@@ -269,7 +271,7 @@ export class RealNode {
         },
         // No DNS for pods: a test pod has nothing to resolve and nowhere else to send traffic.
         resolvConf: '',
-        podLogsDir: join(BASE, 'pod-logs'),
+        podLogsDir: NODE_POD_LOGS,
         volumePluginDir: join(BASE, 'volume-plugins'),
         maxPods: 30,
         serializeImagePulls: false,

@@ -13,6 +13,7 @@ import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
 import {
+  NODE_POD_LOGS,
   NODE_SNAPSHOTS,
   RealNode,
   buildImages,
@@ -85,6 +86,7 @@ describe.skipIf(unavailable)('the kubelet checkpoint, requested on a real node',
         mode: 'job',
         image: amber.ref,
         snapshotterRoots: [NODE_SNAPSHOTS],
+        podLogsDir: NODE_POD_LOGS,
         pollMs: 1_000,
         jobCredentials: { sealAfterExpiry: false },
         evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },

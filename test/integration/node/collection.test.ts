@@ -17,7 +17,14 @@ import { cacheDir, versions } from '../../testenv/binaries.js';
 import { installCrds } from '../../testenv/crds.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { startMinio, type Minio } from '../../testenv/minio.js';
-import { NODE_SNAPSHOTS, RealNode, buildImages, nodeUnavailable, type Image } from '../../testenv/node.js';
+import {
+  NODE_POD_LOGS,
+  NODE_SNAPSHOTS,
+  RealNode,
+  buildImages,
+  nodeUnavailable,
+  type Image,
+} from '../../testenv/node.js';
 import { NodePods } from '../../testenv/node-pods.js';
 import { startCaseController } from '../../testenv/operator.js';
 import { freePort } from '../../testenv/ports.js';
@@ -114,6 +121,7 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
         mode: 'job',
         image: amber.ref,
         snapshotterRoots: [NODE_SNAPSHOTS],
+        podLogsDir: NODE_POD_LOGS,
         pollMs: 1_000,
         // Not about the seal's wait for the Job credentials' expiry (900 s at least): tested in
         // test/integration/collection/job.test.ts.
@@ -239,6 +247,8 @@ describe.skipIf(unavailable)('the collection Job on a real node', () => {
     expect(network).toContain(peer.status!.podIP!);
     // The container's log, read through the API server and the kubelet.
     expect(await read('orchestrator/logs/main.current.log')).toContain('attacker ready');
+    // And the kubelet's own log file, read by the collector from the node's podLogsDir.
+    expect(await read(`${dir}/logs/main/0.log`)).toContain('attacker ready');
 
     // The connection opened before containment: in the socket table, then cut on the node, so
     // the deny-all policy applies to it too. Nothing more arrives over it.
