@@ -706,7 +706,7 @@ export class CollectionPipeline {
           node: status.status.node,
           reason,
           containers,
-          ...(status.status.volumeSnapshots && { volumeSnapshots: status.status.volumeSnapshots }),
+          ...(status.status.volumeSnapshots?.length && { volumeSnapshots: status.status.volumeSnapshots }),
           ...(policyRef && { policyRef }),
           ...(alert && {
             alert: { rule: alert.rule, priority: alert.priority, time: alert.time, source: alert.source },

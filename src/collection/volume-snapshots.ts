@@ -365,6 +365,7 @@ export function planSnapshots(
     records.push(r);
     note(r, 'Skipped', message);
   }
+  if (records.length === 0) return out; // a pod without claims: nothing to say
   // The records first: a create then writes the UID it got into its record.
   return [{ kind: 'volumeSnapshots', records }, ...out];
 }

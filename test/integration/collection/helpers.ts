@@ -1,5 +1,11 @@
 import { ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1PodSpec,
+} from '@kubernetes/client-node';
 import { generateKeyPairSync } from 'node:crypto';
 import { OPERATOR_NAMESPACE } from '../../testenv/rbac.js';
 
@@ -23,7 +29,7 @@ export async function createPod(
   namespace: string,
   name: string,
   node: string,
-  extra: { serviceAccountName?: string } = {},
+  extra: Partial<V1PodSpec> = {},
 ): Promise<void> {
   await admin.makeApiClient(CoreV1Api).createNamespacedPod({
     namespace,

@@ -273,6 +273,10 @@ describe('planSnapshots', () => {
     expect(records(again).filter((r) => r.claim === '*')).toHaveLength(1);
   });
 
+  it('a pod without claims gets no record at all', () => {
+    expect(plan([])).toEqual([]);
+  });
+
   it('settled records are kept as they are', () => {
     const ready = record({ uid: 'vs-uid', phase: 'Ready', snapshotHandle: 'h' });
     const actions = plan([{ volume: 'disk', claim: 'data' }], { volumeSnapshots: [ready] });
