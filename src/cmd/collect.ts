@@ -49,6 +49,7 @@ export interface CollectCliOptions {
   checkpointsRoot?: string;
   image?: string;
   imageId?: string;
+  specImage?: string;
   imageContentRoot?: string[];
   captureSeconds?: string;
   maxCaptureSize?: string;
@@ -121,6 +122,10 @@ export function registerCollectCommand(program: Command): void {
     .option(
       '--image-id <id>',
       "the container's image ID, as the pod status gives it (repo@sha256:… or sha256:…)",
+    )
+    .option(
+      '--spec-image <ref>',
+      "the container's image as the pod spec names it (API server): a pinned @sha256 digest is checked against the image ID",
     )
     .option(
       '--image-content-root <dir...>',
@@ -248,6 +253,7 @@ export function toCollectOptions(cli: CollectCliOptions): CollectOptions {
     }),
     ...(cli.image && { image: cli.image }),
     ...(cli.imageId && { imageId: cli.imageId }),
+    ...(cli.specImage && { specImage: cli.specImage }),
     ...(cli.imageContentRoot?.length && { imageContentRoots: cli.imageContentRoot }),
     ...(cli.checkpointArchive && { checkpoint: { archive: cli.checkpointArchive } }),
     ...(cli.checkpointRefused && { checkpoint: { refused: cli.checkpointRefused } }),

@@ -23,6 +23,17 @@ export function collectionTargets(
     ...(pod.status?.containerStatuses ?? []),
     ...(pod.status?.ephemeralContainerStatuses ?? []),
   ];
+  // The image the spec names comes from the API server, not from the node: when it pins a
+  // digest, the collector checks the node's word (the status imageID) against it.
+  const specImages = new Map(
+    [
+      ...(pod.spec?.initContainers ?? []),
+      ...(pod.spec?.containers ?? []),
+      ...(pod.spec?.ephemeralContainers ?? []),
+    ]
+      .filter((c) => c.image)
+      .map((c) => [c.name, c.image!]),
+  );
   const targets: CollectionTarget[] = [];
   const gaps: Gap[] = [];
   for (const want of wanted) {
@@ -43,7 +54,12 @@ export function collectionTargets(
       });
     } else {
       const [scheme, id] = s.containerID.split('://');
-      const image = { ...(s.image && { image: s.image }), ...(s.imageID && { imageID: s.imageID }) };
+      const specImage = specImages.get(s.name);
+      const image = {
+        ...(s.image && { image: s.image }),
+        ...(s.imageID && { imageID: s.imageID }),
+        ...(specImage && { specImage }),
+      };
       targets.push(
         id
           ? { name: s.name, id, runtime: scheme ?? 'unknown', ...image }

@@ -27,6 +27,8 @@ export interface CollectionTarget {
   /** The image reference and image ID the pod status gives: the image evidence starts there. */
   image?: string;
   imageID?: string;
+  /** The image the pod spec names (from the API server): a digest there is checked (image.ts). */
+  specImage?: string;
 }
 
 /** The suspect pod as the collection sees it. */
@@ -114,6 +116,7 @@ export function collectRequest(
     groups: collectorGroups(spec),
     ...(target.image && { image: target.image }),
     ...(target.imageID && { imageId: target.imageID }),
+    ...(target.specImage && { specImage: target.specImage }),
     captureSeconds: spec.captureSeconds,
     caps: {
       maxCaptureBytes: Math.max(1, spec.maxCaptureMiB * MiB),
@@ -174,6 +177,7 @@ export function collectorArgs(req: CollectOptions, store: Extract<ResolvedStore,
   if (!req.groups?.includes('memory')) args.push('--no-memory');
   if (req.image) args.push('--image', req.image);
   if (req.imageId) args.push('--image-id', req.imageId);
+  if (req.specImage) args.push('--spec-image', req.specImage);
   if (req.captureSeconds !== undefined) args.push('--capture-seconds', String(req.captureSeconds));
   if (caps.maxCaptureBytes) args.push('--max-capture-size', String(caps.maxCaptureBytes));
   if (caps.maxImageLayerBytes !== undefined) args.push('--max-image-size', String(caps.maxImageLayerBytes));

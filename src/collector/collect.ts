@@ -149,6 +149,8 @@ export const collectOptionsSchema = z.object({
   /** The image reference and image ID the pod status gives for the container (image.ts). */
   image: z.string().min(1).max(4096).optional(),
   imageId: z.string().min(1).max(4096).optional(),
+  /** The image the pod spec names, as the API server has it: a pinned digest is checked. */
+  specImage: z.string().min(1).max(4096).optional(),
   /**
    * containerd content stores (io.containerd.content.v1.content) the image's blobs are read
    * from, on the host; derived from the snapshotter roots when absent.
@@ -963,6 +965,7 @@ async function image(run: CollectionRun, ctx: Context): Promise<void> {
       {
         ...(opts.image && { reference: opts.image }),
         ...(opts.imageId && { imageId: opts.imageId }),
+        ...(opts.specImage && { specReference: opts.specImage }),
         contentRoots: (opts.imageContentRoots ?? contentRootsFor(opts.snapshotterRoots)).map((r) =>
           join(opts.hostRoot, r),
         ),

@@ -46,6 +46,41 @@ export function imageIdDigest(imageId: string): string | undefined {
   return m?.[1];
 }
 
+export type SpecDigestCheck =
+  | { pinned: string; match: true; meaning: string }
+  | { pinned: string; match: false; reported: string; meaning: string }
+  | { pinned: null; meaning: string };
+
+/**
+ * The node's image ID against the digest the pod spec pins. The spec is the API server's word;
+ * the image ID is the node's. Equal, the chain collected from that digest is the pinned image
+ * (every blob below it is content-addressed); different, the node runs or reports another
+ * image than the one the spec pins (a tampered node or runtime, or a mirror that served other
+ * content): recorded, and a gap.
+ */
+export function specDigestCheck(specReference: string | undefined, root: string): SpecDigestCheck {
+  const pinned = specReference ? /@(sha256:[0-9a-f]{64})$/.exec(specReference.trim())?.[1] : undefined;
+  if (!pinned)
+    return {
+      pinned: null,
+      meaning: specReference
+        ? 'the pod spec names a tag, not a digest: only the node says which image it is'
+        : 'the pod spec was not given',
+    };
+  return pinned === root
+    ? {
+        pinned,
+        match: true,
+        meaning: 'the node reports the digest the pod spec pins: the image below is the pinned one',
+      }
+    : {
+        pinned,
+        match: false,
+        reported: root,
+        meaning: 'the node reports another image than the one the pod spec pins',
+      };
+}
+
 export interface Descriptor {
   mediaType?: string;
   digest: string;
@@ -107,6 +142,8 @@ export interface ImageRequest {
   reference?: string;
   /** The image ID the pod status gives (…imageID): its digest is where the chain starts. */
   imageId?: string;
+  /** The image the pod spec names (the API server's word, given by the operator). */
+  specReference?: string;
   /** Content store roots, as the collector sees them (host root prefixed). */
   contentRoots: string[];
   maxLayerBytes: number;
@@ -147,6 +184,7 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
   const blobs: ImageBlob[] = [];
   const summary: Record<string, unknown> = {
     podStatus: { image: req.reference ?? null, imageID: req.imageId ?? null },
+    podSpec: { image: req.specReference ?? null },
     imageIdReportedBy: "the node's kubelet (pod status): compare with the registry's copy",
     contentRoots: req.contentRoots,
     maxLayerBytes: req.maxLayerBytes,
@@ -163,6 +201,13 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
     run.gap('image', `the image ID ${JSON.stringify(req.imageId.slice(0, 200))} ends in no sha256 digest`);
     return void (await record());
   }
+  const pin = specDigestCheck(req.specReference, root);
+  summary.specDigest = pin;
+  if ('match' in pin && !pin.match)
+    run.gap(
+      'image',
+      `the pod spec pins ${pin.pinned} but the node reports ${root}: the image collected is the one the node names, not the pinned one`,
+    );
   if (req.runtime !== 'containerd' && req.runtime !== 'auto')
     run.skip('image', `only containerd's content store is read; the runtime is ${req.runtime}`);
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,7 +170,7 @@ describe('image evidence from a content store root on the node could plant blobs
     }
   }
 
-  async function collect(imageId: string) {
+  async function collect(imageId: string, specReference?: string) {
     const root = mkdtempSync(join(tmpdir(), 'amber-image-store-'));
     const registry = createRegistry();
     const store = new LocalEvidenceStore({ root, registry });
@@ -186,10 +186,19 @@ describe('image evidence from a content store root on the node could plant blobs
       { caseId: 'c', prefix: 'p' },
       { stepsUntil: Infinity, perStepMs: 60_000 },
     );
-    await collectImage(run, { imageId, contentRoots: [dir], maxLayerBytes: 1 << 20, runtime: 'containerd' });
+    await collectImage(run, {
+      imageId,
+      ...(specReference && { specReference }),
+      contentRoots: [dir],
+      maxLayerBytes: 1 << 20,
+      runtime: 'containerd',
+    });
     const names = (await store.list('c')).map((a) => a.name);
+    const summary = JSON.parse(readFileSync(join(root, 'c', 'p', 'image', 'image.json'), 'utf8')) as {
+      specDigest: Record<string, unknown>;
+    };
     rmSync(root, { recursive: true, force: true });
-    return { names, report: report.toJSON() };
+    return { names, report: report.toJSON(), summary };
   }
 
   it('from a manifest digest: every blob sealed, the gzip layer checked against its diff_id', async () => {
@@ -205,6 +214,32 @@ describe('image evidence from a content store root on the node could plant blobs
     expect(report.failed).toContainEqual({
       what: `p/image/blobs/sha256/${evilLayer.slice(7)}`,
       reason: expect.stringMatching(/not this image's layer, not stored/),
+    });
+  });
+
+  it('from the digest the pod spec pins: said to be the pinned image', async () => {
+    const { report, summary } = await collect(`localhost/app@${manifest}`, `localhost/app@${manifest}`);
+    expect(report.failed).toEqual([]);
+    expect(summary.specDigest).toMatchObject({ pinned: manifest, match: true });
+  });
+
+  it('attack: the node reports another digest than the pod spec pins: a gap, and the record says which', async () => {
+    const pinned = `sha256:${'1'.repeat(64)}`;
+    const { names, report, summary } = await collect(`localhost/app@${manifest}`, `localhost/app@${pinned}`);
+    expect(summary.specDigest).toMatchObject({ pinned, match: false, reported: manifest });
+    expect(report.failed).toContainEqual({
+      what: 'image',
+      reason: expect.stringMatching(/pod spec pins sha256:1{64} but the node reports/),
+    });
+    // What the node names is still collected, for the investigator to compare.
+    expect(names).toContain(`p/image/blobs/sha256/${manifest.slice(7)}`);
+  });
+
+  it('a tag in the pod spec: nothing to check, and the record says only the node names the image', async () => {
+    const { summary } = await collect(`localhost/app@${manifest}`, 'localhost/app:1');
+    expect(summary.specDigest).toEqual({
+      pinned: null,
+      meaning: 'the pod spec names a tag, not a digest: only the node says which image it is',
     });
   });
 });
