@@ -243,6 +243,17 @@ function planContain(kase: ForensicCase, status: ForensicCaseStatus, world: Worl
       } else if (!isolatedOnce && !recorded(status, 'IsolateNetwork'))
         out.push(record('IsolateNetwork', 'Succeeded', message));
       out.push(setCondition('NetworkIsolated', 'True', 'NetworkPolicy', message));
+      // Connections opened before containment meet the policy only once the node forgets them,
+      // and only the collection Job cuts them there (ADR 0021): without one, the case says so.
+      if (!kase.spec.collection.enabled && !recorded(status, 'CutConnections', 'Skipped'))
+        out.push(
+          record(
+            'CutConnections',
+            'Skipped',
+            'connections the pod held before containment stay open: only the collection Job cuts them on the node, and this case collects nothing (collection.enabled is false)',
+            { type: 'Warning', reason: 'ConnectionsNotCut' },
+          ),
+        );
     }
   }
 

@@ -665,6 +665,25 @@ describe('plan', () => {
     });
   });
 
+  it('a case that collects nothing says the connections held before containment stay open, once', () => {
+    const spec = { collection: { enabled: false } };
+    const cut = (a: Action) => a.kind === 'record' && a.action === 'CutConnections';
+    const first = plan(kase(spec), {}, world({ pod: pod('u1') }));
+    expect(first.find(cut)).toMatchObject({
+      outcome: 'Skipped',
+      event: { type: 'Warning', reason: 'ConnectionsNotCut' },
+    });
+    const again = {
+      podUID: 'u1',
+      timeline: [{ time: T, action: 'CutConnections', outcome: 'Skipped' as const }],
+    };
+    expect(plan(kase(spec, again), again, world({ pod: quarantined('u1') })).some(cut)).toBe(false);
+    // With collection, the Job cuts them: nothing to say here.
+    expect(plan(kase(), {}, world({ pod: pod('u1') })).some(cut)).toBe(false);
+    // A hostNetwork pod is not isolated at all, which its own record says.
+    expect(plan(kase(spec), {}, world({ pod: pod('u1', { hostNetwork: true }) })).some(cut)).toBe(false);
+  });
+
   it('an earlier version’s per-case policy still pins the case before the status does', () => {
     const legacy = policy('u1');
     expect(legacy.metadata?.annotations?.[POD_UID_ANNOTATION]).toBe('u1');
