@@ -71,6 +71,10 @@ const EVERYTHING = [
   'podSecurityContext.runAsUser=null,podSecurityContext.runAsGroup=null,podSecurityContext.fsGroup=null',
   '--set',
   'wal.persistence.enabled=true',
+  '--set',
+  'collection.node.kubeletCAConfigMap=kubelet-ca,collection.node.checkpointsDir=/data/kubelet/checkpoints',
+  '--set',
+  'collection.node.podLogsDir=/data/log/pods,collection.node.snapshotterRoots={/data/containerd/snapshots}',
   '--set-json',
   'extraEnv=[{"name":"AMBER_INTAKE_TLS_CERT","value":"/etc/amber/intake-tls/tls.crt"},{"name":"AMBER_INTAKE_TLS_KEY","value":"/etc/amber/intake-tls/tls.key"}]',
   '--set-json',
@@ -236,6 +240,19 @@ describe('charts/amber (helm template)', () => {
         AMBER_COLLECTOR_ROLE_ARN: 'arn:aws:iam::123456789012:role/amber-collector',
         AMBER_INTAKE_TLS_CERT: '/etc/amber/intake-tls/tls.crt',
         AMBER_INTAKE_TLS_KEY: '/etc/amber/intake-tls/tls.key',
+        AMBER_KUBELET_CA: '/etc/amber/kubelet-ca/ca.crt',
+        AMBER_KUBELET_CHECKPOINTS_DIR: '/data/kubelet/checkpoints',
+        AMBER_KUBELET_POD_LOGS_DIR: '/data/log/pods',
+        AMBER_SNAPSHOTTER_ROOTS: '/data/containerd/snapshots',
+      });
+      expect(pod.volumes).toContainEqual({
+        name: 'kubelet-ca',
+        configMap: { name: 'kubelet-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+      });
+      expect(container!.volumeMounts).toContainEqual({
+        name: 'kubelet-ca',
+        mountPath: '/etc/amber/kubelet-ca',
+        readOnly: true,
       });
       expect(pod.volumes.map((v) => v.name)).toContain('intake-tls');
       expect(container!.volumeMounts).toContainEqual(
@@ -407,6 +424,8 @@ describe('charts/amber (helm template)', () => {
       ['crds.instal=false', 'instal'],
       ['collection.mode=jobs', 'mode'],
       ['extraEnv[0].value=x', 'name'],
+      ['collection.node.podLogsDir=var/log/pods', 'podLogsDir'],
+      ['collection.node.kubeletCA=kubelet-ca', 'kubeletCA'],
     ] as const) {
       const r = spawnSync(
         helm,
