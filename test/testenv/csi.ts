@@ -145,7 +145,9 @@ export async function startCsi(cluster: Cluster, opts: CsiOptions = {}): Promise
     );
     // Readiness only turns a program that cannot start into an early failure with its log: they
     // all list what exists when they start, so nothing created before they are ready is missed.
-    await binder.waitUntil(logPattern(binder, /Started controller|Starting persistent volume controller/i));
+    await binder.waitUntil(
+      logPattern(binder, /Started controller|Starting persistent volume controller|Caches are synced/i),
+    );
     await provisioner.waitUntil(logPattern(provisioner, /Started provisioner controller/));
     await snapshotter.waitUntil(logPattern(snapshotter, /Starting CSI snapshotter/));
     await controller.waitUntil(logPattern(controller, /Starting snapshot controller/));

@@ -2,7 +2,7 @@
 // this host, so that the real external-provisioner, external-snapshotter and snapshot-controller
 // can run against Amber's test API server (test/testenv/csi.ts). It is not a storage driver for
 // any real cluster, and it is our own code: the upstream csi-driver-host-path cannot be fetched
-// here (docs/testing.md, "Volume snapshots").
+// here (README.md, "Volume snapshots").
 //
 // It serves the CSI Identity and Controller services (CSI spec v1.13) on a unix socket:
 //
