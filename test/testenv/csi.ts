@@ -19,7 +19,7 @@ export interface CsiOptions {
 /** The log files of the programs startCsi runs, by program. */
 export interface CsiLogs {
   driver: string;
-  pvBinder: string;
+  pvControllers: string;
   provisioner: string;
   snapshotter: string;
   snapshotController: string;
@@ -49,10 +49,12 @@ export interface CsiEnv {
  * The CSI volume snapshot machinery against a running test cluster, for the test files that
  * need it: the snapshot CRDs released with the external-snapshotter (installed and Established),
  * our fixture driver test/tools/csi-hostpath on a unix socket, the real csi-provisioner,
- * csi-snapshotter and snapshot-controller, and kube-controller-manager's PersistentVolume
- * binder (the test cluster's own controller manager, when it runs, leaves that controller out:
- * without it no claim is handed to the provisioner nor bound). Then a StorageClass and a
- * VolumeSnapshotClass for the driver.
+ * csi-snapshotter and snapshot-controller, and a kube-controller-manager running only the
+ * PersistentVolume binder and the PV and PVC protection controllers (the test cluster's own
+ * controller manager, when it runs, leaves the binder out: without it no claim is handed to the
+ * provisioner nor bound; without the protection controllers a deleted claim would keep its
+ * finalizer for ever; when both run the protection controllers, they agree). Then a
+ * StorageClass and a VolumeSnapshotClass for the driver.
  *
  * These third-party components run with the cluster's admin kubeconfig: they are the test's
  * storage system, not Amber, whose own RBAC the tests check elsewhere.
@@ -70,7 +72,7 @@ export async function startCsi(cluster: Cluster, opts: CsiOptions = {}): Promise
   const kubeconfig = `--kubeconfig=${cluster.kubeconfigPath}`;
   const logs: CsiLogs = {
     driver: join(dir, 'csi-hostpath.log'),
-    pvBinder: join(dir, 'pv-binder.log'),
+    pvControllers: join(dir, 'pv-controllers.log'),
     provisioner: join(dir, 'csi-provisioner.log'),
     snapshotter: join(dir, 'csi-snapshotter.log'),
     snapshotController: join(dir, 'snapshot-controller.log'),
@@ -112,18 +114,18 @@ export async function startCsi(cluster: Cluster, opts: CsiOptions = {}): Promise
     );
     await hostpath.waitUntil(async () => existsSync(socket));
 
-    const binder = start(
-      'pv-binder',
+    const pvControllers = start(
+      'pv-controllers',
       binary('kube', 'kube-controller-manager'),
       [
         kubeconfig,
         '--leader-elect=false',
-        '--controllers=persistentvolume-binder',
+        '--controllers=persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller',
         '--bind-address=127.0.0.1',
         `--secure-port=${await freePort()}`,
         '--v=1',
       ],
-      logs.pvBinder,
+      logs.pvControllers,
     );
     const provisioner = start(
       'csi-provisioner',
@@ -145,8 +147,11 @@ export async function startCsi(cluster: Cluster, opts: CsiOptions = {}): Promise
     );
     // Readiness only turns a program that cannot start into an early failure with its log: they
     // all list what exists when they start, so nothing created before they are ready is missed.
-    await binder.waitUntil(
-      logPattern(binder, /Started controller|Starting persistent volume controller|Caches are synced/i),
+    await pvControllers.waitUntil(
+      logPattern(
+        pvControllers,
+        /Started controller|Starting persistent volume controller|Caches are synced/i,
+      ),
     );
     await provisioner.waitUntil(logPattern(provisioner, /Started provisioner controller/));
     await snapshotter.waitUntil(logPattern(snapshotter, /Starting CSI snapshotter/));

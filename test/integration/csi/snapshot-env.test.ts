@@ -1,5 +1,5 @@
 import { CoreV1Api, CustomObjectsApi, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
@@ -35,6 +35,7 @@ interface Snapshot {
   status?: { readyToUse?: boolean; boundVolumeSnapshotContentName?: string; restoreSize?: string };
 }
 interface Content {
+  metadata: { name: string };
   spec: { driver: string; volumeSnapshotRef: { name: string } };
   status?: { readyToUse?: boolean; snapshotHandle?: string; restoreSize?: number };
 }
@@ -140,6 +141,51 @@ describe('the volume snapshot test environment', () => {
     const after = await tarEntries(file);
     expect(after.get('logs/app.log')?.body.toString()).toBe('before the snapshot\n');
     expect(after.has('new.txt')).toBe(false);
+  });
+
+  it('a snapshot outlives its claim, and its content and data outlive its VolumeSnapshot (deletionPolicy Retain)', async () => {
+    const handle = await boundClaim('gone');
+    const volume = csi.volumeDir(handle);
+    writeFileSync(join(volume, 'kept'), 'kept\n');
+    const { content } = await readySnapshot('gone-snap', 'gone');
+    const file = csi.snapshotFile(content.status!.snapshotHandle!);
+
+    // The claim deleted: its volume goes (reclaimPolicy Delete), the snapshot stays.
+    await core.deleteNamespacedPersistentVolumeClaim({ name: 'gone', namespace: ns });
+    await waitFor(
+      `volume ${handle} deleted\n${csi.logTails()}`,
+      () =>
+        core
+          .readPersistentVolume({ name: handle })
+          .then(() => false)
+          .catch((e: { code?: number }) => e.code === 404),
+      (gone) => gone,
+      60_000,
+    );
+    expect(existsSync(volume)).toBe(false);
+    expect((await tarEntries(file)).get('kept')?.body.toString()).toBe('kept\n');
+
+    // The VolumeSnapshot deleted: its content and the data stay.
+    const snapshots = { group, version: 'v1', namespace: ns, plural: 'volumesnapshots' };
+    await custom.deleteNamespacedCustomObject({ ...snapshots, name: 'gone-snap' });
+    await waitFor(
+      `snapshot gone-snap deleted\n${csi.logTails()}`,
+      () =>
+        custom
+          .getNamespacedCustomObject({ ...snapshots, name: 'gone-snap' })
+          .then(() => false)
+          .catch((e: { code?: number }) => e.code === 404),
+      (gone) => gone,
+      60_000,
+    );
+    const kept = (await custom.getClusterCustomObject({
+      group,
+      version: 'v1',
+      plural: 'volumesnapshotcontents',
+      name: content.metadata.name,
+    })) as Content;
+    expect(kept.status?.snapshotHandle).toBe(content.status!.snapshotHandle);
+    expect((await tarEntries(file)).get('kept')?.body.toString()).toBe('kept\n');
   });
 
   it('attack: a volume holding links to host files is snapshotted with the links, never the files they name', async () => {
