@@ -1,4 +1,5 @@
 import { CoreV1Api, CustomObjectsApi, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -37,7 +38,12 @@ interface Snapshot {
 interface Content {
   metadata: { name: string };
   spec: { driver: string; volumeSnapshotRef: { name: string } };
-  status?: { readyToUse?: boolean; snapshotHandle?: string; restoreSize?: number };
+  status?: {
+    readyToUse?: boolean;
+    snapshotHandle?: string;
+    restoreSize?: number;
+    creationTime?: number;
+  };
 }
 
 /** A claim of the environment's StorageClass, bound by the provisioner: its volume's handle. */
@@ -204,5 +210,77 @@ describe('the volume snapshot test environment', () => {
     expect(entries.get('etc')).toMatchObject({ type: 'symlink', linkname: '/etc' });
     expect([...entries.keys()].filter((name) => name.startsWith('etc/'))).toEqual([]);
     expect(readFileSync(file).includes(hostSecret)).toBe(false);
+  });
+
+  it('attack: a FIFO in the volume is stored as a FIFO and does not hang the snapshot', async () => {
+    const handle = await boundClaim('fifo');
+    execFileSync('mkfifo', [join(csi.volumeDir(handle), 'pipe')]); // no writer: a read would block
+    const { content } = await readySnapshot('fifo-snap', 'fifo');
+    const entries = await tarEntries(csi.snapshotFile(content.status!.snapshotHandle!));
+    expect(entries.get('pipe')).toMatchObject({ type: 'fifo', body: Buffer.alloc(0) });
+  });
+
+  it('a snapshot taken outside the cluster is imported through ListSnapshots (a pre-provisioned content)', async () => {
+    await boundClaim('source');
+    const { content: original } = await readySnapshot('source-snap', 'source');
+    const handle = original.status!.snapshotHandle!;
+    await custom.createClusterCustomObject({
+      group,
+      version: 'v1',
+      plural: 'volumesnapshotcontents',
+      body: {
+        apiVersion: `${group}/v1`,
+        kind: 'VolumeSnapshotContent',
+        metadata: { name: 'imported-content' },
+        spec: {
+          driver: csi.driver,
+          deletionPolicy: 'Retain',
+          source: { snapshotHandle: handle },
+          volumeSnapshotRef: { name: 'imported', namespace: ns },
+        },
+      },
+    });
+    await custom.createNamespacedCustomObject({
+      group,
+      version: 'v1',
+      namespace: ns,
+      plural: 'volumesnapshots',
+      body: {
+        apiVersion: `${group}/v1`,
+        kind: 'VolumeSnapshot',
+        metadata: { name: 'imported' },
+        spec: { source: { volumeSnapshotContentName: 'imported-content' } },
+      },
+    });
+    const snapshot = await waitFor<Snapshot>(
+      `snapshot imported ready\n${csi.logTails()}`,
+      () =>
+        custom.getNamespacedCustomObject({
+          group,
+          version: 'v1',
+          namespace: ns,
+          plural: 'volumesnapshots',
+          name: 'imported',
+        }) as Promise<Snapshot>,
+      (s) => s.status?.readyToUse === true,
+      60_000,
+    );
+    expect(snapshot.status).toMatchObject({
+      boundVolumeSnapshotContentName: 'imported-content',
+      restoreSize: '1Mi',
+    });
+    // Its status came from the driver's ListSnapshots: the stored snapshot's own time and size.
+    const imported = (await custom.getClusterCustomObject({
+      group,
+      version: 'v1',
+      plural: 'volumesnapshotcontents',
+      name: 'imported-content',
+    })) as Content;
+    expect(imported.status).toMatchObject({
+      snapshotHandle: handle,
+      readyToUse: true,
+      restoreSize: 1024 * 1024,
+      creationTime: original.status!.creationTime,
+    });
   });
 });
