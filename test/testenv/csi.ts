@@ -97,7 +97,7 @@ export async function startCsi(cluster: Cluster, opts: CsiOptions = {}): Promise
     logTails: (lines = 20) =>
       started.map((p) => `--- ${p.name} (${p.logFile}) ---\n${p.logTail(lines)}`).join('\n'),
     stop: async () => {
-      for (const p of started.reverse()) await p.stop();
+      for (const p of [...started].reverse()) await p.stop();
       if (!process.env.AMBER_KEEP_TESTENV) rmSync(dir, { recursive: true, force: true });
     },
   };
