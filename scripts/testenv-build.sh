@@ -10,6 +10,14 @@
 #                                             from github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring)
 #   promql-check                             (test/tools/promql-check: Prometheus's PromQL parser)
 #   falcosidekick                            (github.com/falcosecurity/falcosidekick, wrapper module)
+#
+# Volume snapshots (test/testenv/csi.ts), asked for as `csi`:
+#   snapshot-controller, csi-snapshotter     (github.com/kubernetes-csi/external-snapshotter/v8, wrapper module)
+#   csi-provisioner                          (github.com/kubernetes-csi/external-provisioner/v6, wrapper module)
+#   snapshot-crds                            (VolumeSnapshot, -Content and -Class CRDs, copied from
+#                                             github.com/kubernetes-csi/external-snapshotter/client/v8)
+#   csi-hostpath                             (test/tools/csi-hostpath: our own fixture CSI driver; the
+#                                             proxy refuses csi-driver-host-path)
 #   etcd, runc, busybox-static, attr, tcpdump, gcc (Debian packages, installed with apt-get when missing)
 #
 # The real node (test/testenv/node.ts, docs/adr/0012-real-node.md), asked for as `node`:
@@ -41,6 +49,8 @@ PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.95.2}"
 # 4.2.1 checkpoints a container that holds a connection (../shared/TESTENV-NOTES.md).
 CRIU_VERSION="${CRIU_VERSION:-4.2.1-1}"
 CRIU_SUITE="${CRIU_SUITE:-sid}"
+SNAPSHOTTER_VERSION="${SNAPSHOTTER_VERSION:-v8.7.0}"
+PROVISIONER_VERSION="${PROVISIONER_VERSION:-v6.4.0}"
 
 export GOFLAGS="-buildvcs=false -trimpath"
 export CGO_ENABLED=0
@@ -214,6 +224,55 @@ MOD
   return $rc
 }
 
+# ---- volume snapshots (test/testenv/csi.ts) --------------------------------------------------
+# The sidecars' go.mod files carry replace directives, so go install refuses them: a wrapper
+# module requires the release and repeats its replaces onto published versions.
+build_csi_wrapped() { # build_csi_wrapped OUT MODULE VERSION EXTRA_REQUIRE CMD...
+  local out=$1 mod=$2 version=$3 extra=$4 work gomod cmd gets=() pkgs=()
+  shift 4
+  for cmd in "$@"; do
+    pkgs+=("$mod/cmd/$cmd")
+    gets+=("$mod/cmd/$cmd@$version")
+  done
+  work=$(mktemp -d)
+  gomod=$(go mod download -json "$mod@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module amber.local/csiwrapper"
+    echo "go 1.26.0"
+    echo "require $mod $version"
+    [[ -z "$extra" ]] || echo "require $extra"
+    grep -E '^replace [^ ]+ => [^.]' "$gomod"
+  } >"$work/go.mod"
+  (cd "$work" &&
+    go get "${gets[@]}" >get.log 2>&1 || { cat get.log >&2 && false; } &&
+    nice -n 19 go build -ldflags "-s -w -X main.version=$version" -o "$out/" "${pkgs[@]}")
+  local rc=$?
+  rm -rf "$work"
+  return $rc
+}
+# The snapshotter's own go.mod points its client module at ./client, which is the client/v8
+# module of the same tag.
+build_snapshotter() {
+  build_csi_wrapped "$1" github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" \
+    "github.com/kubernetes-csi/external-snapshotter/client/v8 $SNAPSHOTTER_VERSION" snapshot-controller csi-snapshotter
+}
+build_provisioner() {
+  build_csi_wrapped "$1" github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" "" csi-provisioner
+}
+build_snapshot_crds() { # the CRDs as released with the snapshotter, never hand-written
+  local dir
+  dir=$(go mod download -json "github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  cp "$dir"/config/crd/snapshot.storage.k8s.io_volumesnapshot{classes,contents,s}.yaml "$1/" &&
+    chmod 644 "$1"/*.yaml
+}
+# Our own fixture driver, keyed by its source like promql-check (test/testenv/binaries.ts).
+CSI_HOSTPATH_SRC="$(cd "$(dirname "$0")/.." && pwd)/test/tools/csi-hostpath"
+csi_hostpath_key() { cat "$CSI_HOSTPATH_SRC/go.mod" "$CSI_HOSTPATH_SRC/go.sum" "$CSI_HOSTPATH_SRC/main.go" | sha256sum | cut -c1-16; }
+build_csi_hostpath() {
+  (cd "$CSI_HOSTPATH_SRC" && go build -ldflags "-s -w" -o "$1/csi-hostpath" .)
+}
+
 # ---- the real node (docs/adr/0012-real-node.md) ----------------------------------------------
 build_containerd() { # the CRI checkpoint call needs 2.x; graph drivers the node never uses are left out
   local m=github.com/containerd/containerd/v2
@@ -301,6 +360,12 @@ if has monitoring-crds; then
     status=1
 fi
 has promql-check && { timed promql-check "$CACHE/promql-check-$(promql_check_key)" build_promql_check || status=1; }
+if has csi; then
+  timed csi-hostpath "$CACHE/csi-hostpath-$(csi_hostpath_key)" build_csi_hostpath || status=1
+  timed snapshot-crds "$CACHE/snapshot-crds-$SNAPSHOTTER_VERSION" build_snapshot_crds || status=1
+  timed external-snapshotter "$CACHE/external-snapshotter-$SNAPSHOTTER_VERSION" build_snapshotter || status=1
+  timed external-provisioner "$CACHE/external-provisioner-$PROVISIONER_VERSION" build_provisioner || status=1
+fi
 if has node; then
   node_apt_packages
   timed kubelet "$KUBELET_DIR" build_kubelet || status=1

@@ -12,13 +12,18 @@ export const versions = {
   helm: process.env.HELM_VERSION ?? 'v3.22.0',
   controllerTools: process.env.CONTROLLER_TOOLS_VERSION ?? 'v0.23.0',
   prometheusOperator: process.env.PROMETHEUS_OPERATOR_VERSION ?? 'v0.95.2',
+  snapshotter: process.env.SNAPSHOTTER_VERSION ?? 'v8.7.0',
+  provisioner: process.env.PROVISIONER_VERSION ?? 'v6.4.0',
 };
 
 export const cacheDir =
   process.env.AMBER_TESTENV_CACHE ??
   join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'amber-testenv');
 
-type Built = Exclude<keyof typeof versions, 'controllerTools' | 'prometheusOperator'>;
+type Built = Exclude<
+  keyof typeof versions,
+  'controllerTools' | 'prometheusOperator' | 'snapshotter' | 'provisioner'
+>;
 
 export function binary(component: Built, name: string = component): string {
   const path = join(cacheDir, `${component}-${versions[component]}`, name);
@@ -49,12 +54,41 @@ export function monitoringCrds(): string[] {
   );
 }
 
-/** test/tools/promql-check, built into a directory keyed by its source as the build script keys it. */
-export function promqlCheck(): string {
-  const src = join(import.meta.dirname, '..', 'tools', 'promql-check');
+/** Our own Go program under test/tools/, built into a directory keyed by its source as the build script keys it. */
+function ownTool(name: string, step: string): string {
+  const src = join(import.meta.dirname, '..', 'tools', name);
   const key = createHash('sha256')
     .update(Buffer.concat(['go.mod', 'go.sum', 'main.go'].map((f) => readFileSync(join(src, f)))))
     .digest('hex')
     .slice(0, 16);
-  return built(`promql-check-${key}`, 'promql-check', 'promql-check');
+  return built(`${name}-${key}`, name, step);
+}
+
+/** test/tools/promql-check. */
+export function promqlCheck(): string {
+  return ownTool('promql-check', 'promql-check');
+}
+
+/**
+ * The volume snapshot machinery (scripts/testenv-build.sh csi): the external-snapshotter's two
+ * programs, the external-provisioner, the snapshot CRDs released with them, and our fixture
+ * driver test/tools/csi-hostpath.
+ */
+export function csiPrograms(): {
+  snapshotController: string;
+  csiSnapshotter: string;
+  csiProvisioner: string;
+  csiHostpath: string;
+  snapshotCrds: string[];
+} {
+  const snapshotter = `external-snapshotter-${versions.snapshotter}`;
+  return {
+    snapshotController: built(snapshotter, 'snapshot-controller', 'csi'),
+    csiSnapshotter: built(snapshotter, 'csi-snapshotter', 'csi'),
+    csiProvisioner: built(`external-provisioner-${versions.provisioner}`, 'csi-provisioner', 'csi'),
+    csiHostpath: ownTool('csi-hostpath', 'csi'),
+    snapshotCrds: ['volumesnapshotclasses', 'volumesnapshotcontents', 'volumesnapshots'].map((kind) =>
+      built(`snapshot-crds-${versions.snapshotter}`, `snapshot.storage.k8s.io_${kind}.yaml`, 'csi'),
+    ),
+  };
 }
