@@ -1,7 +1,9 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { extract } from 'tar-stream';
 import { binary, csiPrograms } from './binaries.js';
 import { installCrdFiles } from './crds.js';
 import type { Cluster } from './kube.js';
@@ -191,4 +193,23 @@ export async function startCsi(cluster: Cluster, opts: CsiOptions = {}): Promise
 function checkedId(id: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/.test(id)) throw new Error(`not a csi-hostpath handle: ${id}`);
   return id;
+}
+
+/** The entries of a snapshot's tar file, by path (directories without their trailing /). */
+export async function snapshotEntries(
+  file: string,
+): Promise<Map<string, { type: string; linkname?: string; body: Buffer }>> {
+  const out = new Map<string, { type: string; linkname?: string; body: Buffer }>();
+  const ex = extract();
+  Readable.from([readFileSync(file)]).pipe(ex);
+  for await (const entry of ex) {
+    const chunks: Buffer[] = [];
+    for await (const c of entry) chunks.push(c as Buffer);
+    out.set(entry.header.name.replace(/\/$/, ''), {
+      type: entry.header.type,
+      linkname: entry.header.linkname ?? undefined,
+      body: Buffer.concat(chunks),
+    });
+  }
+  return out;
 }

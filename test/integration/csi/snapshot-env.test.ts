@@ -2,10 +2,8 @@ import { CoreV1Api, CustomObjectsApi, type V1PersistentVolumeClaim } from '@kube
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCsi, type CsiEnv } from '../../testenv/csi.js';
+import { snapshotEntries, startCsi, type CsiEnv } from '../../testenv/csi.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
 import { waitFor } from '../../testenv/wait.js';
 
@@ -106,24 +104,6 @@ async function readySnapshot(name: string, claim: string): Promise<{ snapshot: S
   return { snapshot, content };
 }
 
-async function tarEntries(
-  file: string,
-): Promise<Map<string, { type: string; linkname?: string; body: Buffer }>> {
-  const out = new Map<string, { type: string; linkname?: string; body: Buffer }>();
-  const ex = extract();
-  Readable.from([readFileSync(file)]).pipe(ex);
-  for await (const entry of ex) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    out.set(entry.header.name.replace(/\/$/, ''), {
-      type: entry.header.type,
-      linkname: entry.header.linkname ?? undefined,
-      body: Buffer.concat(chunks),
-    });
-  }
-  return out;
-}
-
 describe('the volume snapshot test environment', () => {
   it('provisions a claim through the real csi-provisioner and snapshots it through the real snapshotter, data included', async () => {
     const handle = await boundClaim('data');
@@ -139,12 +119,12 @@ describe('the volume snapshot test environment', () => {
     const snapshotHandle = content.status!.snapshotHandle!;
     expect(snapshotHandle).toMatch(/^snapshot-/);
     const file = csi.snapshotFile(snapshotHandle);
-    expect((await tarEntries(file)).get('logs/app.log')?.body.toString()).toBe('before the snapshot\n');
+    expect((await snapshotEntries(file)).get('logs/app.log')?.body.toString()).toBe('before the snapshot\n');
 
     // The snapshot is a copy: the volume moves on, the snapshot does not.
     writeFileSync(join(volume, 'logs', 'app.log'), 'rewritten after the snapshot\n');
     writeFileSync(join(volume, 'new.txt'), 'new\n');
-    const after = await tarEntries(file);
+    const after = await snapshotEntries(file);
     expect(after.get('logs/app.log')?.body.toString()).toBe('before the snapshot\n');
     expect(after.has('new.txt')).toBe(false);
   });
@@ -169,7 +149,7 @@ describe('the volume snapshot test environment', () => {
       60_000,
     );
     expect(existsSync(volume)).toBe(false);
-    expect((await tarEntries(file)).get('kept')?.body.toString()).toBe('kept\n');
+    expect((await snapshotEntries(file)).get('kept')?.body.toString()).toBe('kept\n');
 
     // The VolumeSnapshot deleted: its content and the data stay.
     const snapshots = { group, version: 'v1', namespace: ns, plural: 'volumesnapshots' };
@@ -191,7 +171,7 @@ describe('the volume snapshot test environment', () => {
       name: content.metadata.name,
     })) as Content;
     expect(kept.status?.snapshotHandle).toBe(content.status!.snapshotHandle);
-    expect((await tarEntries(file)).get('kept')?.body.toString()).toBe('kept\n');
+    expect((await snapshotEntries(file)).get('kept')?.body.toString()).toBe('kept\n');
   });
 
   it('attack: a volume holding links to host files is snapshotted with the links, never the files they name', async () => {
@@ -204,7 +184,7 @@ describe('the volume snapshot test environment', () => {
 
     const { content } = await readySnapshot('links-snap', 'links');
     const file = csi.snapshotFile(content.status!.snapshotHandle!);
-    const entries = await tarEntries(file);
+    const entries = await snapshotEntries(file);
     expect(entries.get('shadow')).toMatchObject({ type: 'symlink', linkname: '/etc/shadow' });
     expect(entries.get('shadow')?.body.length).toBe(0);
     expect(entries.get('etc')).toMatchObject({ type: 'symlink', linkname: '/etc' });
@@ -216,7 +196,7 @@ describe('the volume snapshot test environment', () => {
     const handle = await boundClaim('fifo');
     execFileSync('mkfifo', [join(csi.volumeDir(handle), 'pipe')]); // no writer: a read would block
     const { content } = await readySnapshot('fifo-snap', 'fifo');
-    const entries = await tarEntries(csi.snapshotFile(content.status!.snapshotHandle!));
+    const entries = await snapshotEntries(csi.snapshotFile(content.status!.snapshotHandle!));
     expect(entries.get('pipe')).toMatchObject({ type: 'fifo', body: Buffer.alloc(0) });
   });
 
