@@ -30,16 +30,25 @@ interface Profile {
 const STAGES: Array<[string, (f: CallFrame) => boolean]> = [
   ['bearer token check (bearerMatches)', (f) => f.functionName === 'bearerMatches'],
   ['body: UTF-8, exact-int64 JSON parse (parseJsonExact)', (f) => f.functionName === 'parseJsonExact'],
-  ['validation (wellFormedEvent, the schema)', (f) => /wellFormedEvent|refuseProtoKeys|safeParse/.test(f.functionName) && /falco\.ts/.test(f.url)],
+  [
+    'validation (wellFormedEvent, the schema)',
+    (f) => /wellFormedEvent|refuseProtoKeys|safeParse/.test(f.functionName) && /falco\.ts/.test(f.url),
+  ],
   ['parseFalcoBody (decode + parse + validate)', (f) => f.functionName === 'parseFalcoBody'],
   ['toAlert (target, names)', (f) => f.functionName === 'toAlert'],
   ['WAL append (record JSON, frame, CRC)', (f) => f.functionName === 'append' && /wal\.ts/.test(f.url)],
-  ['WAL batch write + sync + answers', (f) => /writeNext|settle|openSegment/.test(f.functionName) && /wal\.ts/.test(f.url)],
+  [
+    'WAL batch write + sync + answers',
+    (f) => /writeNext|settle|openSegment/.test(f.functionName) && /wal\.ts/.test(f.url),
+  ],
   ['event digest (no uuid)', (f) => f.functionName === 'eventDigest'],
   ['loggedAlert (record of the alert)', (f) => f.functionName === 'loggedAlert'],
   ['policy matching (decideMatch)', (f) => f.functionName === 'decideMatch'],
   ['accept (policies, dedup, limits, log)', (f) => f.functionName === 'accept' && /engine\.ts/.test(f.url)],
-  ['engine writes to the API server (flush)', (f) => /flush|writeEach|tryCreate/.test(f.functionName) && /engine\.ts/.test(f.url)],
+  [
+    'engine writes to the API server (flush)',
+    (f) => /flush|writeEach|tryCreate/.test(f.functionName) && /engine\.ts/.test(f.url),
+  ],
   ['metrics (prom-client)', (f) => /prom-client/.test(f.url)],
   ['logging (pino)', (f) => /\/pino\//.test(f.url)],
   ['kube client (API requests)', (f) => /@kubernetes|undici|node-fetch/.test(f.url)],
@@ -49,7 +58,8 @@ const STAGES: Array<[string, (f: CallFrame) => boolean]> = [
 function main(): void {
   const [file, topArg, acceptedArg] = process.argv.slice(2);
   const accepted = Number(acceptedArg ?? /-(\d+)\.cpuprofile$/.exec(file ?? '')?.[1]);
-  if (!file || !accepted) throw new Error('usage: cpuprofile-summary.ts <file.cpuprofile> [top] [accepted alerts]');
+  if (!file || !accepted)
+    throw new Error('usage: cpuprofile-summary.ts <file.cpuprofile> [top] [accepted alerts]');
   const top = Number(topArg ?? 40);
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -61,7 +71,9 @@ function main(): void {
     selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
   }
   const totalUs = [...selfUs.values()].reduce((a, b) => a + b, 0);
-  const idleUs = [...selfUs].filter(([id]) => /\(idle\)/.test(byId.get(id)!.callFrame.functionName)).reduce((a, [, v]) => a + v, 0);
+  const idleUs = [...selfUs]
+    .filter(([id]) => /\(idle\)/.test(byId.get(id)!.callFrame.functionName))
+    .reduce((a, [, v]) => a + v, 0);
   const perAlert = (us: number) => (us / accepted).toFixed(2);
 
   // Self time by function.
@@ -71,7 +83,9 @@ function main(): void {
     const key = `${f.functionName || '(anonymous)'} ${shortUrl(f.url)}:${f.lineNumber + 1}`;
     byFn.set(key, (byFn.get(key) ?? 0) + us);
   }
-  console.log(`profile ${((p.endTime - p.startTime) / 1e6).toFixed(1)} s, sampled ${(totalUs / 1e6).toFixed(1)} s, idle ${(idleUs / 1e6).toFixed(1)} s, ${accepted} alerts: ${perAlert(totalUs - idleUs)} µs busy per alert`);
+  console.log(
+    `profile ${((p.endTime - p.startTime) / 1e6).toFixed(1)} s, sampled ${(totalUs / 1e6).toFixed(1)} s, idle ${(idleUs / 1e6).toFixed(1)} s, ${accepted} alerts: ${perAlert(totalUs - idleUs)} µs busy per alert`,
+  );
   console.log(`\ntop ${top} functions by self time (µs per alert):`);
   for (const [k, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top))
     console.log(`  ${perAlert(us).padStart(7)}  ${k}`);
@@ -106,7 +120,10 @@ function main(): void {
 }
 
 function shortUrl(url: string): string {
-  return url.replace(/^file:\/\//, '').replace(/^.*node_modules\//, '').replace(/^.*\/(src|bench|test)\//, '$1/');
+  return url
+    .replace(/^file:\/\//, '')
+    .replace(/^.*node_modules\//, '')
+    .replace(/^.*\/(src|bench|test)\//, '$1/');
 }
 
 function packageOf(f: CallFrame): string {

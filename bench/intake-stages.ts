@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ResponsePolicySpec } from '../src/api/responsepolicy.js';
-import { bearerMatches, tokenDigest } from '../src/intake/app.js';
+import { bearerExpectation, bearerMatches } from '../src/intake/app.js';
 import { IntakeEngine } from '../src/intake/engine.js';
 import { FalcoEvent, parseFalcoBody, toAlert, wellFormedEvent } from '../src/intake/falco.js';
 import { parseJsonExact } from '../src/intake/json.js';
@@ -73,7 +73,7 @@ function engine(withLog: boolean): IntakeEngine {
 }
 const bare = engine(false);
 const logged = engine(true);
-const expected = tokenDigest(TOKEN);
+const expected = bearerExpectation(TOKEN);
 const header = `Bearer ${TOKEN}`;
 const decoder = new TextDecoder('utf-8', { fatal: true });
 

@@ -289,7 +289,11 @@ async function withCpu(running: Promise<LoadResult>): Promise<LoadResult> {
   const result = await running;
   const used = process.cpuUsage(before);
   const accepted = Math.max(1, result.statuses[202] ?? 0);
-  return { ...result, cpuUsPerAlert: (used.user + used.system) / accepted, sysUsPerAlert: used.system / accepted };
+  return {
+    ...result,
+    cpuUsPerAlert: (used.user + used.system) / accepted,
+    sysUsPerAlert: used.system / accepted,
+  };
 }
 
 /**
