@@ -180,7 +180,11 @@ async function main(): Promise<void> {
     const { startCluster } = await import('../test/testenv/kube.js');
     const { installCrds } = await import('../test/testenv/crds.js');
     const cluster = await startCluster();
-    await installCrds(cluster.kubeConfig());
+    // A cluster that started must be stopped even when the bench cannot use it.
+    await installCrds(cluster.kubeConfig()).catch(async (err: unknown) => {
+      await cluster.stop();
+      throw err;
+    });
     api = kubeCaseApi(cluster.kubeConfig());
     target = 'real kube-apiserver';
     stop = () => cluster.stop();
