@@ -9,11 +9,13 @@
 // each round: Amber / bare (target >= 0.5) and with the log / without (target >= 0.8).
 //
 //   npx tsx bench/intake.ts [seconds=5] [connections=32] [rounds=5]
-//   AMBER_BENCH_ONLY=with node --cpu-prof --import tsx bench/intake.ts 10 32 1   # a profile
+//   AMBER_BENCH_PROFILE=/tmp/prof npx tsx bench/intake.ts 10 32 1   # a CPU profile of each load
+//   npx tsx bench/cpuprofile-summary.ts /tmp/prof/<run>.cpuprofile    # where the time went
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Session } from 'node:inspector/promises';
 import { Worker } from 'node:worker_threads';
 import Fastify from 'fastify';
 import { ResponsePolicySpec } from '../src/api/responsepolicy.js';
@@ -70,6 +72,9 @@ interface LoadResult {
   p99: number;
   max: number;
   generator?: string;
+  /** CPU time of this process (the server) per accepted alert, µs; of it in the kernel. */
+  cpuUsPerAlert?: number;
+  sysUsPerAlert?: number;
 }
 
 function hasWrk(): boolean {
@@ -136,6 +141,12 @@ async function runWrk(
   };
 }
 
+/** A run's accepted alerts per second and the server's CPU µs per accepted alert. */
+interface Run {
+  rate: number;
+  cpu: number;
+}
+
 type Variant = 'bare' | 'without' | 'with' | 'serial';
 const LABEL: Record<Variant, string> = {
   serial: 'AMBER with the log, one fdatasync at a time (before ADR 0019)',
@@ -169,7 +180,11 @@ async function main(): Promise<void> {
     const { startCluster } = await import('../test/testenv/kube.js');
     const { installCrds } = await import('../test/testenv/crds.js');
     const cluster = await startCluster();
-    await installCrds(cluster.kubeConfig());
+    // A cluster that started must be stopped even when the bench cannot use it.
+    await installCrds(cluster.kubeConfig()).catch(async (err: unknown) => {
+      await cluster.stop();
+      throw err;
+    });
     api = kubeCaseApi(cluster.kubeConfig());
     target = 'real kube-apiserver';
     stop = () => cluster.stop();
@@ -185,6 +200,7 @@ async function main(): Promise<void> {
   // API server, interleaved round by round (and in a rotating order within a round) so that a
   // drift in the machine's load falls on all three; ratios are taken within a round.
   const rates: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
+  const cpus: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
   for (let round = 0; round < rounds; round++) {
     const order = only ? [only] : VARIANTS.map((_, k) => VARIANTS[(k + round) % VARIANTS.length]!);
     for (const variant of order) {
@@ -194,7 +210,7 @@ async function main(): Promise<void> {
           .replace('"Read sensitive file untrusted"', `"Read sensitive file untrusted ${j % 3}"`),
       );
       console.log(`round ${round + 1}/${rounds}, ${LABEL[variant]}:`);
-      const rate =
+      const run =
         variant === 'bare'
           ? await runBare(seconds, connections, bodies)
           : await runOnce(
@@ -204,12 +220,14 @@ async function main(): Promise<void> {
               connections,
               bodies,
             );
-      rates[variant].push(rate);
+      rates[variant].push(run.rate);
+      cpus[variant].push(run.cpu);
     }
   }
   await stop();
   if (only) {
     console.log(`  accepted alerts/s (${only}): ${describe(rates[only])}`);
+    console.log(`  server CPU µs per alert (${only}): ${describe(cpus[only], 1)}`);
     return;
   }
   const ratios = (a: Variant, b: Variant) => rates[a].map((r, k) => r / rates[b][k]!);
@@ -222,6 +240,14 @@ async function main(): Promise<void> {
   console.log(`  with the log / without: ${describe(ratios('with', 'without'), 2)} (target >= 0.80)`);
   if (VARIANTS.includes('serial'))
     console.log(`  with the log, one sync at a time / without: ${describe(ratios('serial', 'without'), 2)}`);
+  // The same ratios from the server's CPU per alert (bare / Amber: higher is better, as above):
+  // what the rates would be if the server alone decided them.
+  const cpuRatios = (a: Variant, b: Variant) => cpus[b].map((c, k) => c / cpus[a][k]!);
+  console.log('server CPU per accepted alert (µs, median and spread):');
+  for (const v of VARIANTS) console.log(`  ${LABEL[v]}: ${describe(cpus[v], 1)}`);
+  console.log(`  bare CPU / Amber with the log CPU: ${describe(cpuRatios('with', 'bare'), 2)}`);
+  console.log(`  bare CPU / Amber without the log CPU: ${describe(cpuRatios('without', 'bare'), 2)}`);
+  console.log(`  without CPU / with CPU: ${describe(cpuRatios('with', 'without'), 2)}`);
 }
 
 /** Median, then min..max and every value in round order. */
@@ -237,7 +263,7 @@ function median(xs: number[]): number {
 }
 
 /** The physical baseline: fastify as it comes, parsing the JSON body and answering 202. */
-async function runBare(seconds: number, connections: number, bodies: string[]): Promise<number> {
+async function runBare(seconds: number, connections: number, bodies: string[]): Promise<Run> {
   const app = Fastify({ logger: false });
   app.post('/', async (req, reply) => {
     void reply.code(202);
@@ -246,20 +272,68 @@ async function runBare(seconds: number, connections: number, bodies: string[]): 
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.server.address() as { port: number }).port;
   const started = Date.now();
-  const result = await load(port, seconds, connections, bodies);
+  const result = await load(port, seconds, connections, bodies, 'bare');
   const elapsed = (Date.now() - started) / 1000;
   await app.close();
   const rate = Math.round((result.statuses[202] ?? 0) / elapsed);
   console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
   console.log(`  accepted alerts/s: ${rate}`);
-  return rate;
+  console.log(cpuLine(result));
+  return { rate, cpu: result.cpuUsPerAlert ?? NaN };
+}
+
+let profiled = 0;
+
+/**
+ * The server's CPU time (this process: every thread, user and system) per accepted alert over
+ * the load: what the ratios are about, and far steadier than a rate on a shared machine.
+ */
+async function withCpu(running: Promise<LoadResult>): Promise<LoadResult> {
+  const before = process.cpuUsage();
+  const result = await running;
+  const used = process.cpuUsage(before);
+  const accepted = Math.max(1, result.statuses[202] ?? 0);
+  return {
+    ...result,
+    cpuUsPerAlert: (used.user + used.system) / accepted,
+    sysUsPerAlert: used.system / accepted,
+  };
+}
+
+/**
+ * The load, profiled when AMBER_BENCH_PROFILE names a directory: the main thread's CPU profile
+ * of the load window only (no start-up, no API server), with the accepted alerts in its name
+ * for bench/cpuprofile-summary.ts.
+ */
+async function load(
+  port: number,
+  seconds: number,
+  connections: number,
+  bodies: string[],
+  label: string,
+): Promise<LoadResult> {
+  const dir = process.env.AMBER_BENCH_PROFILE;
+  if (!dir) return withCpu(generate(port, seconds, connections, bodies));
+  mkdirSync(dir, { recursive: true });
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  const result = await withCpu(generate(port, seconds, connections, bodies));
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  const file = join(dir, `${++profiled}-${label}-${result.statuses[202] ?? 0}.cpuprofile`);
+  writeFileSync(file, JSON.stringify(profile));
+  console.log(`  profile: ${file}`);
+  return result;
 }
 
 /**
  * wrk (Debian's package) costs far less CPU than a Node client; with two cores shared by the
  * server, the client and the API server, the load generator decides what is measured.
  */
-function load(port: number, seconds: number, connections: number, bodies: string[]): Promise<LoadResult> {
+function generate(port: number, seconds: number, connections: number, bodies: string[]): Promise<LoadResult> {
   return hasWrk()
     ? runWrk(port, seconds, connections, bodies)
     : new Promise<LoadResult>((resolve, reject) => {
@@ -279,7 +353,7 @@ async function runOnce(
   seconds: number,
   connections: number,
   bodies: string[],
-): Promise<number> {
+): Promise<Run> {
   const counting = countCalls(api);
   const registry = createRegistry();
   const metrics = createIntakeMetrics(registry);
@@ -316,7 +390,7 @@ async function runOnce(
   const port = (app.server.address() as { port: number }).port;
 
   const started = Date.now();
-  const result = await load(port, seconds, connections, bodies);
+  const result = await load(port, seconds, connections, bodies, walDir ? 'with' : 'without');
   const elapsed = (Date.now() - started) / 1000;
   await app.close();
   await engine.stop(30_000);
@@ -325,6 +399,7 @@ async function runOnce(
   const serverP99 = await histogramQuantile(registry, 0.99);
   console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
   console.log(`  accepted alerts/s: ${rate}`);
+  console.log(cpuLine(result));
   console.log(
     `  client latency ms: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)}, max ${result.max.toFixed(2)}`,
   );
@@ -339,7 +414,11 @@ async function runOnce(
   }
   console.log(`  peak RSS of the process so far: ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
   console.log(`  API writes: ${JSON.stringify(counting.calls)}; alerts still queued: ${engine.queueDepth}`);
-  return rate;
+  return { rate, cpu: result.cpuUsPerAlert ?? NaN };
+}
+
+function cpuLine(r: LoadResult): string {
+  return `  server CPU per accepted alert: ${r.cpuUsPerAlert?.toFixed(1)} µs (of it system ${r.sysUsPerAlert?.toFixed(1)} µs)`;
 }
 
 function countCalls(api: CaseApi) {

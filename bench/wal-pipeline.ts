@@ -15,6 +15,8 @@ const rounds = Number(process.argv[4] ?? 3);
 const settings = [{ syncsInFlight: 1 }, { syncsInFlight: 2 }, { syncsInFlight: 3 }];
 const record = { case: 'x'.repeat(60), alert: { output: 'o'.repeat(500) } };
 const rates = settings.map(() => [] as number[]);
+/** CPU of the process (every thread, user and system) per append, µs. */
+const cpus = settings.map(() => [] as number[]);
 for (let r = 0; r < rounds; r++) {
   for (const [k, s] of settings.entries()) {
     const dir = mkdtempSync(join(tmpdir(), 'amber-walbench-'));
@@ -26,6 +28,7 @@ for (let r = 0; r < rounds; r++) {
       ...s,
     });
     const deadline = Date.now() + seconds * 1000;
+    const cpu = process.cpuUsage();
     let n = 0;
     await Promise.all(
       Array.from({ length: clients }, async () => {
@@ -37,6 +40,8 @@ for (let r = 0; r < rounds; r++) {
         }
       }),
     );
+    const used = process.cpuUsage(cpu);
+    cpus[k]!.push((used.user + used.system) / n);
     await wal.close();
     rmSync(dir, { recursive: true, force: true });
     rates[k]!.push(Math.round(n / seconds));
@@ -44,5 +49,8 @@ for (let r = 0; r < rounds; r++) {
 }
 for (const [k, s] of settings.entries()) {
   const xs = [...rates[k]!].sort((a, b) => a - b);
-  console.log(`${JSON.stringify(s)}: median ${xs[xs.length >> 1]} appends/s [${rates[k]!.join(' ')}]`);
+  const cs = [...cpus[k]!].sort((a, b) => a - b);
+  console.log(
+    `${JSON.stringify(s)}: median ${xs[xs.length >> 1]} appends/s [${rates[k]!.join(' ')}], CPU per append median ${cs[cs.length >> 1]!.toFixed(1)} µs [${cpus[k]!.map((c) => c.toFixed(1)).join(' ')}]`,
+  );
 }

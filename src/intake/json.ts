@@ -43,14 +43,30 @@ function longIntegers(text: string): Array<[number, number]> {
         const d = text.charCodeAt(i);
         if (d === 0x2e || d === 0x65 || d === 0x45) integer = false; // . e E
       }
-      // Only a well-formed integer literal is wrapped: anything else is left for JSON.parse to refuse.
+      // Only a well-formed integer literal in a value's place is wrapped: anything else (a
+      // fraction, an exponent, a number where a key belongs) is left for JSON.parse to refuse.
       if (integer && i + 1 - start >= 16) {
         const token = text.slice(start, i + 1);
-        if (INTEGER.test(token) && !Number.isSafeInteger(Number(token))) spans.push([start, i + 1]);
+        if (INTEGER.test(token) && !Number.isSafeInteger(Number(token)) && !followedByColon(text, i + 1))
+          spans.push([start, i + 1]);
       }
     }
   }
   return spans;
+}
+
+/** Whether the next character after whitespace is a colon: the token stands where a key must. */
+function followedByColon(text: string, from: number): boolean {
+  let i = from;
+  while (
+    i < text.length &&
+    (text.charCodeAt(i) === 0x20 ||
+      text.charCodeAt(i) === 0x0a ||
+      text.charCodeAt(i) === 0x0d ||
+      text.charCodeAt(i) === 0x09)
+  )
+    i++;
+  return text.charCodeAt(i) === 0x3a;
 }
 
 /**
@@ -94,14 +110,16 @@ function unmark(value: unknown, found: { left: number }): unknown {
       if (found.left === 0) break;
       const before = obj[key];
       const after = unmark(before, found);
-      // defineProperty, not assignment: an own "__proto__" key must stay a plain key.
-      if (after !== before)
+      if (after === before) continue;
+      // defineProperty, not assignment, for an own "__proto__" key: it must stay a plain key.
+      if (key === '__proto__')
         Object.defineProperty(obj, key, {
           value: after,
           writable: true,
           enumerable: true,
           configurable: true,
         });
+      else obj[key] = after;
     }
   }
   return value;

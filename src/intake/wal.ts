@@ -79,9 +79,14 @@ interface Token extends WalToken {
   segment: Segment;
 }
 
+/**
+ * Records appended for one segment since the last batch was taken: written together, answered
+ * together. One promise per batch, however many records (and requests) wait on it.
+ */
 interface Pending {
   segment: Segment;
-  frame: Buffer;
+  frames: Buffer[];
+  durable: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -268,14 +273,15 @@ export class WriteAheadLog {
     segment.outstanding++;
     segment.unwritten++;
     this.addBytes(frame.length);
-    const durable = new Promise<void>((resolve, reject) =>
-      this.queue.push({ segment, frame, resolve, reject }),
-    );
-    // Whoever holds `durable` sees a failure; one nobody awaits must not crash the process.
-    durable.catch(() => {});
+    let batch = this.queue[this.queue.length - 1];
+    if (batch?.segment !== segment) {
+      batch = newBatch(segment);
+      this.queue.push(batch);
+    }
+    batch.frames.push(frame);
     this.pump();
     const token: Token = { log: this.runId, seq, segment };
-    return { token, durable };
+    return { token, durable: batch.durable };
   }
 
   /** The records are on the API server: their segments may go. */
@@ -312,7 +318,7 @@ export class WriteAheadLog {
   }
 
   /**
-   * Writes the queue's leading run of records for one segment and starts its fdatasync without
+   * Writes the queue's first batch (the records of one segment) and starts its fdatasync without
    * waiting for it; settle() answers the batch. Batches are answered in the order written.
    */
   private async writeNext(): Promise<void> {
@@ -321,15 +327,17 @@ export class WriteAheadLog {
       return;
     }
     this.writing = true;
-    const segment = this.queue[0]!.segment;
-    let n = 1;
-    while (n < this.queue.length && this.queue[n]!.segment === segment) n++;
-    const batch = this.queue.splice(0, n);
+    const batch = this.queue.shift()!;
+    const segment = batch.segment;
     const failuresBefore = this.syncFailures;
     let synced: Promise<void>;
     try {
       const open = await this.openSegment(segment);
-      await open.handle.write(Buffer.concat(batch.map((p) => p.frame)));
+      // One writev, no copy into one buffer; a short write is a failed write (the rest of a
+      // record missing is a torn record, which must not be answered 2xx).
+      const bytes = batch.frames.reduce((n, f) => n + f.length, 0);
+      const { bytesWritten } = await open.handle.writev(batch.frames);
+      if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
       // Each sync in flight has a descriptor of its own: a write-back error is reported once per
       // descriptor, so a concurrent sync on a shared one could take the error meant for this batch.
       synced = open.syncHandles[this.batches++ % this.syncsInFlight]!.datasync();
@@ -346,7 +354,7 @@ export class WriteAheadLog {
 
   /** Answers a batch once its own sync and every earlier batch's have settled. */
   private async settle(
-    batch: Pending[],
+    batch: Pending,
     synced: Promise<void>,
     earlier: Promise<void>,
     failuresBefore: number,
@@ -361,23 +369,25 @@ export class WriteAheadLog {
     try {
       if (error !== undefined) {
         this.syncFailures++;
-        this.log.error({ err: errorMessage(error), records: batch.length }, 'write-ahead log append failed');
+        this.log.error(
+          { err: errorMessage(error), records: batch.frames.length },
+          'write-ahead log append failed',
+        );
       } else if (this.syncFailures > failuresBefore) {
         // A sync that failed after this batch was written may have lost its pages too.
         error = new Error('an earlier write of the log failed');
       }
       if (error === undefined) {
-        for (const p of batch) p.resolve();
+        batch.resolve();
       } else {
-        const failed = new LogWriteError(`the write-ahead log could not be written: ${errorMessage(error)}`);
-        for (const p of batch) p.reject(failed);
+        batch.reject(new LogWriteError(`the write-ahead log could not be written: ${errorMessage(error)}`));
         // A failed write may have left part of a record: later records go to a new segment, so
         // they are not behind it (decoding stops at the first bad record of a segment).
-        this.seal(batch[0]!.segment);
+        this.seal(batch.segment);
       }
     } finally {
-      for (const p of batch) p.segment.unwritten--;
-      this.maybeDelete(batch[0]!.segment);
+      batch.segment.unwritten -= batch.frames.length;
+      this.maybeDelete(batch.segment);
       this.syncing--;
       this.pump();
       this.wakeIdle();
@@ -439,6 +449,18 @@ export class WriteAheadLog {
     this.totalBytes += n;
     this.onBytes(this.totalBytes);
   }
+}
+
+function newBatch(segment: Segment): Pending {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const durable = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Whoever holds `durable` sees a failure; one nobody awaits must not crash the process.
+  durable.catch(() => {});
+  return { segment, frames: [], durable, resolve, reject };
 }
 
 /** Milliseconds since the epoch in base 36 (fixed width until 2059), then randomness. */

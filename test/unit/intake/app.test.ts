@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResponsePolicySpec } from '../../../src/api/responsepolicy.js';
-import { buildIntakeApp } from '../../../src/intake/app.js';
+import { bearerExpectation, bearerMatches, buildIntakeApp } from '../../../src/intake/app.js';
 import { IntakeEngine } from '../../../src/intake/engine.js';
 import { createIntakeMetrics } from '../../../src/intake/metrics.js';
 import { silentLogger } from '../../../src/observability/logger.js';
@@ -36,6 +36,45 @@ function setup() {
   });
   return { api, engine, app, registry };
 }
+
+describe('bearerMatches', () => {
+  it('takes the token and nothing else: not a prefix, an extension, a NUL-padded copy or another scheme', () => {
+    const expected = bearerExpectation(TOKEN);
+    expect(bearerMatches(`Bearer ${TOKEN}`, expected)).toBe(true);
+    expect(bearerMatches(`bearer   ${TOKEN} `, expected)).toBe(true);
+    for (const header of [
+      undefined,
+      '',
+      'Bearer',
+      'Bearer ',
+      `Bearer ${TOKEN.slice(0, -1)}`,
+      `Bearer ${TOKEN}x`,
+      `Bearer ${TOKEN}\u0000`,
+      `Bearer ${TOKEN}\u0000\u0000\u0000`,
+      `Bearer ${TOKEN.toUpperCase()}`,
+      `Basic ${TOKEN}`,
+      `${TOKEN}`,
+      `Bearer ${TOKEN}${'a'.repeat(600)}`,
+      `Bearer ${'\u00e9'.repeat(300)}`,
+    ])
+      expect(bearerMatches(header, expected), JSON.stringify(header)).toBe(false);
+  });
+
+  it('works for a token longer than the padding, and for any given token', () => {
+    const long = 'k'.repeat(700);
+    const expected = bearerExpectation(long);
+    expect(bearerMatches(`Bearer ${long}`, expected)).toBe(true);
+    expect(bearerMatches(`Bearer ${long.slice(1)}`, expected)).toBe(false);
+    expect(bearerMatches(`Bearer ${long}k`, expected)).toBe(false);
+    const short = bearerExpectation(TOKEN);
+    fc.assert(
+      fc.property(fc.string({ maxLength: 700 }), (given) => {
+        const token = given.trim();
+        expect(bearerMatches(`Bearer ${given}`, short)).toBe(token === TOKEN && token.length > 0);
+      }),
+    );
+  });
+});
 
 describe('intake webhook', () => {
   const { api, engine, app, registry } = setup();

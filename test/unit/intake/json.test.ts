@@ -76,9 +76,55 @@ describe('parseJsonExact', () => {
       '{"a" 12345678901234567890}',
       '[12345678901234567890"x"]',
       '{"a":12345678901234567890x}',
+      '{12345678901234567890:1}',
+      '{"a":1,12345678901234567890 :1}',
+      '[true12345678901234567890]',
     ]) {
       expect(() => parseJsonExact(bad), bad).toThrow(SyntaxError);
     }
+  });
+
+  it('accepts exactly what JSON.parse accepts, on text made of the pieces that trip scanners', () => {
+    const piece = fc.constantFrom(
+      '{',
+      '}',
+      '[',
+      ']',
+      ':',
+      ',',
+      ' ',
+      '\n',
+      '"',
+      '\\',
+      '\\"',
+      'a',
+      'e',
+      '.',
+      '-',
+      '+',
+      '0',
+      '7',
+      'true',
+      '12345678901234567890',
+      '9007199254740993',
+      '1234567890123456',
+      '"k":',
+    );
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 24 }), (pieces) => {
+        const text = pieces.join('');
+        let expected: unknown;
+        try {
+          JSON.parse(text);
+          expected = reference(text);
+        } catch {
+          expect(() => parseJsonExact(text), text).toThrow(SyntaxError);
+          return;
+        }
+        expect(parseJsonExact(text), text).toEqual(expected);
+      }),
+      { numRuns: 20_000 },
+    );
   });
 
   it('leaves a client string that looks like a marker alone', () => {

@@ -2,6 +2,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  rmSync,
   statSync,
   truncateSync,
   utimesSync,
@@ -86,6 +87,22 @@ describe('WriteAheadLog', () => {
     expect(recovered.map((r) => (r.body as { n: number }).n)).toEqual(
       Array.from({ length: 200 }, (_, n) => n),
     );
+  });
+
+  it('answers the appends of one turn with one promise, and refuses them all when their write fails', async () => {
+    const dir = base();
+    const { wal, lines } = await openLog(dir);
+    // The log's directory gone before the first write: opening the segment fails.
+    rmSync(join(dir, 'amber-0'), { recursive: true, force: true });
+    const batch = Array.from({ length: 5 }, (_, i) => wal.append({ n: i }));
+    expect(new Set(batch.map((a) => a.durable)).size).toBe(1);
+    for (const a of batch)
+      await expect(a.durable).rejects.toMatchObject({ code: 'log-write-failed', statusCode: 503 });
+    expect(lines.some((l) => l.msg === 'write-ahead log append failed' && l.records === 5)).toBe(true);
+    // A later append is a batch of its own, and is refused too while the disk fails.
+    const later = wal.append({ n: 5 });
+    expect(later.durable).not.toBe(batch[0]!.durable);
+    await expect(later.durable).rejects.toMatchObject({ code: 'log-write-failed' });
   });
 
   it('skips a torn last record with a log line and replays the ones before it', async () => {
