@@ -8,9 +8,10 @@ import { CASE_LABEL, NETWORK_QUARANTINE_LABEL, QUARANTINE_LABEL } from './labels
  * gathers and applies.
  *
  * A label is removed only when all of these hold:
- *  1. No case accounts for it, in a list of the cases read after the pods were listed: every
- *     label a reconciler writes is written after its case exists, and every label the intake
- *     writes follows its log record, so a case created before that list is in it.
+ *  1. No case accounts for it (the case it names, or another open case of the pod that isolates
+ *     it: that case's reconciler relabels the pod), in a list of the cases read after the pods
+ *     were listed: every label a reconciler writes is written after its case exists, and every
+ *     label the intake writes follows its log record, so a case created before that list is in it.
  *  2. The intake of this process has no case create waiting for the pod (read between the two
  *     lists: a record still waiting then, or a case created before the case list).
  *  3. The same label on the same pod (UID and value) was unaccounted at every pass for at least
@@ -23,7 +24,11 @@ import { CASE_LABEL, NETWORK_QUARANTINE_LABEL, QUARANTINE_LABEL } from './labels
 /** The fields of a ForensicCase the sweep reads; anything else passes through. */
 export interface SweepCase {
   metadata?: { name?: string; deletionTimestamp?: unknown };
-  spec?: { target?: { namespace?: string; pod?: string }; release?: boolean };
+  spec?: {
+    target?: { namespace?: string; pod?: string };
+    release?: boolean;
+    containment?: { isolateNetwork?: boolean };
+  };
   status?: { podUID?: string; conditions?: Array<{ type?: string; status?: string }> };
 }
 
@@ -31,17 +36,28 @@ export type StaleReason =
   'no-case' | 'case-released' | 'case-refused' | 'case-targets-another-pod' | 'case-pinned-another-pod';
 
 /**
- * Why no case accounts for `value` on this pod, or undefined when one does: an open case of that
- * name that targets this pod by namespace and name, and pinned this pod's UID or none yet (it
- * could still pin it; an earlier version's case may carry its pin on its own policy).
+ * Why no case accounts for `value` on this pod, or undefined when one does. The case of that name
+ * does when it is open, targets this pod by namespace and name, and pinned this pod's UID or none
+ * yet (it could still pin it; an earlier version's case may carry its pin on its own policy).
+ * So does any other open case of this pod that isolates its network: its reconciler rewrites
+ * the label with its own name, and removing it first would only open a gap (the intake's case
+ * renamed after a 409 labels the pod with the first name, ADR 0025).
  */
 export function unaccounted(
   pod: V1Pod,
   value: string,
   cases: ReadonlyMap<string, SweepCase>,
+  ofPod: readonly SweepCase[] = [],
 ): StaleReason | undefined {
   const kase = cases.get(value);
-  if (!kase) return 'no-case';
+  const reason = kase ? whyNot(kase, pod) : 'no-case';
+  if (!reason) return undefined;
+  if (ofPod.some((c) => c.spec?.containment?.isolateNetwork !== false && !whyNot(c, pod))) return undefined;
+  return reason;
+}
+
+/** Why this case does not keep this pod isolated, or undefined when it does (or may yet). */
+function whyNot(kase: SweepCase, pod: V1Pod): StaleReason | undefined {
   const conditions = kase.status?.conditions ?? [];
   if (
     kase.spec?.release === true ||
@@ -98,13 +114,18 @@ export function planSweep(input: SweepInput): SweepPlan {
   const removals: Removal[] = [];
   const staleSince = new Map<string, number>();
   let waiting = 0;
+  const byPod = new Map<string, SweepCase[]>();
+  for (const c of input.cases.values()) {
+    const key = `${c.spec?.target?.namespace}/${c.spec?.target?.pod}`;
+    byPod.set(key, [...(byPod.get(key) ?? []), c]);
+  }
   for (const pod of input.pods) {
     const labels = pod.metadata?.labels ?? {};
     const value = labels[NETWORK_QUARANTINE_LABEL];
     const { namespace, name, uid, resourceVersion } = pod.metadata ?? {};
     if (value === undefined || !namespace || !name || !uid || !resourceVersion) continue;
     if (input.pendingPods.has(`${namespace}/${name}`)) continue;
-    const reason = unaccounted(pod, value, input.cases);
+    const reason = unaccounted(pod, value, input.cases, byPod.get(`${namespace}/${name}`));
     if (!reason) continue;
     const key = staleKey(uid, value);
     const since = input.staleSince.get(key) ?? input.now;

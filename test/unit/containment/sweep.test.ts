@@ -77,6 +77,29 @@ describe('unaccounted: whether an existing case accounts for a network-quarantin
   });
 });
 
+describe('unaccounted: another case of the same pod', () => {
+  const other = (opts: Parameters<typeof kase>[1] & { isolate?: boolean } = {}) => {
+    const c = kase('c2', opts);
+    if (opts.isolate === false) c.spec!.containment = { isolateNetwork: false };
+    return c;
+  };
+  const rows: Array<[string, SweepCase, string | undefined]> = [
+    [
+      'an open case of the pod that isolates it (the intake’s case renamed after a 409) keeps the label',
+      other(),
+      undefined,
+    ],
+    ['the same, pinned to this pod', other({ podUID: 'uid-1' }), undefined],
+    ['one that does not isolate the network does not', other({ isolate: false }), 'case-released'],
+    ['one pinned to another pod of that name does not', other({ podUID: 'uid-0' }), 'case-released'],
+    ['a released one does not', other({ released: true }), 'case-released'],
+  ];
+  it.each(rows)('%s', (_what, c2, want) => {
+    const named = kase('c1', { released: true });
+    expect(unaccounted(isolated('c1'), 'c1', cases(named, c2), [named, c2])).toBe(want);
+  });
+});
+
 describe('planSweep', () => {
   const input = (over: Partial<SweepInput>): SweepInput => ({
     pods: [isolated('c1')],
@@ -143,6 +166,17 @@ describe('planSweep', () => {
   it('a case created meanwhile accounts for the label: kept, and its grace forgotten (a later stale spell starts anew)', () => {
     const p = planSweep(
       input({ cases: cases(kase('c1')), staleSince: new Map([[staleKey('uid-1', 'c1'), 0]]) }),
+    );
+    expect(p.removals).toEqual([]);
+    expect(p.staleSince.size).toBe(0);
+  });
+
+  it('an open case of the pod under another name keeps a label naming a released case (it relabels the pod)', () => {
+    const p = planSweep(
+      input({
+        cases: cases(kase('c1', { released: true }), kase('c1-2')),
+        staleSince: new Map([[staleKey('uid-1', 'c1'), 0]]),
+      }),
     );
     expect(p.removals).toEqual([]);
     expect(p.staleSince.size).toBe(0);
