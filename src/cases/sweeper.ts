@@ -157,6 +157,11 @@ export class QuarantineSweeper {
       );
       void this.event(r);
     }
+    if (plan.waiting > 0)
+      this.deps.logger.debug(
+        { waiting: plan.waiting, graceMs: this.graceMs },
+        'network-quarantine labels no case accounts for, within the grace',
+      );
     return { removed, conflicts, waiting: plan.waiting };
   }
 
