@@ -107,7 +107,12 @@ export interface SweepPlan {
   waiting: number;
 }
 
-/** A label changes identity with its pod's UID or its value: either restarts the grace. */
+/**
+ * A label changes identity with its pod's UID or its value: either restarts the grace. Per value
+ * on purpose: a label gone and back with another case's name between two passes may be a new
+ * alert's, whose case another replica is still writing (an attacker who may patch the pod can
+ * use this to keep it isolated; ADR 0027 weighs the two).
+ */
 export const staleKey = (uid: string, value: string) => `${uid}/${value}`;
 
 export function planSweep(input: SweepInput): SweepPlan {
