@@ -224,6 +224,17 @@ export class IntakeEngine {
     if (c && this.openByPod.get(c.podKey) === name) this.openByPod.delete(c.podKey);
   }
 
+  /**
+   * `namespace/pod` of every case accepted (its alert in the log) and not yet created: the
+   * quarantine sweep leaves their pods' labels alone (ADR 0027). A case renamed after a 409
+   * stays here under its pod until its next name is created.
+   */
+  pendingPods(): Set<string> {
+    const out = new Set<string>();
+    for (const entry of this.pending.values()) if (entry.create) out.add(podKey(entry.target));
+    return out;
+  }
+
   // ---- the webhook's side ----
 
   get queueDepth(): number {

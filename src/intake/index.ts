@@ -1,5 +1,6 @@
 import { dialable } from '../observability/metrics.js';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig, V1NetworkPolicy } from '@kubernetes/client-node';
+import { STANDING_POLICY_NAME } from '../containment/labels.js';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { GROUP, VERSION } from '../api/common.js';
@@ -65,6 +66,8 @@ export interface StartIntakeOptions {
 export interface RunningIntake {
   app: FastifyInstance;
   engine: IntakeEngine;
+  /** The early isolator (ADR 0025), when the intake isolates pods itself. */
+  isolator?: EarlyIsolator;
   /** The address it listens on, e.g. http://127.0.0.1:2801. */
   url: string;
   close(): Promise<void>;
@@ -94,6 +97,12 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
     : undefined;
   if (opts.wal) metrics.logLimitBytes.set(opts.wal.maxBytes);
   else log.warn('no write-ahead log configured (AMBER_WAL_DIR): alerts not yet written are lost in a crash');
+  const isolator =
+    opts.safety && opened
+      ? new EarlyIsolator(opts.podApi ?? kubeCaseApi(opts.kubeConfig), log, (outcome) =>
+          metrics.earlyIsolation.inc({ outcome }),
+        )
+      : undefined;
   const engine = new IntakeEngine({
     api,
     journal: opened?.wal,
@@ -103,14 +112,23 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
     queue: opts.queue,
     flushIntervalMs: opts.flushIntervalMs,
     eventNamespace: opts.eventNamespace,
-    earlyIsolation: opts.safety
-      ? {
-          safety: opts.safety,
-          isolator: new EarlyIsolator(opts.podApi ?? kubeCaseApi(opts.kubeConfig), log, (outcome) =>
-            metrics.earlyIsolation.inc({ outcome }),
-          ),
-        }
-      : undefined,
+    earlyIsolation: isolator ? { safety: opts.safety!, isolator } : undefined,
+  });
+  // The standing policies, by name in every namespace: a delete (or a relist that misses one)
+  // makes the isolator create it again before its next label there (ADR 0027). Only the watch
+  // is added to the hot path's cost; a label write still needs no read.
+  const standing = isolator
+    ? new Informer<V1NetworkPolicy & { metadata: { name: string } }>(
+        apiListWatch(opts.kubeConfig, '/apis/networking.k8s.io/v1/networkpolicies', {
+          fieldSelector: `metadata.name=${STANDING_POLICY_NAME}`,
+        }),
+        { logger: log.child({ informer: 'standing-policies' }) },
+      )
+    : undefined;
+  standing?.addHandler({
+    onDelete: (p) => {
+      if (p.metadata.namespace) isolator!.forgetStandingPolicy(p.metadata.namespace);
+    },
   });
 
   const policies = new Informer<PolicyItem & { metadata: { name: string } }>(
@@ -146,8 +164,9 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
     );
   policies.start();
   cases.start();
+  standing?.start();
   // Decisions before both caches are filled could open a second case for a pod: wait.
-  await Promise.all([policies.waitForSync(), cases.waitForSync(), countNodes()]);
+  await Promise.all([policies.waitForSync(), cases.waitForSync(), standing?.waitForSync(), countNodes()]);
   const nodeTimer = setInterval(() => void countNodes(), opts.nodeCountIntervalMs ?? 60_000);
   if (opened) {
     engine.restore([...opened.recovered, ...adoptedEarly]);
@@ -165,13 +184,14 @@ export async function startIntake(opts: StartIntakeOptions): Promise<RunningInta
   return {
     app,
     engine,
+    isolator,
     url,
     async close() {
       await app.close();
       clearInterval(nodeTimer);
       await engine.stop();
       await opened?.wal.close();
-      await Promise.all([policies.stop(), cases.stop()]);
+      await Promise.all([policies.stop(), cases.stop(), standing?.stop()]);
     },
   };
 }

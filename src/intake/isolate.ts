@@ -65,7 +65,11 @@ export function isolateEarly(pod: V1Pod | undefined, caseName: string): EarlyIso
 export type EarlyOutcome = EarlyIsolation['action'] | 'failed';
 
 export class EarlyIsolator {
-  /** Namespaces whose standing policy this process created or found (a 409). */
+  /**
+   * Namespaces whose standing policy this process created or found (a 409), and has not seen
+   * deleted since: forgetStandingPolicy() is called from a watch on the standing policies, so a
+   * deleted policy is created again before the next label in its namespace (ADR 0027).
+   */
   private readonly standing = new Map<string, Promise<void>>();
   private readonly limit = pLimit(32);
 
@@ -105,8 +109,18 @@ export class EarlyIsolator {
     });
   }
 
+  /** The standing policy of the namespace was deleted (a watch event): create it before the next label. */
+  forgetStandingPolicy(namespace: string): void {
+    this.standing.delete(namespace);
+  }
+
+  /** Whether the next label in the namespace is written without creating the standing policy first. */
+  knowsStandingPolicy(namespace: string): boolean {
+    return this.standing.has(namespace);
+  }
+
   /**
-   * Created once per namespace and process. A 409 means it is there; whether it is the wanted
+   * Created once per namespace and process, and again after a delete. A 409 means it is there; whether it is the wanted
    * one (not edited) is the reconciler's to check and repair, before it counts a pod isolated.
    */
   private standingPolicy(namespace: string): Promise<void> {
@@ -114,7 +128,7 @@ export class EarlyIsolator {
     if (!done) {
       done = this.api.createNetworkPolicy(namespace, standingQuarantinePolicy(namespace)).catch((err) => {
         if (isConflict(err)) return;
-        this.standing.delete(namespace);
+        if (this.standing.get(namespace) === done) this.standing.delete(namespace);
         throw err;
       });
       this.standing.set(namespace, done);

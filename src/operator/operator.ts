@@ -1,7 +1,9 @@
 import { hostname } from 'node:os';
 import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
+import { KubeClients } from '../cases/client.js';
 import { caseController } from '../cases/controller.js';
+import { DEFAULT_SWEEP_INTERVAL_MS, QuarantineSweeper } from '../cases/sweeper.js';
 import { DEFAULT_NODE_LIMIT } from '../containment/limits.js';
 import { loadKubeConfig } from '../kube/config.js';
 import { startIntake, type RunningIntake } from '../intake/index.js';
@@ -118,6 +120,14 @@ export async function runOperator(
   } else {
     logger.warn('no intake token configured: the Falcosidekick webhook is off');
   }
+  // Started after the intake replayed its log: its waiting cases are what the sweep leaves alone.
+  const sweeper = new QuarantineSweeper({
+    clients: new KubeClients(kc),
+    logger: logger.child({ component: 'quarantine-sweep' }),
+    registry,
+    pendingPods: () => intake?.engine.pendingPods() ?? new Set(),
+  });
+  sweeper.start(DEFAULT_SWEEP_INTERVAL_MS, () => manager.isLeader());
   logger.info({ metricsUrl, intake: intake?.url }, 'operator started');
 
   return {
@@ -125,6 +135,7 @@ export async function runOperator(
     intake,
     metricsUrl,
     async stop() {
+      await sweeper.stop();
       await intake?.close();
       await manager.stop();
       await cases.collection?.close();

@@ -75,6 +75,8 @@ const EVERYTHING = [
   'collection.node.kubeletCAConfigMap=kubelet-ca,collection.node.checkpointsDir=/data/kubelet/checkpoints',
   '--set',
   'collection.node.podLogsDir=/data/log/pods,collection.node.snapshotterRoots={/data/containerd/snapshots}',
+  '--set',
+  'admissionPolicy.enabled=true',
   '--set-json',
   'extraEnv=[{"name":"AMBER_INTAKE_TLS_CERT","value":"/etc/amber/intake-tls/tls.crt"},{"name":"AMBER_INTAKE_TLS_KEY","value":"/etc/amber/intake-tls/tls.key"}]',
   '--set-json',
@@ -258,6 +260,27 @@ describe('charts/amber (helm template)', () => {
       expect(container!.volumeMounts).toContainEqual(
         expect.objectContaining({ name: 'intake-tls', mountPath: '/etc/amber/intake-tls' }),
       );
+    });
+
+    it('renders the network-quarantine label guard of deploy/admission/ (ADR 0027), for the release namespace', () => {
+      const guard = parseAll(
+        readFileSync(join(root, 'deploy', 'admission', 'network-quarantine-label.yaml'), 'utf8'),
+      );
+      for (const o of guard)
+        expect(essence(objects.find((r) => id(r) === id(o))!), id(o)).toEqual(essence(o));
+      const other = template('security', [
+        '--set',
+        's3.bucket=amber-evidence',
+        '--set',
+        'admissionPolicy.enabled=true',
+      ]);
+      const policy = other.find((o) => o.kind === 'ValidatingAdmissionPolicy') as KubernetesObject & {
+        spec: { matchConditions: { expression: string }[] };
+      };
+      expect(policy.spec.matchConditions[0]!.expression).toContain(
+        "'system:serviceaccount:security:amber-operator'",
+      );
+      expect(rendered.some((o) => o.kind === 'ValidatingAdmissionPolicy')).toBe(false);
     });
 
     it('renders a ServiceMonitor, alerts and a dashboard with the labels their selectors need', () => {
