@@ -232,8 +232,9 @@ export class CaseReconciler {
           (await orNotFound(clients.core.readNode({ name: nodeName })));
     }
     if (slots) world.slots = await this.slots(kase, held);
-    if (pinned === pod.metadata?.uid && wantsSnapshots(kase, status))
-      world.snapshots = await gatherSnapshots(clients, kase, status, pod);
+    // Not on the pass that decides the node: it holds the cluster-wide decision lock.
+    if (!slots && pinned === pod.metadata?.uid && wantsSnapshots(kase, status))
+      world.snapshots = await gatherSnapshots(clients, kase, status, pod, this.now());
     return world;
   }
 
@@ -387,10 +388,21 @@ export class CaseReconciler {
           status.event(a.type, a.reason, a.message);
           break;
         case 'createSnapshot': {
-          const made = await createSnapshot(clients, a);
+          const { made, refused } = await createSnapshot(clients, a);
           const r = status.status.volumeSnapshots?.find((x) => x.claim === a.claim);
-          if (r && made?.metadata?.uid) r.uid = made.metadata.uid;
-          log.info({ claim: a.claim, snapshot: a.body.metadata?.name }, 'volume snapshot asked for');
+          const snapshot = a.body.metadata?.name;
+          if (refused) {
+            const message = `the API server refused VolumeSnapshot ${snapshot}: ${refused}`;
+            if (r) Object.assign(r, { phase: 'Failed', message: message.slice(0, 1024) });
+            status.record('SnapshotVolume', 'Failed', message, {
+              type: 'Warning',
+              reason: 'SnapshotRefused',
+            });
+            log.warn({ claim: a.claim, snapshot, refused }, 'volume snapshot refused');
+          } else {
+            if (r && made?.metadata?.uid) r.uid = made.metadata.uid;
+            log.info({ claim: a.claim, snapshot }, 'volume snapshot asked for');
+          }
           break;
         }
         case 'volumeSnapshots':

@@ -9,7 +9,7 @@ import {
 } from '../api/forensiccase.js';
 import type { KubeClients } from '../cases/client.js';
 import { CASE_LABEL } from '../containment/labels.js';
-import { apiStatusCode, isNotFound, orNotFound } from '../runtime/errors.js';
+import { apiStatusCode, errorMessage, isNotFound, orNotFound } from '../runtime/errors.js';
 
 /**
  * Snapshots of the suspect pod's PersistentVolumeClaims (ADR 0026). The operator asks for one
@@ -29,13 +29,18 @@ export const CLAIM_ANNOTATION = 'forensics.amber.io/claim';
 export const DEFAULT_CLASS_ANNOTATION = 'snapshot.storage.kubernetes.io/is-default-class';
 
 /**
- * Deterministic, and distinct for every (case, claim): the case name is a fixed-length prefix
- * cut (at most 63 characters), the claim only ever a hash, so "a-b"+"c" and "a"+"b-c" differ.
+ * Deterministic for the case (a crash between the create and the status write finds it again),
+ * distinct for every (case, claim) — the case name is a fixed prefix, the claim only ever
+ * hashed, so "a-b"+"c" and "a"+"b-c" differ — and not known before the case exists: the case's
+ * UID is hashed in, so nobody can take the name in advance and deny the snapshot.
  */
-export function snapshotName(caseName: string, claim: string): string {
-  const hash = createHash('sha256').update(claim).digest('hex').slice(0, 10);
+export function snapshotName(caseName: string, caseUID: string, claim: string): string {
+  const hash = createHash('sha256').update(`${caseUID}/${claim}`).digest('hex').slice(0, 10);
   return `${caseName}-${hash}`;
 }
+
+/** A claim name the API server would take (a DNS subdomain): the pod spec does not check it. */
+const CLAIM_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 // ---- the objects, as far as Amber reads them (written by people and controllers: parsed) ----
 
@@ -112,6 +117,8 @@ export interface ClaimWorld {
   claim: string;
   /** Why it cannot be snapshotted (unbound, not CSI, no class, not the pod's own ephemeral claim). */
   problem?: string;
+  /** It could not be read this pass (the API server's answer): decided on a later pass. */
+  readError?: string;
   driver?: string;
   snapshotClass?: { name: string; deletionPolicy?: string };
   /** The object under the deterministic name, if there is one. */
@@ -129,15 +136,24 @@ export interface SnapshotWorld {
 }
 
 /** The claims a pod mounts, in spec order; a generic ephemeral volume's claim is `<pod>-<volume>`. */
-export function podClaims(pod: V1Pod): { volume: string; claim: string; ephemeral: boolean }[] {
+export function podClaims(
+  pod: V1Pod,
+): { volume: string; claim: string; ephemeral: boolean; invalid?: string }[] {
   const seen = new Set<string>();
-  const out: { volume: string; claim: string; ephemeral: boolean }[] = [];
+  const out: { volume: string; claim: string; ephemeral: boolean; invalid?: string }[] = [];
   for (const v of pod.spec?.volumes ?? []) {
     const claim =
       v.persistentVolumeClaim?.claimName ?? (v.ephemeral ? `${pod.metadata?.name}-${v.name}` : '');
     if (!claim || seen.has(claim)) continue;
     seen.add(claim);
-    out.push({ volume: v.name, claim, ephemeral: !v.persistentVolumeClaim });
+    const entry = { volume: v.name.slice(0, 63), claim, ephemeral: !v.persistentVolumeClaim };
+    // The API server takes any non-empty claimName in a pod spec; a name no claim can have is
+    // recorded (cut to the status's bound), never sent in a request path.
+    out.push(
+      CLAIM_NAME.test(claim)
+        ? entry
+        : { ...entry, claim: claim.slice(0, 200), invalid: 'not a valid claim name: no claim can have it' },
+    );
   }
   return out;
 }
@@ -177,10 +193,23 @@ export type SnapshotAction =
 
 const TERMINAL = new Set<VolumeSnapshotRecord['phase']>(['Ready', 'Failed', 'Skipped', 'Deleted']);
 
-/** Whether a claim needs reading this pass: not yet recorded, or still pending. */
-export function needsGather(status: ForensicCaseStatus, claim: string): boolean {
+/** Whether a pending record has had the collection's whole timeout. */
+function expired(r: VolumeSnapshotRecord, now: Date, timeoutSeconds: number): boolean {
+  return r.requestedAt !== undefined && now.getTime() - Date.parse(r.requestedAt) >= timeoutSeconds * 1000;
+}
+
+/**
+ * Whether a claim needs reading this pass: not yet recorded, or pending within the collection's
+ * timeout. A record past it is not read again: a pod patched every second does not buy API reads.
+ */
+export function needsGather(
+  status: ForensicCaseStatus,
+  claim: string,
+  now: Date,
+  timeoutSeconds: number,
+): boolean {
   const r = status.volumeSnapshots?.find((s) => s.claim === claim);
-  return !r || !TERMINAL.has(r.phase);
+  return !r || (!TERMINAL.has(r.phase) && !expired(r, now, timeoutSeconds));
 }
 
 /** Whether the case wants snapshots now: asked for, not released, its pod pinned. */
@@ -199,7 +228,7 @@ export function snapshotBody(
     apiVersion: `${SNAPSHOT_GROUP}/${SNAPSHOT_VERSION}`,
     kind: 'VolumeSnapshot',
     metadata: {
-      name: snapshotName(kase.metadata.name, claim),
+      name: snapshotName(kase.metadata.name, kase.metadata.uid ?? '', claim),
       namespace: kase.spec.target.namespace,
       labels: { [CASE_LABEL]: kase.metadata.name },
       annotations: { [CASE_UID_ANNOTATION]: kase.metadata.uid ?? '', [CLAIM_ANNOTATION]: claim },
@@ -224,11 +253,18 @@ function isOurs(s: VolumeSnapshot, kase: ForensicCase, claim: string, className:
   );
 }
 
-/** The record of a snapshot that exists and is Amber's, from the object and its content. */
+/**
+ * The record of a snapshot that exists and is Amber's, from the object and its content. The
+ * snapshot controller retries a driver's error and clears it on success, so an error is final
+ * only once the collection's timeout has passed. The class is what the object names now (only
+ * its source is immutable) and the deletion policy what its content says: a namespace user who
+ * switched the class to one that deletes is recorded, never signed as what Amber asked for.
+ */
 function observed(
   base: VolumeSnapshotRecord,
   s: VolumeSnapshot,
-  content?: VolumeSnapshotContent,
+  content: VolumeSnapshotContent | undefined,
+  timedOut: boolean,
 ): VolumeSnapshotRecord {
   const st = s.status ?? {};
   const error = st.error?.message ?? content?.status?.error?.message;
@@ -236,16 +272,25 @@ function observed(
   // The content is only believed when it points back at this very object.
   const ref = content?.spec?.volumeSnapshotRef;
   const trusted = content && ref?.uid === s.metadata?.uid && ref?.name === s.metadata?.name;
+  const asked = base.volumeSnapshotClass;
+  const now = s.spec?.volumeSnapshotClassName;
+  const switched = asked !== undefined && now !== asked;
   const r: VolumeSnapshotRecord = {
     ...base,
     uid: s.metadata?.uid,
-    phase: st.readyToUse === true ? 'Ready' : error ? 'Failed' : 'Pending',
+    phase: switched ? 'Failed' : st.readyToUse === true ? 'Ready' : error && timedOut ? 'Failed' : 'Pending',
     ...(contentName && { contentName }),
-    ...(trusted && content.status?.snapshotHandle && { snapshotHandle: content.status.snapshotHandle }),
-    ...(st.restoreSize !== undefined && { restoreSize: String(st.restoreSize) }),
-    ...(st.creationTime && { creationTime: st.creationTime }),
+    ...(trusted &&
+      content.spec?.deletionPolicy && { deletionPolicy: content.spec.deletionPolicy.slice(0, 16) }),
+    ...(trusted &&
+      content.status?.snapshotHandle && { snapshotHandle: content.status.snapshotHandle.slice(0, 1024) }),
+    ...(st.restoreSize !== undefined && { restoreSize: String(st.restoreSize).slice(0, 64) }),
+    ...(st.creationTime && { creationTime: st.creationTime.slice(0, 64) }),
   };
-  if (error) r.message = error.slice(0, 1024);
+  if (switched)
+    r.message = `its class was changed after Amber asked for ${asked} (now ${String(now).slice(0, 253)}): not the snapshot Amber asked for`;
+  else if (error)
+    r.message = `${timedOut ? '' : 'retried by the snapshot controller: '}${error}`.slice(0, 1024);
   else if (st.readyToUse !== true) r.message = 'waiting for the snapshot controller and the driver';
   else delete r.message;
   return r;
@@ -259,6 +304,7 @@ export function planSnapshots(
 ): SnapshotAction[] {
   const out: SnapshotAction[] = [];
   const namespace = kase.spec.target.namespace;
+  const timeout = kase.spec.collection.timeoutSeconds;
   const previous = new Map((status.volumeSnapshots ?? []).map((r) => [r.claim, r]));
   const records: VolumeSnapshotRecord[] = [];
   const note = (
@@ -284,6 +330,10 @@ export function planSnapshots(
       records.push(was);
       continue;
     }
+    if (c.readError) {
+      if (was) records.push(was);
+      continue;
+    }
     const base: VolumeSnapshotRecord = {
       volume: c.volume,
       claim: c.claim,
@@ -300,7 +350,7 @@ export function planSnapshots(
       continue;
     }
     const className = was?.volumeSnapshotClass ?? c.snapshotClass?.name;
-    const name = snapshotName(kase.metadata.name, c.claim);
+    const name = snapshotName(kase.metadata.name, kase.metadata.uid ?? '', c.claim);
     const named = {
       ...base,
       name,
@@ -312,9 +362,10 @@ export function planSnapshots(
     const s = c.snapshot;
     if (was?.uid) {
       if (!s || s.metadata?.uid !== was.uid) {
+        // What was seen of it (its content, its handle) stays: the storage may still hold it.
         const r = {
           ...named,
-          uid: was.uid,
+          ...was,
           phase: 'Deleted' as const,
           message: `VolumeSnapshot ${namespace}/${name} (UID ${was.uid}) was deleted before it was ready`,
         };
@@ -340,12 +391,12 @@ export function planSnapshots(
         claim: c.claim,
         body: snapshotBody(kase, c.claim, className!),
       });
-      const r = { ...named, requestedAt: now, message: 'asked for' };
+      const r = { ...named, requestedAt: was?.requestedAt ?? now, message: 'asked for' };
       records.push(r);
       note(r, 'Succeeded', `${subject}: VolumeSnapshot ${name} asked for (class ${className})`);
       continue;
     }
-    const r = observed(named, s, c.content);
+    const r = observed(named, s, c.content, !!was && expired(was, new Date(now), timeout));
     records.push(r);
     if (r.phase === 'Ready')
       note(r, 'Succeeded', `${subject}: VolumeSnapshot ${name} ready (${r.restoreSize ?? 'size unknown'})`);
@@ -394,16 +445,20 @@ export async function gatherSnapshots(
   kase: ForensicCase,
   status: ForensicCaseStatus,
   pod: V1Pod,
+  now: Date,
 ): Promise<SnapshotWorld> {
   const namespace = kase.spec.target.namespace;
+  const timeout = kase.spec.collection.timeoutSeconds;
   const all = podClaims(pod);
   const mounted = all.slice(0, SNAPSHOTS_KEPT);
   const world: SnapshotWorld = { claims: [], beyondCap: all.slice(SNAPSHOTS_KEPT).map((c) => c.volume) };
-  const open = mounted.filter((c) => needsGather(status, c.claim));
-  if (open.length === 0) {
-    world.claims = mounted.map(({ volume, claim }) => ({ volume, claim }));
-    return world;
-  }
+  const open = (claim: string) => needsGather(status, claim, now, timeout);
+  world.claims = mounted.map(({ volume, claim, invalid }) => ({
+    volume,
+    claim,
+    ...(invalid && { problem: invalid }),
+  }));
+  if (!mounted.some((c) => !c.invalid && open(c.claim))) return world;
   let classes: VolumeSnapshotClass[];
   try {
     const list = (await clients.custom.listClusterCustomObject(CLASSES)) as { items?: unknown[] };
@@ -412,35 +467,39 @@ export async function gatherSnapshots(
       return c.success ? [c.data] : [];
     });
   } catch (err) {
-    if (!isNotFound(err)) throw err;
-    world.unavailable = `the ${SNAPSHOT_GROUP}/${SNAPSHOT_VERSION} API is not served here (no CSI snapshot controller)`;
-    classes = [];
+    if (isNotFound(err))
+      world.unavailable = `the ${SNAPSHOT_GROUP}/${SNAPSHOT_VERSION} API is not served here (no CSI snapshot controller)`;
+    else for (const c of world.claims) c.readError = `listing VolumeSnapshotClasses: ${errorMessage(err)}`;
+    return world;
   }
-  for (const { volume, claim, ephemeral } of mounted) {
-    const c: ClaimWorld = { volume, claim };
-    world.claims.push(c);
-    if (world.unavailable || !needsGather(status, claim)) continue;
-    Object.assign(
-      c,
-      await readClaim(clients, namespace, claim, ephemeral ? pod.metadata?.uid : undefined, classes),
-    );
-    const raw = await orNotFound(
-      clients.custom.getNamespacedCustomObject({
-        ...SNAPSHOTS,
-        namespace,
-        name: snapshotName(kase.metadata.name, claim),
-      }),
-    );
-    const s = raw === undefined ? undefined : VolumeSnapshot.safeParse(raw);
-    if (s) c.snapshot = s.success ? s.data : { metadata: { name: snapshotName(kase.metadata.name, claim) } };
-    const contentName = c.snapshot?.status?.boundVolumeSnapshotContentName;
-    if (contentName) {
-      const content = VolumeSnapshotContent.safeParse(
-        await orNotFound(clients.custom.getClusterCustomObject({ ...CONTENTS, name: contentName })),
-      );
-      if (content.success) c.content = content.data;
-    }
-  }
+  // Each claim on its own, all at once: one that cannot be read is that claim's business.
+  await Promise.all(
+    mounted.map(async ({ claim, ephemeral, invalid }, i) => {
+      const c = world.claims[i]!;
+      if (invalid || !open(claim)) return;
+      try {
+        Object.assign(
+          c,
+          await readClaim(clients, namespace, claim, ephemeral ? pod.metadata?.uid : undefined, classes),
+        );
+        const name = snapshotName(kase.metadata.name, kase.metadata.uid ?? '', claim);
+        const raw = await orNotFound(
+          clients.custom.getNamespacedCustomObject({ ...SNAPSHOTS, namespace, name }),
+        );
+        const s = raw === undefined ? undefined : VolumeSnapshot.safeParse(raw);
+        if (s) c.snapshot = s.success ? s.data : { metadata: { name } };
+        const contentName = c.snapshot?.status?.boundVolumeSnapshotContentName;
+        if (contentName) {
+          const content = VolumeSnapshotContent.safeParse(
+            await orNotFound(clients.custom.getClusterCustomObject({ ...CONTENTS, name: contentName })),
+          );
+          if (content.success) c.content = content.data;
+        }
+      } catch (err) {
+        c.readError = errorMessage(err);
+      }
+    }),
+  );
   return world;
 }
 
@@ -472,11 +531,16 @@ async function readClaim(
   return typeof cls === 'string' ? { driver, problem: cls } : { driver, snapshotClass: cls };
 }
 
-/** Creates the VolumeSnapshot; undefined when one of that name appeared meanwhile (next pass decides). */
+/**
+ * Creates the VolumeSnapshot. Never throws: a snapshot the API server refuses (a quota filled
+ * by the suspect's namespace, an admission policy) is the claim's record, never the end of the
+ * pass that isolates the pod and starts its collection. A 409 (a snapshot of that name appeared
+ * meanwhile) is left to the next pass, which adopts it only if it is this case's.
+ */
 export async function createSnapshot(
   clients: KubeClients,
   action: Extract<SnapshotAction, { kind: 'createSnapshot' }>,
-): Promise<VolumeSnapshot | undefined> {
+): Promise<{ made?: VolumeSnapshot; refused?: string }> {
   try {
     const made = await clients.custom.createNamespacedCustomObject({
       ...SNAPSHOTS,
@@ -484,9 +548,9 @@ export async function createSnapshot(
       body: action.body,
     });
     const parsed = VolumeSnapshot.safeParse(made);
-    return parsed.success ? parsed.data : undefined;
+    return parsed.success ? { made: parsed.data } : {};
   } catch (err) {
-    if (apiStatusCode(err) === 409) return undefined;
-    throw err;
+    if (apiStatusCode(err) === 409) return {};
+    return { refused: errorMessage(err).slice(0, 900) };
   }
 }

@@ -71,13 +71,15 @@ export function specDigestCheck(specReference: string | undefined, root: string)
     ? {
         pinned,
         match: true,
-        meaning: 'the node reports the digest the pod spec pins: the image below is the pinned one',
+        meaning:
+          'the node reports the digest the pod spec pins: the blobs below are content-addressed from it',
       }
     : {
         pinned,
         match: false,
         reported: root,
-        meaning: 'the node reports another image than the one the pod spec pins',
+        meaning:
+          'the node reports another digest than the one the pod spec pins: another image, or the same image named by another of its digests (its config, or one platform of a multi-platform index)',
       };
 }
 
@@ -206,7 +208,7 @@ export async function collectImage(run: Run, req: ImageRequest, signal?: AbortSi
   if ('match' in pin && !pin.match)
     run.gap(
       'image',
-      `the pod spec pins ${pin.pinned} but the node reports ${root}: the image collected is the one the node names, not the pinned one`,
+      `the pod spec pins ${pin.pinned} but the node reports ${root} (another image, or another digest of the same one): what is collected is what the node names`,
     );
   if (req.runtime !== 'containerd' && req.runtime !== 'auto')
     run.skip('image', `only containerd's content store is read; the runtime is ${req.runtime}`);

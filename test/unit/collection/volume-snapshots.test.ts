@@ -11,6 +11,7 @@ import {
   CLAIM_ANNOTATION,
   DEFAULT_CLASS_ANNOTATION,
   chooseClass,
+  needsGather,
   pendingSnapshots,
   planSnapshots,
   podClaims,
@@ -25,7 +26,7 @@ import {
 
 const CASE_UID = 'case-uid';
 const NOW = '2026-11-28T10:00:00.000Z';
-const NAME = snapshotName('c1', 'data');
+const NAME = snapshotName('c1', CASE_UID, 'data');
 
 function kase(collection: Record<string, unknown> = {}): ForensicCase {
   return ForensicCase.parse({
@@ -70,10 +71,13 @@ const kinds = (actions: SnapshotAction[]) =>
 
 describe('snapshotName', () => {
   it('is deterministic, a DNS subdomain, and distinct where a plain join would collide', () => {
-    expect(snapshotName('c1', 'data')).toBe(snapshotName('c1', 'data'));
-    expect(snapshotName('c1', 'data')).toMatch(/^c1-[0-9a-f]{10}$/);
-    expect(snapshotName('a-b', 'c')).not.toBe(snapshotName('a', 'b-c'));
-    expect(snapshotName('x'.repeat(63), 'y'.repeat(253)).length).toBeLessThanOrEqual(253);
+    expect(snapshotName('c1', 'u', 'data')).toBe(snapshotName('c1', 'u', 'data'));
+    expect(snapshotName('c1', 'u', 'data')).toMatch(/^c1-[0-9a-f]{10}$/);
+    expect(snapshotName('a-b', 'u', 'c')).not.toBe(snapshotName('a', 'u', 'b-c'));
+    expect(snapshotName('x'.repeat(63), 'u', 'y'.repeat(253)).length).toBeLessThanOrEqual(253);
+  });
+  it('attack: cannot be known before the case exists (its UID is hashed in), so nobody takes it in advance', () => {
+    expect(snapshotName('c1', 'uid-1', 'data')).not.toBe(snapshotName('c1', 'uid-2', 'data'));
   });
 });
 
@@ -96,6 +100,21 @@ describe('podClaims', () => {
       { volume: 'scratch', claim: 'web-0-scratch', ephemeral: true },
     ]);
   });
+});
+
+describe('podClaims: names the pod spec does not check', () => {
+  it.each([['a%b'], ['..'], ['UPPER'], ['x'.repeat(254)]])(
+    '%s is recorded as invalid, cut, never read',
+    (name) => {
+      const pod: V1Pod = {
+        metadata: { name: 'web-0' },
+        spec: { containers: [], volumes: [{ name: 'v', persistentVolumeClaim: { claimName: name } }] },
+      };
+      const [c] = podClaims(pod);
+      expect(c!.invalid).toMatch(/not a valid claim name/);
+      expect(c!.claim.length).toBeLessThanOrEqual(200);
+    },
+  );
 });
 
 describe('chooseClass', () => {
@@ -231,10 +250,52 @@ describe('planSnapshots', () => {
     }
   });
 
-  it('records the driver error of a failed snapshot', () => {
-    const s = ours({ readyToUse: false, error: { message: 'driver refused' } });
+  it('a driver error is retried by the snapshot controller: pending until the timeout, then Failed', () => {
+    const s = ours({ readyToUse: false, error: { message: 'rate exceeded' } });
+    const [soon] = records(plan([claim({ snapshot: s })], { volumeSnapshots: [record({ uid: 'vs-uid' })] }));
+    expect(soon).toMatchObject({
+      phase: 'Pending',
+      message: 'retried by the snapshot controller: rate exceeded',
+    });
+    const old = record({ uid: 'vs-uid', requestedAt: '2026-11-28T09:49:59.000Z' }); // 601 s before NOW
+    const [late] = records(plan([claim({ snapshot: s })], { volumeSnapshots: [old] }));
+    expect(late).toMatchObject({ phase: 'Failed', message: 'rate exceeded' });
+  });
+
+  it('attack: its class switched after the create (only the source is immutable) is Failed, never Ready', () => {
+    const base = ours({ readyToUse: true, boundVolumeSnapshotContentName: 'sc' });
+    const s = { ...base, spec: { ...base.spec, volumeSnapshotClassName: 'deletes-on-delete' } };
     const [r] = records(plan([claim({ snapshot: s })], { volumeSnapshots: [record({ uid: 'vs-uid' })] }));
-    expect(r).toMatchObject({ phase: 'Failed', message: 'driver refused' });
+    expect(r).toMatchObject({
+      phase: 'Failed',
+      message: expect.stringMatching(/class was changed after Amber asked for csi-snap/),
+    });
+  });
+
+  it('the deletion policy recorded is the one its content was made with', () => {
+    const s = ours({ readyToUse: true, boundVolumeSnapshotContentName: 'sc' });
+    const content = {
+      spec: { deletionPolicy: 'Delete', volumeSnapshotRef: { name: NAME, uid: 'vs-uid' } },
+      status: {},
+    };
+    const [r] = records(
+      plan([claim({ snapshot: s, content })], { volumeSnapshots: [record({ uid: 'vs-uid' })] }),
+    );
+    expect(r).toMatchObject({ phase: 'Ready', deletionPolicy: 'Delete' });
+  });
+
+  it('a claim that could not be read this pass keeps its record, and says nothing', () => {
+    const was = record({ uid: 'vs-uid' });
+    expect(plan([claim({ readError: 'timeout' })], { volumeSnapshots: [was] })).toEqual([
+      { kind: 'volumeSnapshots', records: [was] },
+    ]);
+    expect(plan([claim({ readError: 'timeout' })])).toEqual([]);
+  });
+
+  it('a deleted snapshot keeps what was seen of it (content, handle)', () => {
+    const was = record({ uid: 'vs-uid', contentName: 'sc', snapshotHandle: 'h' });
+    const [r] = records(plan([claim()], { volumeSnapshots: [was] }));
+    expect(r).toMatchObject({ phase: 'Deleted', contentName: 'sc', snapshotHandle: 'h' });
   });
 
   it.each([
@@ -298,5 +359,14 @@ describe('wantsSnapshots and pendingSnapshots', () => {
     expect(pendingSnapshots({ volumeSnapshots: [record({ phase: 'Ready' })] }, new Date(NOW), 600)).toEqual(
       [],
     );
+  });
+  it('a pending record past the timeout is not read again', () => {
+    const status = { volumeSnapshots: [record({ requestedAt: NOW })] };
+    expect(needsGather(status, 'data', new Date(Date.parse(NOW) + 599_000), 600)).toBe(true);
+    expect(needsGather(status, 'data', new Date(Date.parse(NOW) + 600_000), 600)).toBe(false);
+    expect(needsGather({ volumeSnapshots: [record({ phase: 'Ready' })] }, 'data', new Date(NOW), 600)).toBe(
+      false,
+    );
+    expect(needsGather({}, 'data', new Date(NOW), 600)).toBe(true);
   });
 });
