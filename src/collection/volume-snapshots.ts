@@ -255,16 +255,16 @@ function isOurs(s: VolumeSnapshot, kase: ForensicCase, claim: string, className:
 
 /**
  * The record of a snapshot that exists and is Amber's, from the object and its content. The
- * snapshot controller retries a driver's error and clears it on success, so an error is final
- * only once the collection's timeout has passed. The class is what the object names now (only
- * its source is immutable) and the deletion policy what its content says: a namespace user who
- * switched the class to one that deletes is recorded, never signed as what Amber asked for.
+ * snapshot controller retries a driver's error and clears it on success, so an error keeps the
+ * record Pending (with the error) until the collection's timeout, when it is no longer read. The
+ * class is what the object names now (only its source is immutable) and the deletion policy what
+ * its content says: a namespace user who switched the class to one that deletes is recorded,
+ * never signed as what Amber asked for.
  */
 function observed(
   base: VolumeSnapshotRecord,
   s: VolumeSnapshot,
   content: VolumeSnapshotContent | undefined,
-  timedOut: boolean,
 ): VolumeSnapshotRecord {
   const st = s.status ?? {};
   const error = st.error?.message ?? content?.status?.error?.message;
@@ -278,7 +278,7 @@ function observed(
   const r: VolumeSnapshotRecord = {
     ...base,
     uid: s.metadata?.uid,
-    phase: switched ? 'Failed' : st.readyToUse === true ? 'Ready' : error && timedOut ? 'Failed' : 'Pending',
+    phase: switched ? 'Failed' : st.readyToUse === true ? 'Ready' : 'Pending',
     ...(contentName && { contentName }),
     ...(trusted &&
       content.spec?.deletionPolicy && { deletionPolicy: content.spec.deletionPolicy.slice(0, 16) }),
@@ -289,8 +289,7 @@ function observed(
   };
   if (switched)
     r.message = `its class was changed after Amber asked for ${asked} (now ${String(now).slice(0, 253)}): not the snapshot Amber asked for`;
-  else if (error)
-    r.message = `${timedOut ? '' : 'retried by the snapshot controller: '}${error}`.slice(0, 1024);
+  else if (error) r.message = `retried by the snapshot controller: ${error}`.slice(0, 1024);
   else if (st.readyToUse !== true) r.message = 'waiting for the snapshot controller and the driver';
   else delete r.message;
   return r;
@@ -324,9 +323,11 @@ export function planSnapshots(
     });
   };
 
+  const settled = (r: VolumeSnapshotRecord) => TERMINAL.has(r.phase) || expired(r, new Date(now), timeout);
   for (const c of world.claims) {
     const was = previous.get(c.claim);
-    if (was && TERMINAL.has(was.phase)) {
+    // Not read this pass (needsGather): kept as it is, never judged on a world that was not read.
+    if (was && settled(was)) {
       records.push(was);
       continue;
     }
@@ -396,7 +397,7 @@ export function planSnapshots(
       note(r, 'Succeeded', `${subject}: VolumeSnapshot ${name} asked for (class ${className})`);
       continue;
     }
-    const r = observed(named, s, c.content, !!was && expired(was, new Date(now), timeout));
+    const r = observed(named, s, c.content);
     records.push(r);
     if (r.phase === 'Ready')
       note(r, 'Succeeded', `${subject}: VolumeSnapshot ${name} ready (${r.restoreSize ?? 'size unknown'})`);

@@ -250,16 +250,20 @@ describe('planSnapshots', () => {
     }
   });
 
-  it('a driver error is retried by the snapshot controller: pending until the timeout, then Failed', () => {
+  it('a driver error is retried by the snapshot controller: pending, with the error, until the timeout', () => {
     const s = ours({ readyToUse: false, error: { message: 'rate exceeded' } });
     const [soon] = records(plan([claim({ snapshot: s })], { volumeSnapshots: [record({ uid: 'vs-uid' })] }));
     expect(soon).toMatchObject({
       phase: 'Pending',
       message: 'retried by the snapshot controller: rate exceeded',
     });
-    const old = record({ uid: 'vs-uid', requestedAt: '2026-11-28T09:49:59.000Z' }); // 601 s before NOW
-    const [late] = records(plan([claim({ snapshot: s })], { volumeSnapshots: [old] }));
-    expect(late).toMatchObject({ phase: 'Failed', message: 'rate exceeded' });
+  });
+
+  it('a pending record past the timeout is kept as it is: not read again, never called deleted', () => {
+    const old = record({ uid: 'vs-uid', requestedAt: '2026-11-28T09:49:59.000Z', message: 'waiting' }); // 601 s
+    // The gather did not read it (needsGather is false): the world has the claim only.
+    const actions = plan([{ volume: 'disk', claim: 'data' }], { volumeSnapshots: [old] });
+    expect(actions).toEqual([{ kind: 'volumeSnapshots', records: [old] }]);
   });
 
   it('attack: its class switched after the create (only the source is immutable) is Failed, never Ready', () => {
