@@ -1,5 +1,5 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { EvidenceStore, StoredArtifact } from '../evidence/store.js';
@@ -808,25 +808,31 @@ async function mounts(run: CollectionRun, ctx: Context): Promise<void> {
   await run.json('filesystem/mounts.json', ctx.init?.mounts ?? [], 'filesystem/mounts');
 }
 
-/** A host file the kubelet wrote (a log, a checkpoint): opened without following, copied up to `cap`. */
+/**
+ * A log file the kubelet wrote under `root`: every directory below the root and the file itself
+ * opened without following a link (root on the node could point the pod's log directory at
+ * any host directory holding files named like logs), copied up to `cap`.
+ */
 async function copyHostFile(
   run: CollectionRun,
-  path: string,
+  root: string,
+  rel: string,
   name: string,
   group: string,
   contentType: string,
   cap: number,
 ): Promise<void> {
-  await run.step(path, async (signal) => {
-    const dir = await Dir.open(dirname(path));
+  await run.step(join(root, rel), async (signal) => {
+    const { dir, name: file } = await Dir.openContained(root, rel);
     try {
-      const st = await dir.lstat(basename(path));
-      const handle = await dir.openFile(basename(path), st);
+      if (file === undefined) throw new Error(`"${rel}" names no file`);
+      const st = await dir.lstat(file);
+      const handle = await dir.openFile(file, st);
       try {
         const { stream, outcome } = cappedStream(handle, cap, signal);
         const a = await run.put(name, stream, group, contentType);
         if (a && outcome.truncated)
-          run.skip(path, `truncated: the first ${outcome.bytes} bytes are stored (cap ${cap})`);
+          run.skip(join(root, rel), `truncated: the first ${outcome.bytes} bytes are stored (cap ${cap})`);
       } finally {
         await handle.close();
       }
@@ -847,6 +853,9 @@ function podOf(
   return undefined;
 }
 
+/** Log files copied per container at most. */
+export const MAX_LOG_FILES = 32;
+
 async function logs(run: CollectionRun, ctx: Context): Promise<void> {
   const { opts } = ctx;
   const p = podOf(run, ctx, 'logs');
@@ -863,10 +872,16 @@ async function logs(run: CollectionRun, ctx: Context): Promise<void> {
     return undefined;
   });
   if (files?.length === 0) run.skip('pod logs', `no log files for ${p.namespace}/${p.pod} under ${root}`);
-  for (const f of files ?? []) {
+  // The kubelet keeps a few per container (containerLogMaxFiles, default 5): a directory with
+  // thousands is not the kubelet's doing, and is not copied past the cap.
+  const kept = (files ?? []).slice(0, MAX_LOG_FILES);
+  if ((files?.length ?? 0) > MAX_LOG_FILES)
+    run.skip('pod logs', `${files!.length} log files: the first ${MAX_LOG_FILES} are copied`);
+  for (const f of kept) {
     await copyHostFile(
       run,
-      f.path,
+      root,
+      f.rel,
       `logs/${artifactSegment(f.container)}/${artifactSegment(f.file)}`,
       'logs',
       'text/plain',

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 export interface LogFile {
   /** Host path (hostRoot included). */
   path: string;
+  /** The same, relative to the log root: every directory on the way is opened without following. */
+  rel: string;
   container: string;
   file: string;
 }
@@ -32,7 +34,7 @@ export async function findPodLogs(
     const dir = join(podLogsRoot, podDir, container);
     const files = await readdir(dir).catch(() => [] as string[]);
     for (const file of files.filter((f) => /^\d+\.log/.test(f)).sort())
-      out.push({ path: join(dir, file), container, file });
+      out.push({ path: join(dir, file), rel: `${podDir}/${container}/${file}`, container, file });
   }
   return out;
 }

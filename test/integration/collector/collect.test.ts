@@ -365,6 +365,47 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
     expect(net.hostNetwork).toBe(false);
   });
 
+  it('attack: a pod log directory that links elsewhere on the host is never followed', async () => {
+    // Root on the node points the suspect's log directory (or the pod's) at a host directory
+    // holding files named like logs: nothing of it may be copied as the suspect's.
+    const secret = join(hostDir, 'host-secrets');
+    mkdirSync(join(secret, 'app'), { recursive: true });
+    writeFileSync(join(secret, '0.log'), 'HOST SECRET\n');
+    writeFileSync(join(secret, 'app/0.log'), 'HOST SECRET\n');
+    const podDir = 'shop_web-7d9f_0c5f0a7e-1111-2222-3333-444455556666';
+    const containerLink = join(hostDir, 'pods-container-link', podDir);
+    mkdirSync(containerLink, { recursive: true });
+    symlinkSync(secret, join(containerLink, 'app'));
+    mkdirSync(join(hostDir, 'pods-pod-link'));
+    symlinkSync(secret, join(hostDir, 'pods-pod-link', podDir));
+    for (const root of ['pods-container-link', 'pods-pod-link']) {
+      const caseId = `case-${root}`;
+      const r = await collectContainer(
+        {
+          caseId,
+          containerId: `containerd://${c.id.slice(0, 12)}`,
+          runtime: 'auto',
+          namespace: 'shop',
+          pod: 'web-7d9f',
+          podUid: '0c5f0a7e-1111-2222-3333-444455556666',
+          containerName: 'app',
+          podLogsRoot: join(hostDir, root),
+          groups: ['logs'],
+          hostReferencePid: process.pid,
+          terminationMessagePath: null,
+        },
+        store,
+        { registry: createRegistry() },
+      );
+      const names = (await store.list(caseId)).map((a) => a.name);
+      expect(
+        names.filter((n) => n.includes('/logs/')),
+        root,
+      ).toEqual([]);
+      expect(r.report.failed.map((f) => f.reason).join('\n'), root).toMatch(/symlink/);
+    }
+  });
+
   it("collects the container's current and previous logs and its checkpoint, and records the unreadable one", async () => {
     const prefix = `containers/${c.id.slice(0, 12)}`;
     const names = (await store.list('case-exposure')).map((a) => a.name);
