@@ -31,7 +31,7 @@ import {
   readProcess,
   type ProcessSnapshot,
 } from './processes.js';
-import { parseStatus } from './procfs.js';
+import { parseStat, parseStatus } from './procfs.js';
 import { CollectionReport, collectorMetrics, errorMessage, type CollectionReportJson } from './report.js';
 import { CollectionRun, toJson } from './run.js';
 import { cappedStream, Dir, fileType, NotRegularError, openProcLink } from './safe-fs.js';
@@ -361,6 +361,16 @@ function startPacketCapture(
   }).catch((err: unknown) => run.gap('network/capture.pcap', err));
 }
 
+/** Whether a process is gone now, or a zombie (exiting, dead): its failed reads are its exit. */
+async function exitedSince(procRoot: string, pid: number): Promise<boolean> {
+  try {
+    const state = parseStat(await readFile(join(procRoot, String(pid), 'stat'), 'utf8')).state;
+    return state === 'Z' || state === 'X' || state === 'x';
+  } catch {
+    return true;
+  }
+}
+
 /** /proc of every process of the container: what the later groups read. */
 async function snapshotProcesses(run: CollectionRun, ctx: Context, c: LocatedContainer): Promise<void> {
   const { opts } = ctx;
@@ -377,6 +387,14 @@ async function snapshotProcesses(run: CollectionRun, ctx: Context, c: LocatedCon
     if (!p) continue;
     if (p.errors.stat && p.errors.status) {
       run.gap(`process ${pid}`, `exited during collection (${p.errors.stat})`);
+    } else if (
+      Object.keys(p.errors).length > 0 &&
+      (Object.values(p.errors).some((r) => /EINVAL|ESRCH/.test(r)) || (await exitedSince(opts.procRoot, pid)))
+    ) {
+      // Gone half way through its reads: an exiting task answers some with EINVAL (no namespaces
+      // left) or ESRCH, then its /proc entry is a zombie's or none. Its errors are all listed.
+      const fields = Object.entries(p.errors).map(([field, reason]) => `${field}: ${reason}`);
+      run.gap(`process ${pid}`, `exited during collection (${fields.join('; ')})`.slice(0, 1000));
     } else {
       for (const [field, reason] of Object.entries(p.errors)) run.gap(`process ${pid} ${field}`, reason);
     }

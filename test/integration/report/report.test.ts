@@ -61,7 +61,7 @@ describe('amber report, rendered in Chromium', () => {
             'while [ ! -e /proc/$!/fd/3 ]; do sleep 0.05; done; rm /tmp/.implant',
             'nc -l -p 8080 &',
             // A shell whose argv and name are markup.
-            `sh -c 'printf "%s" "<b>x</b>" > /proc/$$/comm; while :; do sleep 5; done' "${SCRIPT_ARG}" &`,
+            `sh -c 'printf "%s" "<b>x</b>" > /proc/$$/comm; while :; do sleep 600; done' "${SCRIPT_ARG}" &`,
             'touch /ready; exec sleep 600',
           ].join('\n'),
         ],
@@ -185,7 +185,7 @@ describe('amber report, rendered in Chromium', () => {
     // A shell started by the container's main process stands out; busybox applets are no shells.
     expect(text).toMatch(/<b>x<\/b> \/bin\/busybox sh -c .* shell; unusual parent/);
     expect(text).toMatch(/└ nc \/bin\/busybox nc -l -p 8080 network tool /);
-    expect(text).toMatch(/└ sleep \/bin\/busybox sleep 5 Sockets/); // nothing stands out
+    expect(text).toMatch(/└ sleep \/bin\/busybox sleep 600 Sockets/); // nothing stands out
     expect(text).toMatch(
       /\/tmp\/\.implant .*executable deleted from disk; runs from \/tmp; holds memfd fd 3/,
     );
