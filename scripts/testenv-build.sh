@@ -31,7 +31,9 @@
 #                                             kubelet's checkpoint API, docs/adr/0023-*.md)
 #
 # Each Go program lands in $AMBER_TESTENV_CACHE/<name>-<version>/ and is reused when present.
-# Prints how long each build took. Safe to run again; safe to run by anyone.
+# kwok, helm, controller-gen, the CSI sidecars, containerd and kube-router come from one shared
+# go build (build_shared below); Kubernetes, the shared build with MinIO, and the downloads run
+# side by side. Prints how long each build took. Safe to run again; safe to run by anyone.
 set -euo pipefail
 
 CACHE="${AMBER_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/amber-testenv}"
@@ -52,7 +54,8 @@ CRIU_SUITE="${CRIU_SUITE:-sid}"
 SNAPSHOTTER_VERSION="${SNAPSHOTTER_VERSION:-v8.7.0}"
 PROVISIONER_VERSION="${PROVISIONER_VERSION:-v6.4.0}"
 
-export GOFLAGS="-buildvcs=false -trimpath"
+# No DWARF: every binary is stripped at link (-s -w), so generating it only slows the compiler.
+export GOFLAGS="-buildvcs=false -trimpath -gcflags=all=-dwarf=false"
 export CGO_ENABLED=0
 export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 mkdir -p "$CACHE"
@@ -165,8 +168,6 @@ build_install() { # build_install MODULE@VERSION OUT
   GOBIN="$2" go install -ldflags "-s -w" "$1"
 }
 
-build_kwok() { build_install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$1"; }
-
 # kwok moves nothing without Stage configs. Its module ships the standard "fast" stages
 # (nodes Ready, pods Running, Job pods Succeeded, deletion): take them from the module cache.
 kwok_stages() {
@@ -180,9 +181,6 @@ kwok_stages() {
   mv "$out.tmp" "$out"
 }
 build_minio() { build_install "github.com/minio/minio@$MINIO_VERSION" "$1"; }
-build_helm() { build_install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$1"; }
-
-build_controller_gen() { build_install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSION" "$1"; }
 
 # The Prometheus operator's CRDs as its own release process makes them: controller-gen run on the
 # Go types of monitoring.coreos.com/v1. The proxy refuses the operator's root module (where its
@@ -224,41 +222,68 @@ MOD
   return $rc
 }
 
-# ---- volume snapshots (test/testenv/csi.ts) --------------------------------------------------
-# The sidecars' go.mod files carry replace directives, so go install refuses them: a wrapper
-# module requires the release and repeats its replaces onto published versions.
-build_csi_wrapped() { # build_csi_wrapped OUT MODULE VERSION EXTRA_REQUIRE CMD...
-  local out=$1 mod=$2 version=$3 extra=$4 work gomod cmd gets=() pkgs=()
-  shift 4
+# ---- the shared build -------------------------------------------------------------------------
+# kwok, helm, controller-gen, the CSI sidecars, containerd and kube-router all pin k8s.io/api,
+# apimachinery and client-go (v0.29 to v0.37), grpc, protobuf and OpenTelemetry. Built one by one,
+# each compiled those libraries again: about 26 minutes on this machine's two cores. One wrapper
+# module requires every release asked for, so Go's minimal version selection settles one version
+# of each shared library (the highest any of them requires) and one go build compiles it once and
+# links the programs side by side: about 9 minutes (docs/adr/0030-fresh-machine-build.md). Each
+# program is still its release's own main package; only its libraries may be newer patch or
+# minor versions than its own go.mod asks, and the tests run every one of them for real.
+declare -A SHARED_DIR=() # main package -> the cache directory its binary goes to
+SHARED_GETS=() SHARED_MOD=()
+shared() { # shared DIR MODULE VERSION CMD...: a program of the shared build, unless DIR is cached
+  local dir=$1 mod=$2 version=$3 cmd
+  shift 3
+  if [[ -f "$dir/.done" ]]; then
+    log "${dir##*/}: cached in $dir (0s)"
+    return 0
+  fi
   for cmd in "$@"; do
-    pkgs+=("$mod/cmd/$cmd")
-    gets+=("$mod/cmd/$cmd@$version")
+    SHARED_DIR["$mod/cmd/$cmd"]=$dir
+    SHARED_GETS+=("$mod/cmd/$cmd@$version")
   done
+}
+
+build_shared() {
+  ((${#SHARED_GETS[@]})) || return 0
+  local start=$SECONDS work pkg dir rc=0 dirs
+  dirs=$(printf '%s\n' "${SHARED_DIR[@]}" | sort -u)
+  log "shared build: $(printf '%s\n' "${!SHARED_DIR[@]}" | sed 's#.*/##' | sort | tr '\n' ' ')..."
   work=$(mktemp -d)
-  gomod=$(go mod download -json "$mod@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  {
-    echo "module amber.local/csiwrapper"
-    echo "go 1.26.0"
-    echo "require $mod $version"
-    [[ -z "$extra" ]] || echo "require $extra"
-    grep -E '^replace [^ ]+ => [^.]' "$gomod"
-  } >"$work/go.mod"
-  (cd "$work" &&
-    go get "${gets[@]}" >get.log 2>&1 || { cat get.log >&2 && false; } &&
-    nice -n 19 go build -ldflags "-s -w -X main.version=$version" -o "$out/" "${pkgs[@]}")
-  local rc=$?
+  { echo "module amber.local/toolswrapper" && echo "go 1.26.0" && printf '%s\n' "${SHARED_MOD[@]}"; } >"$work/go.mod"
+  # containerd's version string, and no graph drivers the node never uses (tags no other program reads)
+  if (cd "$work" && { go get "${SHARED_GETS[@]}" >get.log 2>&1 || { cat get.log >&2 && false; }; } &&
+    nice -n 19 go build -tags "no_btrfs no_devmapper no_zfs" \
+      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+      -o "$work/out/" "${!SHARED_DIR[@]}"); then
+    for dir in $dirs; do rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"; done
+    for pkg in "${!SHARED_DIR[@]}"; do mv "$work/out/${pkg##*/}" "${SHARED_DIR[$pkg]}.tmp/"; done
+    for dir in $dirs; do rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.done"; done
+    log "shared build: built in $((SECONDS - start))s"
+  else
+    log "shared build: FAILED after $((SECONDS - start))s"
+    rc=1
+  fi
   rm -rf "$work"
   return $rc
 }
-# The snapshotter's own go.mod points its client module at ./client, which is the client/v8
-# module of the same tag.
-build_snapshotter() {
-  build_csi_wrapped "$1" github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" \
-    "github.com/kubernetes-csi/external-snapshotter/client/v8 $SNAPSHOTTER_VERSION" snapshot-controller csi-snapshotter
+
+# The snapshotter's go.mod points its client module at ./client (the client/v8 module of the same
+# tag) and pins Kubernetes' staging modules; the wrapper repeats what is not a local path.
+shared_csi() {
+  local mod=github.com/kubernetes-csi/external-snapshotter/v8 gomod
+  shared "$CACHE/external-snapshotter-$SNAPSHOTTER_VERSION" $mod "$SNAPSHOTTER_VERSION" snapshot-controller csi-snapshotter
+  shared "$CACHE/external-provisioner-$PROVISIONER_VERSION" github.com/kubernetes-csi/external-provisioner/v6 \
+    "$PROVISIONER_VERSION" csi-provisioner
+  [[ -f "$CACHE/external-snapshotter-$SNAPSHOTTER_VERSION/.done" ]] && return 0
+  gomod=$(go mod download -json "$mod@$SNAPSHOTTER_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  SHARED_MOD+=("require github.com/kubernetes-csi/external-snapshotter/client/v8 $SNAPSHOTTER_VERSION")
+  mapfile -t -O "${#SHARED_MOD[@]}" SHARED_MOD < <(grep -E '^replace [^ ]+ => [^.]' "$gomod")
 }
-build_provisioner() {
-  build_csi_wrapped "$1" github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" "" csi-provisioner
-}
+
+# ---- volume snapshots (test/testenv/csi.ts) --------------------------------------------------
 build_snapshot_crds() { # the CRDs as released with the snapshotter, never hand-written
   local dir
   dir=$(go mod download -json "github.com/kubernetes-csi/external-snapshotter/client/v8@$SNAPSHOTTER_VERSION" |
@@ -274,17 +299,6 @@ build_csi_hostpath() {
 }
 
 # ---- the real node (docs/adr/0012-real-node.md) ----------------------------------------------
-build_containerd() { # the CRI checkpoint call needs 2.x; graph drivers the node never uses are left out
-  local m=github.com/containerd/containerd/v2
-  GOBIN="$1" nice -n 19 go install -tags "no_btrfs no_devmapper no_zfs" \
-    -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
-    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION"
-}
-
-build_kube_router() { # only its NetworkPolicy firewall runs (no BGP routing, no service proxy)
-  GOBIN="$1" nice -n 19 go install -ldflags "-s -w" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
-}
-
 # CRIU from Debian packages without touching the machine's apt sources or installed packages:
 # a private apt configuration (its own sources list naming $CRIU_SUITE, state and cache dirs)
 # downloads criu and the libraries it links, `dpkg-deb -x` unpacks them into the cache, and a
@@ -344,36 +358,68 @@ node_images() { # the node's base, pause and suspect images (the amber image is 
 want=("${@:-all}")
 has() { [[ " ${want[*]} " == *" all "* || " ${want[*]} " == *" $1 "* ]]; }
 
-status=0
 has apt && apt_packages
+has node && node_apt_packages
 KUBE_DIR="$CACHE/kube-$KUBE_VERSION" KUBELET_DIR="$CACHE/kubelet-$KUBE_VERSION"
-if has kube && has node && [[ ! -f "$KUBE_DIR/.done" && ! -f "$KUBELET_DIR/.done" ]]; then
-  timed "kube and kubelet" "$KUBE_DIR" build_kube_and_kubelet || status=1
-fi
-has kube && { timed kube "$KUBE_DIR" build_kube || status=1; }
-has kwok && { timed kwok "$CACHE/kwok-$KWOK_VERSION" build_kwok && kwok_stages || status=1; }
-has minio && { timed minio "$CACHE/minio-$MINIO_VERSION" build_minio || status=1; }
-has helm && { timed helm "$CACHE/helm-$HELM_VERSION" build_helm || status=1; }
-if has monitoring-crds; then
-  timed controller-gen "$CACHE/controller-gen-$CONTROLLER_TOOLS_VERSION" build_controller_gen &&
+
+# Three lanes side by side: Kubernetes; the shared build, MinIO and our own small programs; and
+# the downloads (CRIU, the node's images). A Go build alone leaves a core idle much of the time
+# (module downloads, links, the tail of the package graph).
+lane_kube() {
+  local status=0
+  if has kube && has node && [[ ! -f "$KUBE_DIR/.done" && ! -f "$KUBELET_DIR/.done" ]]; then
+    timed "kube and kubelet" "$KUBE_DIR" build_kube_and_kubelet || status=1
+  fi
+  has kube && { timed kube "$KUBE_DIR" build_kube || status=1; }
+  has node && { timed kubelet "$KUBELET_DIR" build_kubelet || status=1; }
+  return $status
+}
+
+lane_tools() {
+  local status=0
+  has kwok && shared "$CACHE/kwok-$KWOK_VERSION" sigs.k8s.io/kwok "$KWOK_VERSION" kwok
+  has helm && shared "$CACHE/helm-$HELM_VERSION" helm.sh/helm/v3 "$HELM_VERSION" helm
+  has monitoring-crds &&
+    shared "$CACHE/controller-gen-$CONTROLLER_TOOLS_VERSION" sigs.k8s.io/controller-tools "$CONTROLLER_TOOLS_VERSION" controller-gen
+  if has csi; then shared_csi || status=1; fi
+  if has node; then
+    shared "$CACHE/containerd-$CONTAINERD_VERSION" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" \
+      containerd containerd-shim-runc-v2 ctr
+    shared "$CACHE/kube-router-$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" kube-router
+  fi
+  build_shared || status=1
+  has kwok && { kwok_stages || status=1; }
+  if has monitoring-crds; then
     timed monitoring-crds "$CACHE/monitoring-crds-$PROMETHEUS_OPERATOR_VERSION-controller-gen-$CONTROLLER_TOOLS_VERSION" build_monitoring_crds ||
-    status=1
-fi
-has promql-check && { timed promql-check "$CACHE/promql-check-$(promql_check_key)" build_promql_check || status=1; }
-if has csi; then
-  timed csi-hostpath "$CACHE/csi-hostpath-$(csi_hostpath_key)" build_csi_hostpath || status=1
-  timed snapshot-crds "$CACHE/snapshot-crds-$SNAPSHOTTER_VERSION" build_snapshot_crds || status=1
-  timed external-snapshotter "$CACHE/external-snapshotter-$SNAPSHOTTER_VERSION" build_snapshotter || status=1
-  timed external-provisioner "$CACHE/external-provisioner-$PROVISIONER_VERSION" build_provisioner || status=1
-fi
-if has node; then
-  node_apt_packages
-  timed kubelet "$KUBELET_DIR" build_kubelet || status=1
-  timed containerd "$CACHE/containerd-$CONTAINERD_VERSION" build_containerd || status=1
-  timed kube-router "$CACHE/kube-router-$KUBE_ROUTER_VERSION" build_kube_router || status=1
-  timed criu "$CACHE/criu-$CRIU_VERSION" build_criu || status=1
-  node_images || status=1
-fi
+      status=1
+  fi
+  has minio && { timed minio "$CACHE/minio-$MINIO_VERSION" build_minio || status=1; }
+  has promql-check && { timed promql-check "$CACHE/promql-check-$(promql_check_key)" build_promql_check || status=1; }
+  if has csi; then
+    timed csi-hostpath "$CACHE/csi-hostpath-$(csi_hostpath_key)" build_csi_hostpath || status=1
+    timed snapshot-crds "$CACHE/snapshot-crds-$SNAPSHOTTER_VERSION" build_snapshot_crds || status=1
+  fi
+  return $status
+}
+
+lane_downloads() {
+  local status=0
+  if has node; then
+    timed criu "$CACHE/criu-$CRIU_VERSION" build_criu || status=1
+    node_images || status=1
+  fi
+  return $status
+}
+
+status=0
+lane_kube &
+kube_lane=$!
+lane_tools &
+tools_lane=$!
+lane_downloads || status=1
+wait $kube_lane || status=1
+wait $tools_lane || status=1
+
 # The Go module proxy refuses github.com/falcosecurity/falcosidekick (403 "This module version
 # is not available", every version): the intake's end-to-end tests post Falcosidekick's exact
 # request shape over real HTTP instead (docs/falcosidekick.md). Try it only when asked by name.
