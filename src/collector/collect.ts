@@ -871,7 +871,7 @@ function podOf(
   return undefined;
 }
 
-/** Log files copied per container at most. */
+/** Log files copied per collection at most (one container's, when --container-name is given). */
 export const MAX_LOG_FILES = 32;
 
 async function logs(run: CollectionRun, ctx: Context): Promise<void> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collectContainer, type CollectResult } from '../../../src/collector/collect.js';
+import { collectContainer, MAX_LOG_FILES, type CollectResult } from '../../../src/collector/collect.js';
 import { readProcess } from '../../../src/collector/processes.js';
 import { LocalEvidenceStore } from '../../../src/evidence/local-store.js';
 import { createRegistry } from '../../../src/observability/metrics.js';
@@ -404,6 +404,35 @@ describe('exposure, lookup by cgroup, logs and checkpoints', () => {
       ).toEqual([]);
       expect(r.report.failed.map((f) => f.reason).join('\n'), root).toMatch(/symlink/);
     }
+  });
+
+  it('attack: a log directory flooded with files gets the first MAX_LOG_FILES copied and the rest recorded', async () => {
+    // The kubelet keeps a few files per container; root on the node can write thousands.
+    const dir = join(hostDir, 'pods-flood', 'shop_web-7d9f_0c5f0a7e-1111-2222-3333-444455556666', 'app');
+    mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < MAX_LOG_FILES + 8; i++) writeFileSync(join(dir, `${i}.log`), `line ${i}\n`);
+    const r = await collectContainer(
+      {
+        caseId: 'case-log-flood',
+        containerId: `containerd://${c.id.slice(0, 12)}`,
+        runtime: 'auto',
+        namespace: 'shop',
+        pod: 'web-7d9f',
+        podUid: '0c5f0a7e-1111-2222-3333-444455556666',
+        containerName: 'app',
+        podLogsRoot: join(hostDir, 'pods-flood'),
+        groups: ['logs'],
+        hostReferencePid: process.pid,
+        terminationMessagePath: null,
+      },
+      store,
+      { registry: createRegistry() },
+    );
+    const logs = (await store.list('case-log-flood')).map((a) => a.name).filter((n) => n.includes('/logs/'));
+    expect(logs).toHaveLength(MAX_LOG_FILES);
+    expect(r.report.skipped.find((s) => s.what === 'pod logs')?.reason).toBe(
+      `${MAX_LOG_FILES + 8} log files: the first ${MAX_LOG_FILES} are copied`,
+    );
   });
 
   it("collects the container's current and previous logs and its checkpoint, and records the unreadable one", async () => {
