@@ -9,8 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/node-toolchain.sh
 amber_npm_ci
-bash scripts/testenv-build.sh apt kube kwok minio
-if [[ " $* " != *" --inline "* ]] && ! bash scripts/testenv-build.sh node; then
+# One call for everything, so that the builds share a go build and run side by side
+# (docs/adr/0030-fresh-machine-build.md); the control plane's part must build, the node's may not.
+if [[ " $* " == *" --inline "* ]]; then
+  bash scripts/testenv-build.sh apt kube kwok minio
+elif ! bash scripts/testenv-build.sh apt kube kwok minio node; then
+  bash scripts/testenv-build.sh apt kube kwok minio
   echo "local.sh: the real node's components did not build (above); scripts/local.ts will fall back to --inline" >&2
 fi
 exec npx tsx scripts/local.ts "$@"

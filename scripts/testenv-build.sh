@@ -18,7 +18,8 @@
 #                                             github.com/kubernetes-csi/external-snapshotter/client/v8)
 #   csi-hostpath                             (test/tools/csi-hostpath: our own fixture CSI driver; the
 #                                             proxy refuses csi-driver-host-path)
-#   etcd, runc, busybox-static, attr, tcpdump, gcc (Debian packages, installed with apt-get when missing)
+#   etcd                                     (Debian trixie's etcd-server package, unpacked into the cache)
+#   runc, busybox-static, attr, tcpdump, gcc (Debian packages, installed with apt-get when missing)
 #
 # The real node (test/testenv/node.ts, docs/adr/0012-real-node.md), asked for as `node`:
 #   kubelet, kubectl                         (the same wrapper module as kube-apiserver; on a
@@ -51,6 +52,11 @@ PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.95.2}"
 # 4.2.1 checkpoints a container that holds a connection (../shared/TESTENV-NOTES.md).
 CRIU_VERSION="${CRIU_VERSION:-4.2.1-1}"
 CRIU_SUITE="${CRIU_SUITE:-sid}"
+# Debian bookworm's etcd 3.4.23 has no watch progress requests, so kube-apiserver refuses the
+# streaming watch-lists client-go v0.35+ opens (kwok, and the shared build's programs): their
+# informers back off and re-list, and kwok saw a Job's pod up to 90 s late. trixie's 3.5 has them.
+ETCD_VERSION="${ETCD_VERSION:-3.5.16-4}"
+ETCD_SUITE="${ETCD_SUITE:-trixie}"
 SNAPSHOTTER_VERSION="${SNAPSHOTTER_VERSION:-v8.7.0}"
 PROVISIONER_VERSION="${PROVISIONER_VERSION:-v6.4.0}"
 
@@ -88,7 +94,6 @@ apt_packages() {
   command -v runc >/dev/null || missing+=(runc)
   [[ -x /bin/busybox || -x /usr/bin/busybox ]] && busybox --help 2>&1 | grep -q static || true
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-  command -v etcd >/dev/null || missing+=(etcd-server)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v getfattr >/dev/null || missing+=(attr) # the collector reads overlay opaque-dir xattrs
   command -v tcpdump >/dev/null || missing+=(tcpdump) # the collector's packet capture (ADR 0024)
@@ -99,8 +104,6 @@ apt_packages() {
     local start=$SECONDS
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts an etcd service on install; the tests run their own.
-    (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || pkill -x etcd || true)
     log "apt packages installed in $((SECONDS - start))s"
   fi
 }
@@ -299,20 +302,19 @@ build_csi_hostpath() {
 }
 
 # ---- the real node (docs/adr/0012-real-node.md) ----------------------------------------------
-# CRIU from Debian packages without touching the machine's apt sources or installed packages:
-# a private apt configuration (its own sources list naming $CRIU_SUITE, state and cache dirs)
-# downloads criu and the libraries it links, `dpkg-deb -x` unpacks them into the cache, and a
-# wrapper runs criu through the unpacked tree's own dynamic loader with --library-path. Fails
-# unless the loader resolves every library and `criu check` passes on this kernel.
-build_criu() {
-  local out=$1 apt pkgs mirror
+# Debian packages of another suite, without touching the machine's apt sources or installed
+# packages: a private apt configuration (its own sources list naming SUITE, state and cache
+# dirs) downloads the packages asked for (with their dependencies when DEPS=1) and `dpkg-deb -x`
+# unpacks them into ROOT.
+debian_fetch() { # debian_fetch SUITE ROOT DEPS PKG=VERSION
+  local suite=$1 root=$2 deps=$3 spec=$4 apt mirror pkgs
   apt=$(mktemp -d)
   mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/\?$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
   mirror=${mirror:-$(sed -n 's/^deb \(http[^ ]*debian\)\/\? .*/\1/p' /etc/apt/sources.list 2>/dev/null | head -1)}
-  [[ -n "$mirror" ]] || { log "criu: no Debian mirror found in this machine's apt sources"; return 1; }
+  [[ -n "$mirror" ]] || { log "${spec%%=*}: no Debian mirror found in this machine's apt sources"; return 1; }
   mkdir -p "$apt"/{sources.list.d,preferences.d,state/lists/partial,cache/archives/partial,debs}
   touch "$apt/state/status"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $CRIU_SUITE main" >"$apt/sources.list"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$apt/sources.list"
   cat >"$apt/apt.conf" <<CONF
 Dir::Etc::SourceList "$apt/sources.list";
 Dir::Etc::SourceParts "$apt/sources.list.d";
@@ -327,12 +329,23 @@ CONF
     set -e
     export APT_CONFIG="$apt/apt.conf"
     apt-get update -qq >/dev/null
-    pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-      --no-replaces --no-enhances "criu=$CRIU_VERSION" | grep -v '^[ <]' | sort -u)
-    cd "$apt/debs" && apt-get download -qq "criu=$CRIU_VERSION" $(grep -vx criu <<<"$pkgs") >/dev/null
-    for d in "$apt"/debs/*.deb; do dpkg-deb -x "$d" "$out/root"; done
+    pkgs=""
+    if ((deps)); then
+      pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+        --no-replaces --no-enhances "$spec" | grep -v '^[ <]' | sort -u | { grep -vx "${spec%%=*}" || true; })
+    fi
+    cd "$apt/debs" && apt-get download -qq "$spec" $pkgs >/dev/null
+    for d in "$apt"/debs/*.deb; do dpkg-deb -x "$d" "$root"; done
   ) || { rm -rf "$apt"; return 1; }
   rm -rf "$apt"
+}
+
+# CRIU from Debian $CRIU_SUITE and the libraries it links, unpacked into the cache; a wrapper
+# runs criu through the unpacked tree's own dynamic loader with --library-path. Fails unless the
+# loader resolves every library and `criu check` passes on this kernel.
+build_criu() {
+  local out=$1
+  debian_fetch "$CRIU_SUITE" "$out/root" 1 "criu=$CRIU_VERSION" || return 1
   local lib="$out/root/usr/lib/x86_64-linux-gnu"
   cat >"$out/criu" <<WRAP
 #!/bin/sh
@@ -347,6 +360,14 @@ WRAP
   fi
   "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "$out/root/usr/sbin/criu" check >/dev/null 2>&1 || {
     log "criu: 'criu check' fails on this kernel"; return 1; }
+}
+
+# etcd from Debian $ETCD_SUITE: one Go program that links libc only, run from the cache.
+build_etcd() {
+  local out=$1
+  debian_fetch "$ETCD_SUITE" "$out/root" 0 "etcd-server=$ETCD_VERSION" || return 1
+  ln -s root/usr/bin/etcd "$out/etcd"
+  "$out/etcd" --version >/dev/null || { log "etcd: the unpacked etcd does not run here"; return 1; }
 }
 
 node_images() { # the node's base, pause and suspect images (the amber image is built by its test)
@@ -404,6 +425,7 @@ lane_tools() {
 
 lane_downloads() {
   local status=0
+  has kube && { timed etcd "$CACHE/etcd-$ETCD_VERSION" build_etcd || status=1; }
   if has node; then
     timed criu "$CACHE/criu-$CRIU_VERSION" build_criu || status=1
     node_images || status=1

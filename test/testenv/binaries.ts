@@ -6,6 +6,7 @@ import { join } from 'node:path';
 /** Versions must match scripts/testenv-build.sh (which reads the same variables). */
 export const versions = {
   kube: process.env.KUBE_VERSION ?? 'v1.34.4',
+  etcd: process.env.ETCD_VERSION ?? '3.5.16-4',
   kwok: process.env.KWOK_VERSION ?? 'v0.8.0',
   minio: process.env.MINIO_VERSION ?? 'v0.0.0-20260212201848-7aac2a2c5b7c',
   falcosidekick: process.env.FALCOSIDEKICK_VERSION ?? '2.32.0',

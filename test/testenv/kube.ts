@@ -108,7 +108,7 @@ export class Cluster {
     const url = `http://127.0.0.1:${this.ports.etcd}`;
     this.etcd = ManagedProcess.start(
       'etcd',
-      process.env.AMBER_ETCD ?? 'etcd',
+      process.env.AMBER_ETCD ?? binary('etcd'),
       [
         '--data-dir',
         data,
