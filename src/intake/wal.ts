@@ -1,6 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { open, type FileHandle, unlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  close as closeFd,
+  constants,
+  existsSync,
+  fsync,
+  mkdirSync,
+  open as openFd,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writev,
+} from 'node:fs';
+import { unlink, utimes, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { errorMessage } from '../runtime/errors.js';
@@ -19,8 +33,11 @@ import { decodeFrames, encodeTextFrame } from './walframe.js';
  *                       first sequence number. A new run never reuses a sequence number.
  *   adopted/            logs of replicas gone for good, taken over whole (same layout)
  *
- * Group commit: appends made while a write+fsync is in flight go out together in the next one,
- * so one fsync covers every alert that arrived during the previous fsync.
+ * Group commit: appends made while a write is in flight go out together in the next one, so one
+ * sync covers every alert that arrived during the previous one. A batch is one positional
+ * `pwritev` on a descriptor opened O_DSYNC: the write returns once its bytes are as durable as
+ * after an fdatasync, in one thread-pool job (ADR 0029; it was a `writev` and an `fdatasync`,
+ * two jobs and two wake-ups of the event loop per batch).
  */
 
 export interface WalOptions {
@@ -37,7 +54,7 @@ export interface WalOptions {
   logger: Logger;
   /** Told the bytes on disk whenever they change (a gauge). */
   onBytes?: (bytes: number) => void;
-  /** fdatasyncs in flight at once (MAX_SYNCS_IN_FLIGHT); 1 is the plain group commit. */
+  /** Durable writes in flight at once (MAX_SYNCS_IN_FLIGHT); 1 is the plain group commit. */
   syncsInFlight?: number;
   /**
    * Given the records of a stale replica's log taken over while this one runs (to replay them).
@@ -66,6 +83,11 @@ interface Segment {
   /** Frames appended but not yet written to the file. */
   unwritten: number;
   sealed: boolean;
+  /**
+   * A write to it failed: it may have left a hole or part of a record, and replay stops there, so
+   * no later batch of this segment may be answered 2xx.
+   */
+  broken?: boolean;
 }
 
 interface LogDir {
@@ -85,6 +107,8 @@ interface Token extends WalToken {
  */
 interface Pending {
   segment: Segment;
+  /** Where the batch's first frame goes in the segment's file. */
+  offset: number;
   frames: Buffer[];
   durable: Promise<void>;
   resolve: () => void;
@@ -107,18 +131,22 @@ export class LogWriteError extends IntakeError {
   }
 }
 
-/** The open segment: appended through `handle`, synced through `syncHandles` in turn. */
+/**
+ * The open segment's descriptors, opened O_DSYNC, one for each write in flight, used in turn: a
+ * write-back error is reported once per descriptor, so two writes syncing through a shared one
+ * could let one take the error meant for the other's pages (ADR 0019).
+ */
 interface OpenSegment {
   segment: Segment;
-  handle: FileHandle;
-  syncHandles: FileHandle[];
+  fds: number[];
 }
 
 /**
- * fdatasyncs in flight at once. Under load the next batch is written while the previous one's
- * fdatasync is still running: the file system joins concurrent syncs into one journal commit,
- * so an alert waits for about one sync instead of the rest of the current one plus its own
- * (ADR 0019). Below the four threads of libuv's pool, so a write always finds one.
+ * Durable writes in flight at once. Under load the next batch is written while the previous one
+ * is still syncing: the file system joins concurrent syncs into one journal commit, so an alert
+ * waits for about one sync instead of the rest of the current one plus its own (ADR 0019). Each
+ * batch has its own place in the file, so the order of the records does not depend on which
+ * finishes first. Below the four threads of libuv's pool, so a write always finds one.
  */
 const MAX_SYNCS_IN_FLIGHT = 3;
 
@@ -141,12 +169,10 @@ export class WriteAheadLog {
   /** A batch is being written (writes go out one at a time, in order). */
   private writing = false;
   private pumpScheduled = false;
-  /** Batches written whose fdatasync has not settled yet. */
+  /** Batches whose durable write has not settled yet. */
   private syncing = 0;
   /** Settles (never rejects) once the last batch written has been answered, and every one before it. */
   private lastSettled: Promise<void> = Promise.resolve();
-  /** fdatasync failures so far: a batch fails if one is reported after its write began. */
-  private syncFailures = 0;
   private idleWaiters: Array<() => void> = [];
   private batches = 0;
   private readonly syncsInFlight: number;
@@ -269,15 +295,15 @@ export class WriteAheadLog {
       this.own.segments.add(this.active);
     }
     const segment = this.active;
+    let batch = this.queue[this.queue.length - 1];
+    if (batch?.segment !== segment) {
+      batch = newBatch(segment, segment.bytes);
+      this.queue.push(batch);
+    }
     segment.bytes += frame.length;
     segment.outstanding++;
     segment.unwritten++;
     this.addBytes(frame.length);
-    let batch = this.queue[this.queue.length - 1];
-    if (batch?.segment !== segment) {
-      batch = newBatch(segment);
-      this.queue.push(batch);
-    }
     batch.frames.push(frame);
     this.pump();
     const token: Token = { log: this.runId, seq, segment };
@@ -318,8 +344,8 @@ export class WriteAheadLog {
   }
 
   /**
-   * Writes the queue's first batch (the records of one segment) and starts its fdatasync without
-   * waiting for it; settle() answers the batch. Batches are answered in the order written.
+   * Starts the durable write of the queue's first batch (the records of one segment) without
+   * waiting for it; settle() answers the batch. Batches are answered in the order appended.
    */
   private async writeNext(): Promise<void> {
     if (this.writing || this.queue.length === 0 || this.syncing >= this.syncsInFlight) {
@@ -329,60 +355,48 @@ export class WriteAheadLog {
     this.writing = true;
     const batch = this.queue.shift()!;
     const segment = batch.segment;
-    const failuresBefore = this.syncFailures;
-    let synced: Promise<void>;
+    let written: Promise<void>;
     try {
-      const open = await this.openSegment(segment);
-      // One writev, no copy into one buffer; a short write is a failed write (the rest of a
-      // record missing is a torn record, which must not be answered 2xx).
-      const bytes = batch.frames.reduce((n, f) => n + f.length, 0);
-      const { bytesWritten } = await open.handle.writev(batch.frames);
-      if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
-      // Each sync in flight has a descriptor of its own: a write-back error is reported once per
-      // descriptor, so a concurrent sync on a shared one could take the error meant for this batch.
-      synced = open.syncHandles[this.batches++ % this.syncsInFlight]!.datasync();
+      if (segment.broken) throw new Error('an earlier write to this segment failed');
+      const open = this.fh?.segment === segment ? this.fh : await this.openSegment(segment);
+      written = writeDurably(open.fds[this.batches++ % open.fds.length]!, batch.frames, batch.offset);
       this.syncs++;
     } catch (err) {
-      synced = Promise.reject(err);
+      written = Promise.reject(err);
     }
-    synced.catch(() => {});
+    written.catch(() => {});
     this.syncing++;
     this.writing = false;
-    this.lastSettled = this.settle(batch, synced, this.lastSettled, failuresBefore);
+    this.lastSettled = this.settle(batch, written, this.lastSettled);
     this.pump();
   }
 
-  /** Answers a batch once its own sync and every earlier batch's have settled. */
-  private async settle(
-    batch: Pending,
-    synced: Promise<void>,
-    earlier: Promise<void>,
-    failuresBefore: number,
-  ): Promise<void> {
+  /** Answers a batch once its own write and every earlier batch's have settled. */
+  private async settle(batch: Pending, written: Promise<void>, earlier: Promise<void>): Promise<void> {
     let error: unknown;
     try {
-      await synced;
+      await written;
     } catch (err) {
       error = err;
     }
     await earlier;
     try {
       if (error !== undefined) {
-        this.syncFailures++;
         this.log.error(
           { err: errorMessage(error), records: batch.frames.length },
           'write-ahead log append failed',
         );
-      } else if (this.syncFailures > failuresBefore) {
-        // A sync that failed after this batch was written may have lost its pages too.
-        error = new Error('an earlier write of the log failed');
+      } else if (batch.segment.broken) {
+        // Its bytes are on disk, but behind a batch that failed: replay would stop before them.
+        error = new Error('an earlier write to this segment failed');
       }
       if (error === undefined) {
         batch.resolve();
       } else {
         batch.reject(new LogWriteError(`the write-ahead log could not be written: ${errorMessage(error)}`));
-        // A failed write may have left part of a record: later records go to a new segment, so
-        // they are not behind it (decoding stops at the first bad record of a segment).
+        // Later records go to a new segment, so they are not behind a hole or part of a record
+        // (decoding stops at the first bad record of a segment).
+        batch.segment.broken = true;
         this.seal(batch.segment);
       }
     } finally {
@@ -400,23 +414,30 @@ export class WriteAheadLog {
   }
 
   private async openSegment(segment: Segment): Promise<OpenSegment> {
-    if (this.fh?.segment === segment) return this.fh;
-    // The handles of the previous segment close only once no sync is running on them.
+    // The descriptors of the previous segment close only once no write is running on them.
     await this.lastSettled;
     await this.closeSegment();
-    const handle = await open(segment.path, 'a');
-    // Opened before any write they will sync, so they report every error after it.
-    const syncHandles = await Promise.all(
-      Array.from({ length: this.syncsInFlight }, () => open(segment.path, 'r')),
-    );
-    this.fh = { segment, handle, syncHandles };
+    const fds: number[] = [];
+    try {
+      // O_EXCL: a segment is a new file (a new run id), never one written before.
+      const { O_WRONLY, O_CREAT, O_EXCL, O_DSYNC } = constants;
+      fds.push(await openAsync(segment.path, O_WRONLY | O_CREAT | O_EXCL | O_DSYNC, 0o600));
+      // Opened before any write they will sync, so they report every error after it.
+      while (fds.length < this.syncsInFlight) fds.push(await openAsync(segment.path, O_WRONLY | O_DSYNC));
+      // The new file's name made durable once, before the first record in it is answered.
+      await syncDir(segment.log.dir);
+    } catch (err) {
+      await Promise.all(fds.map((fd) => closeAsync(fd).catch(() => {})));
+      throw err;
+    }
+    this.fh = { segment, fds };
     return this.fh;
   }
 
   private async closeSegment(): Promise<void> {
     const fh = this.fh;
     this.fh = undefined;
-    if (fh) await Promise.all([fh.handle, ...fh.syncHandles].map((h) => h.close()));
+    if (fh) await Promise.all(fh.fds.map((fd) => closeAsync(fd)));
   }
 
   private seal(segment: Segment): void {
@@ -451,7 +472,35 @@ export class WriteAheadLog {
   }
 }
 
-function newBatch(segment: Segment): Pending {
+const openAsync = promisify(openFd);
+const closeAsync = promisify(closeFd);
+const fsyncAsync = promisify(fsync);
+
+async function syncDir(dir: string): Promise<void> {
+  const fd = await openAsync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fsyncAsync(fd);
+  } finally {
+    await closeAsync(fd);
+  }
+}
+
+/**
+ * One `pwritev` at `position` on an O_DSYNC descriptor: settles once the frames are durable. A
+ * short write fails (the rest of a record missing is a torn record, never answered 2xx).
+ */
+function writeDurably(fd: number, frames: Buffer[], position: number): Promise<void> {
+  const bytes = frames.reduce((n, f) => n + f.length, 0);
+  return new Promise((resolve, reject) =>
+    writev(fd, frames, position, (err, written) => {
+      if (err) reject(err);
+      else if (written !== bytes) reject(new Error(`short write: ${written} of ${bytes} bytes`));
+      else resolve();
+    }),
+  );
+}
+
+function newBatch(segment: Segment, offset: number): Pending {
   let resolve!: () => void;
   let reject!: (err: unknown) => void;
   const durable = new Promise<void>((res, rej) => {
@@ -460,7 +509,7 @@ function newBatch(segment: Segment): Pending {
   });
   // Whoever holds `durable` sees a failure; one nobody awaits must not crash the process.
   durable.catch(() => {});
-  return { segment, frames: [], durable, resolve, reject };
+  return { segment, offset, frames: [], durable, resolve, reject };
 }
 
 /** Milliseconds since the epoch in base 36 (fixed width until 2059), then randomness. */
