@@ -57,11 +57,18 @@ export interface WalOptions {
   /** Durable writes in flight at once (MAX_SYNCS_IN_FLIGHT); 1 is the plain group commit. */
   syncsInFlight?: number;
   /**
+   * Makes one batch durable (default: one pwritev on the O_DSYNC descriptor). Tests wrap the real
+   * write to put a delay or a failure into one batch.
+   */
+  writeBatch?: WriteBatch;
+  /**
    * Given the records of a stale replica's log taken over while this one runs (to replay them).
    * Without it, other replicas' logs are taken over at open() only.
    */
   onAdopted?: (records: RecoveredRecord[]) => void;
 }
+
+export type WriteBatch = (fd: number, frames: Buffer[], position: number) => Promise<void>;
 
 export interface RecoveredRecord {
   token: WalToken;
@@ -176,6 +183,7 @@ export class WriteAheadLog {
   private idleWaiters: Array<() => void> = [];
   private batches = 0;
   private readonly syncsInFlight: number;
+  private readonly writeBatch: WriteBatch;
   private fh: OpenSegment | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
@@ -191,6 +199,7 @@ export class WriteAheadLog {
     this.lockPath = join(own.dir, 'lock');
     this.runId = newRunId();
     this.syncsInFlight = opts.syncsInFlight ?? MAX_SYNCS_IN_FLIGHT;
+    this.writeBatch = opts.writeBatch ?? writeDurably;
   }
 
   /**
@@ -359,7 +368,7 @@ export class WriteAheadLog {
     try {
       if (segment.broken) throw new Error('an earlier write to this segment failed');
       const open = this.fh?.segment === segment ? this.fh : await this.openSegment(segment);
-      written = writeDurably(open.fds[this.batches++ % open.fds.length]!, batch.frames, batch.offset);
+      written = this.writeBatch(open.fds[this.batches++ % open.fds.length]!, batch.frames, batch.offset);
       this.syncs++;
     } catch (err) {
       written = Promise.reject(err);
@@ -489,7 +498,7 @@ async function syncDir(dir: string): Promise<void> {
  * One `pwritev` at `position` on an O_DSYNC descriptor: settles once the frames are durable. A
  * short write fails (the rest of a record missing is a torn record, never answered 2xx).
  */
-function writeDurably(fd: number, frames: Buffer[], position: number): Promise<void> {
+export function writeDurably(fd: number, frames: Buffer[], position: number): Promise<void> {
   const bytes = frames.reduce((n, f) => n + f.length, 0);
   return new Promise((resolve, reject) =>
     writev(fd, frames, position, (err, written) => {
