@@ -57,6 +57,12 @@ export interface WalOptions {
   /** Durable writes in flight at once (MAX_SYNCS_IN_FLIGHT); 1 is the plain group commit. */
   syncsInFlight?: number;
   /**
+   * Zeros written ahead of the records, this many bytes at a time (default: an eighth of a
+   * segment, 4 KiB to 1 MiB; 0: records extend the file). A record written over them changes
+   * no file size, so its sync has no metadata to commit to the file system's journal (ADR 0029).
+   */
+  preallocateBytes?: number;
+  /**
    * Makes one batch durable (default: one pwritev on the O_DSYNC descriptor). Tests wrap the real
    * write to put a delay or a failure into one batch.
    */
@@ -146,6 +152,12 @@ export class LogWriteError extends IntakeError {
 interface OpenSegment {
   segment: Segment;
   fds: number[];
+  /** Writes the zeros ahead of the records, on a descriptor of its own. */
+  zeroFd: number;
+  /** The file holds durable zeros (or records) up to here: a write below it changes no size. */
+  allocated: number;
+  /** The zero fill running, if one is. */
+  extending?: Promise<void>;
 }
 
 /**
@@ -184,6 +196,7 @@ export class WriteAheadLog {
   private batches = 0;
   private readonly syncsInFlight: number;
   private readonly writeBatch: WriteBatch;
+  private readonly preallocate: number;
   private fh: OpenSegment | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
@@ -200,6 +213,8 @@ export class WriteAheadLog {
     this.runId = newRunId();
     this.syncsInFlight = opts.syncsInFlight ?? MAX_SYNCS_IN_FLIGHT;
     this.writeBatch = opts.writeBatch ?? writeDurably;
+    this.preallocate =
+      opts.preallocateBytes ?? Math.ceil(clamp(this.segmentBytes / 8, 4096, 1024 * 1024) / 4096) * 4096;
   }
 
   /**
@@ -368,8 +383,13 @@ export class WriteAheadLog {
     try {
       if (segment.broken) throw new Error('an earlier write to this segment failed');
       const open = this.fh?.segment === segment ? this.fh : await this.openSegment(segment);
+      const end = batch.offset + batch.frames.reduce((n, f) => n + f.length, 0);
+      if (this.preallocate > 0 && end > open.allocated) await this.allocate(open, end);
       written = this.writeBatch(open.fds[this.batches++ % open.fds.length]!, batch.frames, batch.offset);
       this.syncs++;
+      // The next stretch of zeros is written while the records fill this one.
+      if (this.preallocate > 0 && open.allocated - end < this.preallocate / 2)
+        this.allocate(open, open.allocated + 1).catch(() => {});
     } catch (err) {
       written = Promise.reject(err);
     }
@@ -431,22 +451,48 @@ export class WriteAheadLog {
       // O_EXCL: a segment is a new file (a new run id), never one written before.
       const { O_WRONLY, O_CREAT, O_EXCL, O_DSYNC } = constants;
       fds.push(await openAsync(segment.path, O_WRONLY | O_CREAT | O_EXCL | O_DSYNC, 0o600));
-      // Opened before any write they will sync, so they report every error after it.
-      while (fds.length < this.syncsInFlight) fds.push(await openAsync(segment.path, O_WRONLY | O_DSYNC));
+      // Opened before any write they will sync, so they report every error after it; the last
+      // one writes the zeros.
+      while (fds.length < this.syncsInFlight + 1) fds.push(await openAsync(segment.path, O_WRONLY | O_DSYNC));
       // The new file's name made durable once, before the first record in it is answered.
       await syncDir(segment.log.dir);
     } catch (err) {
       await Promise.all(fds.map((fd) => closeAsync(fd).catch(() => {})));
       throw err;
     }
-    this.fh = { segment, fds };
+    const zeroFd = fds.pop()!;
+    this.fh = { segment, fds, zeroFd, allocated: 0 };
     return this.fh;
+  }
+
+  /**
+   * Settles once the file holds zeros up to at least `atLeast` (a write of zeros past the
+   * records, durable, one size change for many records). Records are written only below
+   * `allocated`, so the zeros never land on one.
+   */
+  private allocate(open: OpenSegment, atLeast: number): Promise<void> {
+    if (open.allocated >= atLeast) return Promise.resolve();
+    if (!open.extending) {
+      const from = open.allocated;
+      const to = Math.ceil((Math.max(atLeast, from) + this.preallocate) / 4096) * 4096;
+      open.extending = writeZeros(open.zeroFd, from, to)
+        .then(() => {
+          open.allocated = to;
+        })
+        .finally(() => {
+          open.extending = undefined;
+        });
+    }
+    return open.extending.then(() => this.allocate(open, atLeast));
   }
 
   private async closeSegment(): Promise<void> {
     const fh = this.fh;
     this.fh = undefined;
-    if (fh) await Promise.all(fh.fds.map((fd) => closeAsync(fd)));
+    if (!fh) return;
+    // A zero fill still running finishes first: its descriptor is closed below.
+    await fh.extending?.catch(() => {});
+    await Promise.all([...fh.fds, fh.zeroFd].map((fd) => closeAsync(fd)));
   }
 
   private seal(segment: Segment): void {
@@ -482,6 +528,19 @@ export class WriteAheadLog {
 }
 
 const openAsync = promisify(openFd);
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+function clamp(x: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, x));
+}
+
+/** Zeros over [from, to) of the file, durable (the descriptor is O_DSYNC). */
+async function writeZeros(fd: number, from: number, to: number): Promise<void> {
+  for (let at = from; at < to; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, to - at);
+    await writeDurably(fd, [ZEROS.subarray(0, n)], at);
+  }
+}
 const closeAsync = promisify(closeFd);
 const fsyncAsync = promisify(fsync);
 
@@ -587,7 +646,9 @@ function readLogTree(dir: string, adopted: boolean, log: Logger, out: RecoveredR
     const segment: Segment = {
       path,
       log: logDir,
-      bytes: buf.length,
+      // The records, and a torn tail; the zeros written ahead of the records are not counted
+      // (as for the segment being written).
+      bytes: decoded.torn ? buf.length : decoded.validBytes,
       outstanding: 0,
       unwritten: 0,
       sealed: true,

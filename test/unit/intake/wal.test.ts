@@ -115,9 +115,9 @@ describe('WriteAheadLog', () => {
     await expect(later.durable).rejects.toMatchObject({ code: 'log-write-failed' });
   });
 
-  it('skips a torn last record with a log line and replays the ones before it', async () => {
+  it('skips a torn last record with a log line and replays the ones before it (records extending the file)', async () => {
     const dir = base();
-    const { wal } = await openLog(dir);
+    const { wal } = await openLog(dir, { preallocateBytes: 0 });
     await Promise.all([1, 2, 3].map((n) => wal.append({ n }).durable));
     await wal.close();
     const own = join(dir, 'amber-0');
@@ -127,6 +127,32 @@ describe('WriteAheadLog', () => {
     expect(recovered.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }]);
     const torn = lines.find((l) => l.msg.startsWith('torn record'));
     expect(torn).toMatchObject({ reason: 'short-record', segment: file });
+  });
+
+  it('skips a torn last record in a zero-filled segment: the bytes never written are zeros', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir);
+    await Promise.all([1, 2, 3].map((n) => wal.append({ n }).durable));
+    await wal.close();
+    const own = join(dir, 'amber-0');
+    const file = join(own, segments(own)[0]!);
+    const bytes = readFileSync(file);
+    const end = decodeFrames(bytes).validBytes;
+    expect(bytes.length).toBeGreaterThan(end); // zeros ahead of the records
+    expect(bytes.subarray(end).every((b) => b === 0)).toBe(true);
+    for (const unwritten of [3, 20]) {
+      // The process died before the last bytes of the last record reached the file.
+      const torn = Buffer.from(bytes);
+      torn.fill(0, end - unwritten, end);
+      writeFileSync(file, torn);
+      const again = await openLog(dir);
+      expect(again.recovered.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }]);
+      expect(again.lines.find((l) => l.msg.startsWith('torn record'))).toMatchObject({
+        reason: 'short-record',
+        segment: file,
+      });
+      await again.wal.close();
+    }
   });
 
   it('skips a record with a valid checksum but no sequence (never replays it as something else)', async () => {
@@ -315,7 +341,9 @@ describe('WriteAheadLog durable writes in flight (ADR 0029)', () => {
     // After a crash: exactly the record answered 2xx is replayed; the damage is logged.
     const again = await openLog(dir);
     expect(again.recovered.map((r) => r.body)).toEqual([{ n: 4 }]);
-    expect(again.lines.find((l) => l.msg.startsWith('torn record'))).toMatchObject({ reason: 'bad-checksum' });
+    expect(again.lines.find((l) => l.msg.startsWith('torn record'))).toMatchObject({
+      reason: 'bad-checksum',
+    });
   });
 
   it('refuses a batch still queued for a segment that failed, without writing it', async () => {
@@ -375,8 +403,14 @@ describe('WriteAheadLog durable writes in flight (ADR 0029)', () => {
     expect(recovered.map((r) => r.body)).toEqual([{ n: 1 }, { output: forged }]);
     // Torn at any byte of the second record: only the first is replayed, never a forged one.
     const secondStart = FRAME_HEADER + decoded.payloads[0]!.length;
-    for (let cut = secondStart + 1; cut < bytes.length; cut++)
-      expect(decodeFrames(bytes.subarray(0, cut)).payloads.map(String)).toEqual([String(decoded.payloads[0])]);
+    for (let cut = secondStart + 1; cut < decoded.validBytes; cut++) {
+      expect(decodeFrames(bytes.subarray(0, cut)).payloads.map(String)).toEqual([
+        String(decoded.payloads[0]),
+      ]);
+      const unwritten = Buffer.from(bytes);
+      unwritten.fill(0, cut, decoded.validBytes);
+      expect(decodeFrames(unwritten).payloads.map(String)).toEqual([String(decoded.payloads[0])]);
+    }
   });
 });
 
