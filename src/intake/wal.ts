@@ -287,7 +287,10 @@ export class WriteAheadLog {
     return this.totalBytes;
   }
 
-  /** fsyncs so far: with group commit, far fewer than appends under load. */
+  /**
+   * Batches made durable so far, each one O_DSYNC write (an fdatasync's worth; the zeros
+   * written ahead are not counted): with group commit, far fewer than appends under load.
+   */
   get fsyncs(): number {
     return this.syncs;
   }
