@@ -185,7 +185,7 @@ export class WriteAheadLog {
   private active: Segment | undefined;
   private totalBytes = 0;
   private queue: Pending[] = [];
-  /** A batch is being written (writes go out one at a time, in order). */
+  /** A batch's write is being started (they start one at a time, in order; many may run). */
   private writing = false;
   private pumpScheduled = false;
   /** Batches whose durable write has not settled yet. */
@@ -531,6 +531,8 @@ export class WriteAheadLog {
 }
 
 const openAsync = promisify(openFd);
+const closeAsync = promisify(closeFd);
+const fsyncAsync = promisify(fsync);
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 function clamp(x: number, min: number, max: number): number {
@@ -544,8 +546,6 @@ async function writeZeros(fd: number, from: number, to: number): Promise<void> {
     await writeDurably(fd, [ZEROS.subarray(0, n)], at);
   }
 }
-const closeAsync = promisify(closeFd);
-const fsyncAsync = promisify(fsync);
 
 async function syncDir(dir: string): Promise<void> {
   const fd = await openAsync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
