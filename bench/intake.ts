@@ -4,9 +4,11 @@
 // (said in the output; AMBER_BENCH_MEMORY_API=1 asks for it).
 // Each round runs three servers one after the other, in a rotating order: a bare fastify server
 // that only parses the JSON and answers 202 (the physical baseline, issue 14), Amber's intake
-// without the write-ahead log and with it (ADR 0014). Prints accepted alerts/s, latency, fsyncs,
-// API writes per run, then the medians and spreads of the rates and of the ratios taken within
-// each round: Amber / bare (target >= 0.5) and with the log / without (target >= 0.8).
+// without the write-ahead log and with it (ADR 0014). Prints accepted alerts/s, latency, fsyncs
+// (durable writes of the log, each one batch), API writes per run, then the medians and spreads
+// of the rates, of the ratios taken within each round: Amber / bare (target >= 0.5) and with the
+// log / without (target >= 0.8), of the server's CPU per alert, of the client's p99 latency and
+// of the log's fsyncs per second.
 //
 //   npx tsx bench/intake.ts [seconds=5] [connections=32] [rounds=5]
 //   AMBER_BENCH_PROFILE=/tmp/prof npx tsx bench/intake.ts 10 32 1   # a CPU profile of each load
@@ -145,6 +147,10 @@ async function runWrk(
 interface Run {
   rate: number;
   cpu: number;
+  /** Client latency p99, ms. */
+  p99: number;
+  /** The log's durable writes per second (with the log only). */
+  fsyncsPerSecond?: number;
 }
 
 type Variant = 'bare' | 'without' | 'with' | 'serial';
@@ -201,6 +207,8 @@ async function main(): Promise<void> {
   // drift in the machine's load falls on all three; ratios are taken within a round.
   const rates: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
   const cpus: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
+  const p99s: Record<Variant, number[]> = { bare: [], without: [], with: [], serial: [] };
+  const fsyncRates: number[] = [];
   for (let round = 0; round < rounds; round++) {
     const order = only ? [only] : VARIANTS.map((_, k) => VARIANTS[(k + round) % VARIANTS.length]!);
     for (const variant of order) {
@@ -222,6 +230,8 @@ async function main(): Promise<void> {
             );
       rates[variant].push(run.rate);
       cpus[variant].push(run.cpu);
+      p99s[variant].push(run.p99);
+      if (variant === 'with' && run.fsyncsPerSecond !== undefined) fsyncRates.push(run.fsyncsPerSecond);
     }
   }
   await stop();
@@ -248,6 +258,9 @@ async function main(): Promise<void> {
   console.log(`  bare CPU / Amber with the log CPU: ${describe(cpuRatios('with', 'bare'), 2)}`);
   console.log(`  bare CPU / Amber without the log CPU: ${describe(cpuRatios('without', 'bare'), 2)}`);
   console.log(`  without CPU / with CPU: ${describe(cpuRatios('with', 'without'), 2)}`);
+  console.log('client latency p99 (ms, median and spread):');
+  for (const v of VARIANTS) console.log(`  ${LABEL[v]}: ${describe(p99s[v], 1)}`);
+  console.log(`log fsyncs per second (with the log): ${describe(fsyncRates)}`);
 }
 
 /** Median, then min..max and every value in round order. */
@@ -279,7 +292,7 @@ async function runBare(seconds: number, connections: number, bodies: string[]): 
   console.log(`  requests: ${result.requests}, statuses: ${JSON.stringify(result.statuses)}`);
   console.log(`  accepted alerts/s: ${rate}`);
   console.log(cpuLine(result));
-  return { rate, cpu: result.cpuUsPerAlert ?? NaN };
+  return { rate, cpu: result.cpuUsPerAlert ?? NaN, p99: result.p99 };
 }
 
 let profiled = 0;
@@ -404,17 +417,19 @@ async function runOnce(
     `  client latency ms: p50 ${result.p50.toFixed(2)}, p99 ${result.p99.toFixed(2)}, max ${result.max.toFixed(2)}`,
   );
   console.log(`  server webhook p99 (histogram bucket bound): <= ${serverP99} s`);
+  let fsyncsPerSecond: number | undefined;
   if (opened) {
     const accepted = result.statuses[202] ?? 0;
+    fsyncsPerSecond = opened.wal.fsyncs / elapsed;
     console.log(
-      `  fsyncs: ${opened.wal.fsyncs} (${(accepted / Math.max(1, opened.wal.fsyncs)).toFixed(1)} alerts per fsync); log bytes left after the drain: ${opened.wal.bytes}`,
+      `  fsyncs: ${opened.wal.fsyncs} (${fsyncsPerSecond.toFixed(0)}/s, ${(accepted / Math.max(1, opened.wal.fsyncs)).toFixed(1)} alerts per fsync); log bytes left after the drain: ${opened.wal.bytes}`,
     );
     await opened.wal.close();
     rmSync(walDir!, { recursive: true, force: true });
   }
   console.log(`  peak RSS of the process so far: ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
   console.log(`  API writes: ${JSON.stringify(counting.calls)}; alerts still queued: ${engine.queueDepth}`);
-  return { rate, cpu: result.cpuUsPerAlert ?? NaN };
+  return { rate, cpu: result.cpuUsPerAlert ?? NaN, p99: result.p99, fsyncsPerSecond };
 }
 
 function cpuLine(r: LoadResult): string {

@@ -1,5 +1,6 @@
 // The write-ahead log alone under a closed loop of clients (each appends, waits until durable,
-// appends again), with 1, 2 and 3 fdatasyncs in flight (ADR 0019), interleaved in rounds. Every
+// appends again), with 1, 2 and 3 durable writes in flight (ADR 0019), and 3 without the zeros
+// written ahead of the records (records extend the file, ADR 0029), interleaved in rounds. Every
 // client appends again at once, so each batch holds them all: this isolates the disk, where
 // bench/intake.ts has requests arriving spread out.
 //   npx tsx bench/wal-pipeline.ts [clients=32] [seconds=3] [rounds=3]
@@ -12,7 +13,12 @@ import { silentLogger } from '../src/observability/logger.js';
 const clients = Number(process.argv[2] ?? 32);
 const seconds = Number(process.argv[3] ?? 3);
 const rounds = Number(process.argv[4] ?? 3);
-const settings = [{ syncsInFlight: 1 }, { syncsInFlight: 2 }, { syncsInFlight: 3 }];
+const settings = [
+  { syncsInFlight: 1 },
+  { syncsInFlight: 2 },
+  { syncsInFlight: 3 },
+  { syncsInFlight: 3, preallocateBytes: 0 },
+];
 const record = { case: 'x'.repeat(60), alert: { output: 'o'.repeat(500) } };
 const rates = settings.map(() => [] as number[]);
 /** CPU of the process (every thread, user and system) per append, µs. */

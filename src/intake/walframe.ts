@@ -7,6 +7,12 @@ import { crc32 } from 'node:zlib';
  *
  * so a record cut short by a crash mid-append (a torn tail) or damaged on disk is recognised
  * and never handed to replay as garbage. Pure: the file handling is in wal.ts.
+ *
+ * A segment may end in zeros: the log writes zeros ahead of its records so that a record's
+ * sync has no file size to commit (ADR 0029). A zero length where a record would start, with
+ * only zeros after it, is the end of the records; segments written before that end at their last
+ * record, and read the same. A payload never holds a zero byte (it is JSON, which escapes NUL),
+ * so zeros inside a record are bytes never written: a record cut short.
  */
 
 export const FRAME_HEADER = 8;
@@ -56,14 +62,26 @@ export function decodeFrames(buf: Buffer): DecodedFrames {
       validBytes: offset,
       torn: { offset, reason },
     });
+    if (zerosFrom(buf, offset)) break;
     if (buf.length - offset < FRAME_HEADER) return torn('short-header');
     const length = buf.readUInt32LE(offset);
     if (length === 0 || length > MAX_RECORD) return torn('bad-length');
     if (buf.length - offset - FRAME_HEADER < length) return torn('short-record');
     const payload = buf.subarray(offset + FRAME_HEADER, offset + FRAME_HEADER + length);
-    if (crc32(payload) !== buf.readUInt32LE(offset + 4)) return torn('bad-checksum');
+    if (crc32(payload) !== buf.readUInt32LE(offset + 4)) {
+      // The record's first bytes, then nothing written: cut short in a zero-filled segment.
+      const firstZero = payload.indexOf(0);
+      const cutShort = firstZero >= 0 && zerosFrom(buf, offset + FRAME_HEADER + firstZero);
+      return torn(cutShort ? 'short-record' : 'bad-checksum');
+    }
     payloads.push(payload);
     offset += FRAME_HEADER + length;
   }
   return { payloads, validBytes: offset };
+}
+
+/** Only zero bytes from `offset` to the end (none at all counts too). */
+function zerosFrom(buf: Buffer, offset: number): boolean {
+  for (let i = offset; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
 }

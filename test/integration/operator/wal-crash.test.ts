@@ -1,13 +1,13 @@
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
-  appendFileSync,
   closeSync,
   mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../../src/api/common.js';
 import { FORENSIC_CASE } from '../../../src/api/forensiccase.js';
 import { RESPONSE_POLICY } from '../../../src/api/responsepolicy.js';
-import { encodeFrame } from '../../../src/intake/walframe.js';
+import { decodeFrames, encodeFrame } from '../../../src/intake/walframe.js';
 import { installCrds } from '../../testenv/crds.js';
 import { postLikeFalcosidekick } from '../../testenv/falcosidekick.js';
 import { startCluster, type Cluster } from '../../testenv/kube.js';
@@ -286,14 +286,19 @@ describe('amber operator with a write-ahead log, killed during an API server out
 
     await op.kill();
 
-    // A crash mid-append leaves part of a record at the end of the newest segment.
+    // A crash mid-append leaves part of a record after the last one of the newest segment:
+    // where the next record goes, over the zeros written ahead of the records (ADR 0029).
     const own = join(walDir, 'amber-operator-0');
     const newest = readdirSync(own)
       .filter((f) => f.endsWith('.wal'))
       .sort()
       .at(-1)!;
     const torn = encodeFrame(Buffer.from(JSON.stringify({ seq: 999_999, body: { case: 'garbage' } })));
-    appendFileSync(join(own, newest), torn.subarray(0, torn.length - 7));
+    const segmentFile = join(own, newest);
+    const recordsEnd = decodeFrames(readFileSync(segmentFile)).validBytes;
+    const fd = openSync(segmentFile, 'r+');
+    writeSync(fd, torn.subarray(0, torn.length - 7), 0, torn.length - 7, recordsEnd);
+    closeSync(fd);
 
     proxy.restore();
     op = await Operator.start('operator-2', dir, kubeconfig, env);

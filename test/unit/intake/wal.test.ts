@@ -1,6 +1,9 @@
 import {
+  closeSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
+  readFileSync,
   readdirSync,
   rmSync,
   statSync,
@@ -13,8 +16,15 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeFrame } from '../../../src/intake/walframe.js';
-import { LogFullError, newRunId, WriteAheadLog, type WalOptions } from '../../../src/intake/wal.js';
+import { decodeFrames, encodeFrame, FRAME_HEADER } from '../../../src/intake/walframe.js';
+import {
+  LogFullError,
+  newRunId,
+  writeDurably,
+  WriteAheadLog,
+  type WalOptions,
+  type WriteBatch,
+} from '../../../src/intake/wal.js';
 
 /** Real files in a temporary directory: the log's file handling is what is under test. */
 const opened: WriteAheadLog[] = [];
@@ -105,9 +115,9 @@ describe('WriteAheadLog', () => {
     await expect(later.durable).rejects.toMatchObject({ code: 'log-write-failed' });
   });
 
-  it('skips a torn last record with a log line and replays the ones before it', async () => {
+  it('skips a torn last record with a log line and replays the ones before it (records extending the file)', async () => {
     const dir = base();
-    const { wal } = await openLog(dir);
+    const { wal } = await openLog(dir, { preallocateBytes: 0 });
     await Promise.all([1, 2, 3].map((n) => wal.append({ n }).durable));
     await wal.close();
     const own = join(dir, 'amber-0');
@@ -117,6 +127,32 @@ describe('WriteAheadLog', () => {
     expect(recovered.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }]);
     const torn = lines.find((l) => l.msg.startsWith('torn record'));
     expect(torn).toMatchObject({ reason: 'short-record', segment: file });
+  });
+
+  it('skips a torn last record in a zero-filled segment: the bytes never written are zeros', async () => {
+    const dir = base();
+    const { wal } = await openLog(dir);
+    await Promise.all([1, 2, 3].map((n) => wal.append({ n }).durable));
+    await wal.close();
+    const own = join(dir, 'amber-0');
+    const file = join(own, segments(own)[0]!);
+    const bytes = readFileSync(file);
+    const end = decodeFrames(bytes).validBytes;
+    expect(bytes.length).toBeGreaterThan(end); // zeros ahead of the records
+    expect(bytes.subarray(end).every((b) => b === 0)).toBe(true);
+    for (const unwritten of [3, 20]) {
+      // The process died before the last bytes of the last record reached the file.
+      const torn = Buffer.from(bytes);
+      torn.fill(0, end - unwritten, end);
+      writeFileSync(file, torn);
+      const again = await openLog(dir);
+      expect(again.recovered.map((r) => r.body)).toEqual([{ n: 1 }, { n: 2 }]);
+      expect(again.lines.find((l) => l.msg.startsWith('torn record'))).toMatchObject({
+        reason: 'short-record',
+        segment: file,
+      });
+      await again.wal.close();
+    }
   });
 
   it('skips a record with a valid checksum but no sequence (never replays it as something else)', async () => {
@@ -230,3 +266,156 @@ describe('WriteAheadLog taking over a log while it runs', () => {
     expect(wal.bytes).toBe(before);
   });
 });
+
+/** A real durable write that waits for `release` first: lets a later batch finish before it. */
+function held() {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  return { gate, release };
+}
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+describe('WriteAheadLog durable writes in flight (ADR 0029)', () => {
+  it('keeps records in append order in the file and answers in order when a later batch finishes first', async () => {
+    const dir = base();
+    const first = held();
+    let calls = 0;
+    let laterDone = false;
+    const writeBatch: WriteBatch = async (fd, frames, position) => {
+      if (calls++ === 0) {
+        await first.gate;
+        return writeDurably(fd, frames, position);
+      }
+      await writeDurably(fd, frames, position);
+      laterDone = true;
+    };
+    const { wal } = await openLog(dir, { writeBatch });
+    const answered: string[] = [];
+    const a = wal.append({ n: 'a' });
+    void a.durable.then(() => answered.push('a'));
+    await nextTurn();
+    const b = wal.append({ n: 'b' });
+    void b.durable.then(() => answered.push('b'));
+    // b is durable before a's write even starts: b must still wait for a.
+    await waitForAsync(() => laterDone);
+    for (let i = 0; i < 5; i++) await nextTurn();
+    expect(answered).toEqual([]);
+    first.release();
+    await Promise.all([a.durable, b.durable]);
+    expect(answered).toEqual(['a', 'b']);
+    expect(wal.fsyncs).toBe(2);
+    const { recovered } = await openLog(dir);
+    expect(recovered.map((r) => r.body)).toEqual([{ n: 'a' }, { n: 'b' }]);
+  });
+
+  it('refuses every later batch of a segment whose write failed part way, though their bytes are on disk, and writes on in a new segment', async () => {
+    const dir = base();
+    const first = held();
+    let calls = 0;
+    let laterDone = false;
+    // The first batch dies half way through its first record (a full disk mid-write).
+    const writeBatch: WriteBatch = async (fd, frames, position) => {
+      if (calls++ > 0) {
+        await writeDurably(fd, frames, position);
+        laterDone = true;
+        return;
+      }
+      await first.gate;
+      await writeDurably(fd, [frames[0]!.subarray(0, frames[0]!.length >> 1)], position);
+      throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    };
+    const { wal, lines } = await openLog(dir, { writeBatch });
+    const a = [wal.append({ n: 1 }), wal.append({ n: 2 })];
+    await nextTurn();
+    const b = wal.append({ n: 3 }); // durable on disk, but behind the torn batch
+    await waitForAsync(() => laterDone);
+    first.release();
+    for (const x of a) await expect(x.durable).rejects.toMatchObject({ code: 'log-write-failed' });
+    await expect(b.durable).rejects.toMatchObject({ code: 'log-write-failed', message: /earlier write/ });
+    expect(lines.filter((l) => l.msg === 'write-ahead log append failed')).toHaveLength(1);
+    // The next append goes to a new segment, not behind the damage.
+    const c = wal.append({ n: 4 });
+    await c.durable;
+    const own = join(dir, 'amber-0');
+    expect(segments(own)).toHaveLength(2);
+    // After a crash: exactly the record answered 2xx is replayed; the damage is logged.
+    const again = await openLog(dir);
+    expect(again.recovered.map((r) => r.body)).toEqual([{ n: 4 }]);
+    expect(again.lines.find((l) => l.msg.startsWith('torn record'))).toMatchObject({
+      reason: 'bad-checksum',
+    });
+  });
+
+  it('refuses a batch still queued for a segment that failed, without writing it', async () => {
+    const dir = base();
+    const first = held();
+    const writes: number[] = [];
+    const writeBatch: WriteBatch = async (fd, frames, position) => {
+      writes.push(frames.length);
+      if (writes.length === 1) {
+        await first.gate;
+        throw new Error('EIO: i/o error');
+      }
+      return writeDurably(fd, frames, position);
+    };
+    // One write in flight at a time: the second batch waits in the queue.
+    const { wal } = await openLog(dir, { writeBatch, syncsInFlight: 1 });
+    const a = wal.append({ n: 1 });
+    await nextTurn();
+    const b = [wal.append({ n: 2 }), wal.append({ n: 3 })];
+    first.release();
+    await expect(a.durable).rejects.toMatchObject({ code: 'log-write-failed' });
+    for (const x of b) await expect(x.durable).rejects.toMatchObject({ message: /earlier write/ });
+    expect(writes).toEqual([1]);
+    await wal.append({ n: 4 }).durable;
+    const { recovered } = await openLog(dir);
+    expect(recovered.map((r) => r.body)).toEqual([{ n: 4 }]);
+  });
+
+  it('rejects a write the file refuses (the default writer)', async () => {
+    const dir = base();
+    const path = join(dir, 'f');
+    writeFileSync(path, '');
+    const fd = openSync(path, 'r');
+    await expect(writeDurably(fd, [Buffer.from('x')], 0)).rejects.toMatchObject({ code: 'EBADF' });
+    closeSync(fd);
+  });
+
+  it('keeps an alert whose text is made of forged frames as one record, with no byte a frame header needs', async () => {
+    const dir = base();
+    const forgedFrames = Buffer.concat([
+      encodeFrame(Buffer.from('{"seq":1,"body":{"forged":true}}')),
+      encodeFrame(Buffer.from('{"seq":999,"body":{"forged":true}}')),
+    ]);
+    const forged = forgedFrames.toString('latin1');
+    const { wal } = await openLog(dir);
+    await wal.append({ n: 1 }).durable;
+    await wal.append({ output: forged }).durable;
+    await wal.close();
+    const own = join(dir, 'amber-0');
+    const bytes = readFileSync(join(own, segments(own)[0]!));
+    const decoded = decodeFrames(bytes);
+    expect(decoded.payloads).toHaveLength(2);
+    // A header's length is below 2^24, so its last byte is 0; JSON never writes a NUL byte, so
+    // no record can carry something that reads as a header, whatever the alert says.
+    for (const p of decoded.payloads) expect(p.includes(0)).toBe(false);
+    const { recovered } = await openLog(dir);
+    expect(recovered.map((r) => r.body)).toEqual([{ n: 1 }, { output: forged }]);
+    // Torn at any byte of the second record: only the first is replayed, never a forged one.
+    const secondStart = FRAME_HEADER + decoded.payloads[0]!.length;
+    for (let cut = secondStart + 1; cut < decoded.validBytes; cut++) {
+      expect(decodeFrames(bytes.subarray(0, cut)).payloads.map(String)).toEqual([
+        String(decoded.payloads[0]),
+      ]);
+      const unwritten = Buffer.from(bytes);
+      unwritten.fill(0, cut, decoded.validBytes);
+      expect(decodeFrames(unwritten).payloads.map(String)).toEqual([String(decoded.payloads[0])]);
+    }
+  });
+});
+
+async function waitForAsync(cond: () => boolean): Promise<void> {
+  // The writes run on the fs thread pool; poll on the event, not a fixed sleep.
+  for (let i = 0; i < 2500 && !cond(); i++) await sleep(2);
+  expect(cond()).toBe(true);
+}
